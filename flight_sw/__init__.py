@@ -1,0 +1,4 @@
+"""Python flight software: executive, modes, FDIR, payload manager, TM/TC.
+
+Uses ``native`` and ``firmware_bridge``; never imports ``hil_rig``.
+"""

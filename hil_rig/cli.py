@@ -1,0 +1,56 @@
+"""The ``hil`` command line.
+
+Each subcommand lives in its own module, which provides ``register(subparsers)``:
+it adds its parser and sets ``func`` (called with the parsed namespace, returns
+the exit code). Add a module to ``COMMANDS`` to add a subcommand.
+
+Bad input exits 2 with a message naming what was wrong, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hil_rig import __version__
+
+# Modules that provide `register(subparsers)`, in the order they appear in --help.
+COMMANDS: tuple[str, ...] = ()
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as ``hil: error: ...`` and exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hil",
+        description="orbit-hil: hardware-in-the-loop testbed for compute-payload satellites.",
+    )
+    parser.add_argument("--version", action="version", version=f"orbit-hil {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(func(args) or 0)
+    except UsageError as exc:
+        print(f"hil: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hil: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
