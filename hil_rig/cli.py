@@ -16,7 +16,9 @@ import sys
 from hil_rig import __version__
 
 # Modules that provide `register(subparsers)`, in the order they appear in --help.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = (
+    # one module per line
+)
 
 
 class UsageError(Exception):
