@@ -1,0 +1,253 @@
+"""The telemetry archive of a run: one SQLite file (schema in docs/archive.md).
+
+- ``telemetry``: one row per simulated second, one column per channel; the
+  ``channels`` table names each column's unit and meaning;
+- ``payload``: one row per board per simulated second;
+- ``events``: the event log (mode changes, faults, FDIR steps, verdicts...);
+- ``meta``: scenario name, seed, epoch, versions. No wall-clock values live in
+  any table, so the same scenario and seed in virtual time give the same rows;
+  wall-clock figures go to ``summary.json`` only.
+
+The file is in WAL mode and the writer commits after every simulated second,
+so a crash (or SIGKILL) loses at most the last simulated second.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> a = Archive(d / "telemetry.sqlite", [Channel("soc", "1", "battery state of charge")])
+>>> a.telemetry(0, [0.9]); a.event(0, "rig", "start", "hello"); a.commit(); a.close()
+>>> run = load_run(d)
+>>> float(run["telemetry"]["soc"][0]), str(run["events"]["kind"][0])
+(0.9, 'start')
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import pathlib
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+ARCHIVE_NAME = "telemetry.sqlite"
+SCHEMA_VERSION = 1
+
+_IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Channel:
+    """One telemetry column: its name (SQL identifier, carries its unit), unit, meaning."""
+
+    name: str
+    unit: str
+    description: str
+    kind: str = "REAL"  # REAL or INTEGER
+
+
+class ArchiveError(RuntimeError):
+    pass
+
+
+class Archive:
+    """Writer. Rows are buffered in the open transaction; :meth:`commit` ends it."""
+
+    def __init__(self, path: str | pathlib.Path, channels: Sequence[Channel],
+                 meta: Mapping[str, object] | None = None) -> None:
+        self.path = pathlib.Path(path)
+        if self.path.exists():
+            raise ArchiveError(f"{self.path}: archive exists already; runs never overwrite")
+        for c in channels:
+            if not _IDENT.match(c.name) or c.name == "t_ns":
+                raise ArchiveError(f"channel name {c.name!r} is not a plain identifier")
+            if c.kind not in ("REAL", "INTEGER"):
+                raise ArchiveError(f"channel {c.name}: kind must be REAL or INTEGER")
+        self.channels = list(channels)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        cols = "".join(f", {c.name} {c.kind}" for c in self.channels)
+        self.db.executescript(
+            f"""
+            BEGIN;
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE channels (name TEXT PRIMARY KEY, unit TEXT NOT NULL,
+                                   description TEXT NOT NULL, position INTEGER NOT NULL);
+            CREATE TABLE telemetry (t_ns INTEGER PRIMARY KEY{cols});
+            CREATE TABLE payload (t_ns INTEGER NOT NULL, board TEXT NOT NULL,
+                                  state TEXT NOT NULL, power_w REAL, temp_k REAL,
+                                  jobs_done INTEGER, PRIMARY KEY (t_ns, board));
+            CREATE TABLE events (seq INTEGER PRIMARY KEY, t_ns INTEGER NOT NULL,
+                                 source TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+            CREATE INDEX events_t ON events (t_ns);
+            COMMIT;
+            """
+        )
+        self.db.execute("BEGIN")
+        self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        for k, v in sorted((meta or {}).items()):
+            self.db.execute("INSERT INTO meta VALUES (?, ?)", (k, str(v)))
+        self.db.executemany(
+            "INSERT INTO channels VALUES (?, ?, ?, ?)",
+            [(c.name, c.unit, c.description, i) for i, c in enumerate(self.channels)],
+        )
+        self._tm_sql = (
+            f"INSERT INTO telemetry VALUES (?{', ?' * len(self.channels)})"
+        )
+        self.commit()
+
+    def telemetry(self, t_ns: int, values: Sequence[float | int | None]) -> None:
+        """One telemetry row at ``t_ns`` (values in channel order)."""
+        if len(values) != len(self.channels):
+            raise ArchiveError(f"expected {len(self.channels)} values, got {len(values)}")
+        self.db.execute(self._tm_sql, (int(t_ns), *values))
+
+    def payload(self, t_ns: int, board: str, state: str, power_w: float | None,
+                temp_k: float | None, jobs_done: int | None) -> None:
+        self.db.execute("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?)",
+                        (int(t_ns), board, state, power_w, temp_k, jobs_done))
+
+    def event(self, t_ns: int, source: str, kind: str, detail: str = "") -> None:
+        self.db.execute("INSERT INTO events (t_ns, source, kind, detail) VALUES (?, ?, ?, ?)",
+                        (int(t_ns), source, kind, detail))
+
+    def set_meta(self, key: str, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+    def commit(self) -> None:
+        """End the transaction (call at least every simulated second)."""
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+
+    def close(self) -> None:
+        if self.db is None:
+            return
+        self.db.execute("COMMIT")
+        # Fold the WAL back into the main file so the archive is one file at rest.
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("PRAGMA journal_mode=DELETE")
+        self.db.close()
+        self.db = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- reading -------------------------------------------------------------------------
+TABLES = ("meta", "channels", "telemetry", "payload", "events")
+
+
+class Run(dict):
+    """``load_run`` result: table name -> numpy structured array, plus ``meta`` (a dict)
+    under ``run.meta`` and the directory under ``run.path``."""
+
+    path: pathlib.Path
+    meta: dict[str, str]
+
+    def to_pandas(self) -> dict[str, Any]:
+        """Table name -> pandas DataFrame (pandas is optional; ImportError names it)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Run.to_pandas() needs pandas: python -m pip install pandas") from None
+        return {name: pd.DataFrame.from_records(arr) for name, arr in self.items()}
+
+
+def _structured(cur: sqlite3.Cursor) -> np.ndarray:
+    rows = cur.fetchall()
+    names = [d[0] for d in cur.description]
+    fields = []
+    for j, name in enumerate(names):
+        col = [r[j] for r in rows]
+        kinds = {type(v) for v in col if v is not None}
+        if kinds <= {int} and None not in col:
+            fields.append((name, np.int64))
+        elif kinds <= {int, float}:
+            fields.append((name, np.float64))
+        else:
+            width = max((len(str(v)) for v in col), default=1)
+            fields.append((name, f"U{max(width, 1)}"))
+    arr = np.empty(len(rows), dtype=fields)
+    for j, (name, dt) in enumerate(fields):
+        col = [r[j] for r in rows]
+        if dt == np.float64:
+            arr[name] = [np.nan if v is None else v for v in col]
+        elif dt == np.int64:
+            arr[name] = col
+        else:
+            arr[name] = ["" if v is None else str(v) for v in col]
+    return arr
+
+
+def _archive_path(run: str | pathlib.Path) -> pathlib.Path:
+    p = pathlib.Path(run)
+    if p.is_dir():
+        p = p / ARCHIVE_NAME
+    if not p.exists():
+        raise ArchiveError(f"{p}: no telemetry archive there")
+    return p
+
+
+def load_run(run_dir: str | pathlib.Path) -> Run:
+    """Load a run directory (or its ``telemetry.sqlite``) into numpy structured arrays,
+    one per table: ``telemetry``, ``payload``, ``events``, ``channels``, ``meta``.
+    Works on the archive of a run that is still going or was killed."""
+    path = _archive_path(run_dir)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        run = Run()
+        for table in TABLES:
+            order = {"meta": "key", "channels": "position", "telemetry": "t_ns",
+                     "payload": "t_ns, board", "events": "seq"}[table]
+            run[table] = _structured(db.execute(f"SELECT * FROM {table} ORDER BY {order}"))
+        run.meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise ArchiveError(f"{path}: not a readable orbit-hil archive: {exc}") from None
+    finally:
+        db.close()
+    run.path = path.parent
+    return run
+
+
+def table_rows(run_dir: str | pathlib.Path, table: str) -> list[tuple]:
+    """All rows of one table in key order (for row-for-row comparisons)."""
+    if table not in TABLES:
+        raise ArchiveError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    path = _archive_path(run_dir)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+    finally:
+        db.close()
+
+
+def export_csv(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
+               tables: Iterable[str] = TABLES) -> list[pathlib.Path]:
+    """Write one CSV per table (header row, then rows) into ``out_dir``."""
+    path = _archive_path(run_dir)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    written = []
+    try:
+        for table in tables:
+            cur = db.execute(f"SELECT * FROM {table} ORDER BY 1")
+            dest = out / f"{table}.csv"
+            with dest.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow([d[0] for d in cur.description])
+                for row in cur:
+                    w.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v)
+                                for v in row])
+            written.append(dest)
+    except sqlite3.DatabaseError as exc:
+        raise ArchiveError(f"{path}: not a readable orbit-hil archive: {exc}") from None
+    finally:
+        db.close()
+    return written

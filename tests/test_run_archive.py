@@ -1,0 +1,113 @@
+"""Telemetry archive (hil_rig.archive) and ``hil archive export``."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hil_rig.archive import Archive, ArchiveError, Channel, export_csv, load_run, table_rows
+from hil_rig.cli import main as hil_main
+
+CH = [Channel("soc", "1", "state of charge"), Channel("orbit", "1", "orbit number", "INTEGER")]
+
+
+def _write(d: pathlib.Path, rows: list[tuple[int, float, int]]) -> None:
+    with Archive(d / "telemetry.sqlite", CH, meta={"scenario": "t", "seed": 1}) as a:
+        for t, soc, orb in rows:
+            a.telemetry(t, [soc, orb])
+            a.payload(t, "p0", "running", 5.0, 300.0, orb)
+            a.event(t, "rig", "tick", f"t={t}")
+            a.commit()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1, allow_nan=False), st.integers(0, 50)), max_size=30))
+def test_round_trip(tmp_path_factory: pytest.TempPathFactory, vals: list[tuple[float, int]]) -> None:
+    d = tmp_path_factory.mktemp("run")
+    rows = [(i * 1_000_000_000, s, o) for i, (s, o) in enumerate(vals)]
+    _write(d, rows)
+    run = load_run(d)
+    assert run.meta["scenario"] == "t" and run.meta["schema_version"] == "1"
+    tm = run["telemetry"]
+    assert tm.dtype.names == ("t_ns", "soc", "orbit")
+    assert [(int(r["t_ns"]), float(r["soc"]), int(r["orbit"])) for r in tm] == rows
+    assert len(run["events"]) == len(rows) == len(run["payload"])
+    assert list(run["channels"]["name"]) == ["soc", "orbit"]
+
+
+def test_csv_export_cli(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(tmp_path, [(0, 0.5, 1), (10**9, 0.25, 1)])
+    assert hil_main(["archive", "export", str(tmp_path), "--csv", str(tmp_path / "csv")]) == 0
+    with (tmp_path / "csv" / "telemetry.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [["t_ns", "soc", "orbit"], ["0", "0.5", "1"], ["1000000000", "0.25", "1"]]
+    assert {p.name for p in (tmp_path / "csv").iterdir()} == {
+        "telemetry.csv", "payload.csv", "events.csv", "meta.csv", "channels.csv"}
+    assert hil_main(["archive", "export", str(tmp_path / "nope"), "--csv", str(tmp_path)]) == 2
+    assert "no telemetry archive there" in capsys.readouterr().err
+
+
+def test_bad_archive_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "telemetry.sqlite").write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(ArchiveError, match="not a readable orbit-hil archive"):
+        load_run(tmp_path)
+    with pytest.raises(ArchiveError, match="exists already"):
+        Archive(tmp_path / "telemetry.sqlite", CH)
+
+
+def test_to_pandas_optional(tmp_path: pathlib.Path) -> None:
+    _write(tmp_path, [(0, 0.5, 1)])
+    run = load_run(tmp_path)
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="needs pandas"):
+            run.to_pandas()
+    else:
+        assert run.to_pandas()["telemetry"]["soc"].tolist() == [0.5]
+
+
+def test_sigkill_loses_at_most_the_last_second(tmp_path: pathlib.Path) -> None:
+    """A writer killed with SIGKILL mid-transaction: everything committed is readable."""
+    script = textwrap.dedent(f"""
+        import sys
+        from hil_rig.archive import Archive, Channel
+        a = Archive({str(tmp_path / 'telemetry.sqlite')!r}, [Channel("soc", "1", "soc")])
+        for t in range(100):
+            a.telemetry(t * 10**9, [t / 100])
+            a.commit()
+        a.telemetry(100 * 10**9, [1.0])   # left uncommitted
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        p.kill()
+    tm = load_run(tmp_path)["telemetry"]
+    assert len(tm) == 100 and np.array_equal(tm["t_ns"], np.arange(100) * 10**9)
+    assert table_rows(tmp_path, "telemetry")[-1] == (99 * 10**9, 0.99)
+    # and the file is a sound database
+    assert sqlite3.connect(tmp_path / "telemetry.sqlite").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_export_names_unknown_table(tmp_path: pathlib.Path) -> None:
+    _write(tmp_path, [(0, 0.5, 1)])
+    with pytest.raises(ArchiveError, match="unknown table"):
+        table_rows(tmp_path, "nope")
+    assert len(export_csv(tmp_path, tmp_path / "c", tables=["events"])) == 1
