@@ -1,0 +1,330 @@
+"""The one telemetry and telecommand dictionary.
+
+Housekeeping channels, events and commands are defined here once, with units
+and limits. The flight software encodes from it, the ground port and ground
+tools decode with it, and the archive reads it for units and limits.
+
+Packets are CCSDS Space Packets (big-endian):
+
+* housekeeping, APID ``HK_APID``: primary header, secondary header (``t_ns``
+  u64), then every channel in dictionary order, each in its declared format;
+* events, APID ``EVENT_APID``: primary header, ``t_ns`` u64, event id u16,
+  severity u8, then the event's fields as UTF-8 JSON;
+* telecommands, APID ``TC_APID``: see :mod:`flight_sw.tc`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+HK_APID = 0x100
+EVENT_APID = 0x101
+TC_APID = 0x080
+TM_MAX_PACKET = 4096
+
+MODE_NAMES = ("BOOT", "DETUMBLE", "SAFE", "SUN_POINT", "COMPUTE")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A housekeeping channel: name, struct format, unit, red limits."""
+
+    name: str
+    fmt: str  # struct code: "d" f64, "I" u32, "B" u8
+    unit: str
+    lo: float | None = None
+    hi: float | None = None
+    desc: str = ""
+
+    def in_limits(self, value: float) -> bool:
+        if self.lo is not None and value < self.lo:
+            return False
+        return not (self.hi is not None and value > self.hi)
+
+
+_SPACECRAFT_CHANNELS: tuple[Channel, ...] = (
+    Channel("mode", "B", "enum", desc="flight mode, index into MODE_NAMES"),
+    Channel("soc", "d", "1", 0.15, 1.0, "battery state of charge (C core estimate)"),
+    Channel("battery_v", "d", "V", 6.0, 8.6, "battery voltage"),
+    Channel("battery_i_a", "d", "A", desc="battery current, positive charging"),
+    Channel("solar_power_w", "d", "W", desc="array generation"),
+    Channel("load_power_w", "d", "W", desc="bus load"),
+    Channel("eps_mode", "B", "enum", desc="EPS power mode (C core)"),
+    Channel("payload_budget_w", "d", "W", 0.0, None, "EPS payload power budget (C core)"),
+    Channel("thermal_derate", "d", "1", 0.0, 1.0, "thermal payload derating (C core)"),
+    Channel("throttle_cmd", "d", "1", 0.0, 1.0, "throttle commanded to the payloads"),
+    Channel("rate_norm_rad_s", "d", "rad/s", None, 0.2, "body rate magnitude"),
+    Channel("pointing_error_rad", "d", "rad", desc="ADCS pointing error (C core)"),
+    Channel("temp_battery_k", "d", "K", 268.15, 318.15, "battery temperature"),
+    Channel("temp_payload_max_k", "d", "K", None, 363.15, "hottest payload zone"),
+    Channel("in_eclipse_pred", "B", "bool", desc="onboard predictor says eclipse now"),
+    Channel("t_to_eclipse_s", "d", "s", desc="time to next predicted eclipse entry (-1: none)"),
+    Channel("eclipse_duration_s", "d", "s", desc="predicted duration of next/current eclipse"),
+    Channel("payload_suspended", "B", "bool", desc="payload suspended for energy"),
+    Channel("jobs_queued", "I", "1"),
+    Channel("jobs_running", "I", "1"),
+    Channel("jobs_completed", "I", "1"),
+    Channel("jobs_failed", "I", "1"),
+    Channel("seu_detected", "I", "1", desc="results caught corrupted"),
+    Channel("boards_isolated", "I", "1"),
+    Channel("tc_accepted", "I", "1"),
+    Channel("tc_rejected", "I", "1"),
+    Channel("overruns", "I", "1", None, 0, "rate-group overruns since boot"),
+    Channel("watchdog_ok", "B", "bool", 1, 1, "software watchdog stroked"),
+    Channel("fdir_actions", "I", "1", desc="recovery actions taken since boot"),
+)
+
+
+def _board_channels(board: str) -> tuple[Channel, ...]:
+    return (
+        Channel(f"board.{board}.temp_k", "d", "K", None, 363.15, f"{board} hottest zone"),
+        Channel(f"board.{board}.power_w", "d", "W", desc=f"{board} power"),
+        Channel(f"board.{board}.state", "B", "enum", desc=f"{board} state, index into BOARD_STATES"),
+        Channel(f"board.{board}.throttle", "d", "1", 0.0, 1.0, f"{board} throttle"),
+    )
+
+
+BOARD_STATES = ("OFF", "IDLE", "BUSY", "SUSPENDED", "FAULT", "ISOLATED")
+
+
+def hk_channels(boards: Sequence[str]) -> tuple[Channel, ...]:
+    """Every housekeeping channel for a spacecraft carrying ``boards``."""
+    out = list(_SPACECRAFT_CHANNELS)
+    for b in boards:
+        out.extend(_board_channels(b))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class EventDef:
+    id: int
+    name: str
+    severity: str  # "info", "warning", "error", "security"
+    desc: str
+
+
+EVENTS: tuple[EventDef, ...] = (
+    EventDef(1, "mode_transition", "info", "mode change: from, to, reason (commanded|autonomous), cause"),
+    EventDef(2, "mode_refused", "warning", "transition refused by its guard: from, to, cause"),
+    EventDef(3, "fdir_trip", "warning", "a monitor crossed its limit for its persistence"),
+    EventDef(4, "fdir_action", "error", "a recovery step: target, action, cause, step"),
+    EventDef(5, "fdir_cleared", "info", "a monitor back in limits; ladder reset"),
+    EventDef(6, "overrun", "warning", "a rate group finished after its next release"),
+    EventDef(7, "health_missed", "warning", "a component did not answer its health ping"),
+    EventDef(8, "watchdog_expired", "error", "the software watchdog was not stroked in time"),
+    EventDef(9, "tc_accepted", "info", "telecommand accepted and executed"),
+    EventDef(10, "tc_rejected", "security", "telecommand refused: reason"),
+    EventDef(11, "tc_failed", "warning", "authenticated telecommand failed in execution"),
+    EventDef(12, "job_started", "info", "job dispatched to a board"),
+    EventDef(13, "job_completed", "info", "job finished and its digest verified"),
+    EventDef(14, "job_failed", "warning", "job failed or timed out"),
+    EventDef(15, "seu_detected", "error", "a result digest did not verify"),
+    EventDef(16, "payload_suspended", "info", "payload checkpointed and suspended before eclipse"),
+    EventDef(17, "payload_resumed", "info", "payload resumed after eclipse"),
+    EventDef(18, "board_power", "info", "board power switched"),
+    EventDef(19, "eclipse_predicted", "info", "next eclipse entry and exit from onboard TLE"),
+    EventDef(20, "tle_loaded", "info", "TLE uploaded"),
+    EventDef(21, "link_error", "warning", "payload link error"),
+)
+EVENT_BY_NAME = {e.name: e for e in EVENTS}
+EVENT_BY_ID = {e.id: e for e in EVENTS}
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str  # "u8", "u32", "f64", "str"
+    unit: str = ""
+    lo: float | None = None
+    hi: float | None = None
+
+
+@dataclass(frozen=True)
+class CommandDef:
+    opcode: int
+    name: str
+    args: tuple[Arg, ...]
+    desc: str
+
+
+COMMANDS: tuple[CommandDef, ...] = (
+    CommandDef(1, "noop", (), "no operation; proves the uplink"),
+    CommandDef(2, "set_mode", (Arg("mode", "str"),), "request a mode (guarded)"),
+    CommandDef(3, "upload_tle", (Arg("tle", "str"),), "upload the orbit as a 2- or 3-line TLE"),
+    CommandDef(
+        4,
+        "queue_job",
+        (
+            Arg("workload", "str"),
+            Arg("params", "str"),
+            Arg("deadline_s", "f64", "s", 0.0, 1e7),
+            Arg("verify", "str"),
+        ),
+        "queue a payload job; params is JSON; verify is 'none', 'redundant' or 'known_answer'",
+    ),
+    CommandDef(5, "cancel_job", (Arg("job_id", "u32"),), "cancel a queued or running job"),
+    CommandDef(6, "isolate_board", (Arg("board", "str"),), "isolate a board (power off)"),
+    CommandDef(7, "readmit_board", (Arg("board", "str"),), "readmit an isolated board"),
+    CommandDef(8, "set_throttle_cap", (Arg("cap", "f64", "1", 0.0, 1.0),), "cap the payload throttle"),
+    CommandDef(9, "fdir_enable", (Arg("monitor", "str"), Arg("enable", "u8", "", 0, 1)), "enable or disable a monitor"),
+)
+COMMAND_BY_NAME = {c.name: c for c in COMMANDS}
+COMMAND_BY_OPCODE = {c.opcode: c for c in COMMANDS}
+
+
+class DictionaryError(ValueError):
+    """A command or packet that does not match the dictionary."""
+
+
+def check_args(cmd: CommandDef, args: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``args`` against ``cmd``; return them converted to their types."""
+    names = {a.name for a in cmd.args}
+    extra = set(args) - names
+    if extra:
+        raise DictionaryError(f"{cmd.name}: unknown argument(s) {sorted(extra)}")
+    out: dict[str, Any] = {}
+    for a in cmd.args:
+        if a.name not in args:
+            raise DictionaryError(f"{cmd.name}: missing argument {a.name!r}")
+        v = args[a.name]
+        if a.type == "str":
+            if not isinstance(v, str):
+                raise DictionaryError(f"{cmd.name}.{a.name}: expected a string, got {type(v).__name__}")
+        elif a.type in ("u8", "u32"):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise DictionaryError(f"{cmd.name}.{a.name}: expected an integer, got {v!r}")
+            top = 0xFF if a.type == "u8" else 0xFFFFFFFF
+            if not 0 <= v <= top:
+                raise DictionaryError(f"{cmd.name}.{a.name}: {v} outside {a.type}")
+        elif a.type == "f64":
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise DictionaryError(f"{cmd.name}.{a.name}: expected a number, got {v!r}")
+            v = float(v)
+            if v != v or v in (float("inf"), float("-inf")):
+                raise DictionaryError(f"{cmd.name}.{a.name}: not finite")
+        if a.lo is not None and v < a.lo or a.hi is not None and v > a.hi:
+            raise DictionaryError(f"{cmd.name}.{a.name}: {v} outside [{a.lo}, {a.hi}] {a.unit}")
+        out[a.name] = v
+    return out
+
+
+def encode_args(cmd: CommandDef, args: Mapping[str, Any]) -> bytes:
+    args = check_args(cmd, args)
+    parts = []
+    for a in cmd.args:
+        v = args[a.name]
+        if a.type == "str":
+            b = v.encode("utf-8")
+            if len(b) > 0xFFFF:
+                raise DictionaryError(f"{cmd.name}.{a.name}: string too long")
+            parts.append(struct.pack(">H", len(b)) + b)
+        else:
+            parts.append(struct.pack({"u8": ">B", "u32": ">I", "f64": ">d"}[a.type], v))
+    return b"".join(parts)
+
+
+def decode_args(cmd: CommandDef, data: bytes) -> dict[str, Any]:
+    """Inverse of :func:`encode_args`; raises DictionaryError on any mismatch."""
+    out: dict[str, Any] = {}
+    pos = 0
+    for a in cmd.args:
+        try:
+            if a.type == "str":
+                (n,) = struct.unpack_from(">H", data, pos)
+                pos += 2
+                if pos + n > len(data):
+                    raise DictionaryError(f"{cmd.name}.{a.name}: string runs past the packet")
+                out[a.name] = data[pos : pos + n].decode("utf-8")
+                pos += n
+            else:
+                fmt = {"u8": ">B", "u32": ">I", "f64": ">d"}[a.type]
+                (out[a.name],) = struct.unpack_from(fmt, data, pos)
+                pos += struct.calcsize(fmt)
+        except (struct.error, UnicodeDecodeError) as e:
+            raise DictionaryError(f"{cmd.name}.{a.name}: {e}") from None
+    if pos != len(data):
+        raise DictionaryError(f"{cmd.name}: {len(data) - pos} trailing byte(s)")
+    return check_args(cmd, out)
+
+
+# --- CCSDS space packet primary header -------------------------------------------------
+
+
+def primary_header(apid: int, seq: int, data_len: int, *, tc: bool) -> bytes:
+    """6-byte CCSDS primary header; ``data_len`` is the data field length in bytes."""
+    if not 1 <= data_len <= 65536:
+        raise DictionaryError(f"data field length {data_len} outside 1..65536")
+    word0 = (0 << 13) | ((1 if tc else 0) << 12) | (1 << 11) | (apid & 0x7FF)
+    word1 = (0b11 << 14) | (seq & 0x3FFF)
+    return struct.pack(">HHH", word0, word1, data_len - 1)
+
+
+def parse_primary_header(buf: bytes) -> tuple[int, bool, int, int]:
+    """Return (apid, is_tc, seq, total packet length). Raises DictionaryError."""
+    if len(buf) < 6:
+        raise DictionaryError("shorter than a primary header")
+    w0, w1, ln = struct.unpack_from(">HHH", buf, 0)
+    if w0 >> 13 != 0:
+        raise DictionaryError(f"packet version {w0 >> 13}, expected 0")
+    return w0 & 0x7FF, bool(w0 & 0x1000), w1 & 0x3FFF, ln + 7
+
+
+class TmCodec:
+    """Encodes and decodes housekeeping and event packets from the dictionary."""
+
+    def __init__(self, boards: Iterable[str]) -> None:
+        self.boards = tuple(boards)
+        self.channels = hk_channels(self.boards)
+        self._fmt = struct.Struct(">Q" + "".join(c.fmt for c in self.channels))
+        self._seq = {HK_APID: 0, EVENT_APID: 0}
+
+    def _next(self, apid: int) -> int:
+        s = self._seq[apid]
+        self._seq[apid] = (s + 1) & 0x3FFF
+        return s
+
+    def encode_hk(self, t_ns: int, values: Mapping[str, float]) -> bytes:
+        vals = []
+        for c in self.channels:
+            v = values.get(c.name, 0)
+            if c.fmt == "d":
+                vals.append(float(v))
+            else:
+                top = 0xFF if c.fmt == "B" else 0xFFFFFFFF
+                vals.append(min(max(int(v), 0), top))
+        body = self._fmt.pack(int(t_ns), *vals)
+        return primary_header(HK_APID, self._next(HK_APID), len(body), tc=False) + body
+
+    def encode_event(self, t_ns: int, name: str, fields: Mapping[str, Any]) -> bytes:
+        ev = EVENT_BY_NAME[name]
+        text = json.dumps(dict(fields), sort_keys=True, default=str).encode("utf-8")
+        text = text[: TM_MAX_PACKET - 32]
+        body = struct.pack(">QHB", int(t_ns), ev.id, _SEVERITIES.index(ev.severity)) + text
+        return primary_header(EVENT_APID, self._next(EVENT_APID), len(body), tc=False) + body
+
+    def decode(self, pkt: bytes) -> dict[str, Any]:
+        """Decode one TM packet into a dict with ``kind`` 'hk' or 'event'."""
+        apid, is_tc, _seq, n = parse_primary_header(pkt)
+        if is_tc or n != len(pkt):
+            raise DictionaryError("not a complete TM packet")
+        body = pkt[6:]
+        if apid == HK_APID:
+            if len(body) != self._fmt.size:
+                raise DictionaryError(f"hk packet of {len(body)} bytes, expected {self._fmt.size}")
+            t, *vals = self._fmt.unpack(body)
+            return {"kind": "hk", "t_ns": t, **{c.name: v for c, v in zip(self.channels, vals, strict=True)}}
+        if apid == EVENT_APID:
+            t, eid, sev = struct.unpack_from(">QHB", body, 0)
+            ev = EVENT_BY_ID.get(eid)
+            if ev is None:
+                raise DictionaryError(f"unknown event id {eid}")
+            return {"kind": "event", "t_ns": t, "name": ev.name, "severity": _SEVERITIES[sev],
+                    "fields": json.loads(body[11:].decode("utf-8"))}
+        raise DictionaryError(f"unknown TM APID {apid:#x}")
+
+
+_SEVERITIES = ("info", "warning", "error", "security")

@@ -1,0 +1,110 @@
+"""Hardware interfaces of the flight software.
+
+Flight code sees the spacecraft only through these small protocols. The rig
+(``hil_rig``) implements them with its simulated plant and its real or virtual
+instruments; the tests implement them with a hand-written fake plant. Nothing
+here knows that a rig exists.
+
+Units are SI, frames are named: ``omega_body_rad_s`` is the body rate in the
+body frame, ``b_body_t`` the magnetic field in the body frame (tesla),
+``sun_body`` a unit vector to the sun in the body frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class Clock(Protocol):
+    """Simulation time: integer nanoseconds since the scenario epoch."""
+
+    def now_ns(self) -> int: ...
+
+
+@dataclass
+class SensorFrame:
+    """One sample of every spacecraft sensor, read at the start of a frame.
+
+    ``sun_valid`` is False when no sun sensor sees the sun (eclipse, or the sun
+    outside every sensor's field of view). ``temps_k`` holds the thermal zones
+    by name (for example ``"battery"``, ``"payload.jetson0"``, ``"radiator"``).
+    """
+
+    t_ns: int
+    omega_body_rad_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    b_body_t: tuple[float, float, float] = (2e-5, 0.0, 0.0)
+    sun_body: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    sun_valid: bool = True
+    wheel_speed_rad_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    battery_v: float = 8.0
+    battery_i_a: float = 0.0  # positive = charging
+    solar_power_w: float = 0.0
+    load_power_w: float = 0.0
+    temps_k: Mapping[str, float] = field(default_factory=dict)
+
+
+class Sensors(Protocol):
+    """Reads every sensor at once, at the time the clock says."""
+
+    def read(self) -> SensorFrame: ...
+
+
+@dataclass
+class ActuatorCommand:
+    """Commands produced by one control frame."""
+
+    t_ns: int
+    dipole_body_am2: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    wheel_torque_body_nm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    heaters: Mapping[str, bool] = field(default_factory=dict)
+
+
+class Actuators(Protocol):
+    """Magnetorquers, reaction wheels and heaters."""
+
+    def apply(self, cmd: ActuatorCommand) -> None: ...
+
+
+class PowerSwitch(Protocol):
+    """The relay board that powers the payloads (and other switched loads).
+
+    Channels are small integers, as in the bench file.
+    """
+
+    def set(self, channel: int, on: bool) -> None: ...
+
+    def get(self, channel: int) -> bool: ...
+
+
+@runtime_checkable
+class PayloadLink(Protocol):
+    """What the flight software uses of ``firmware_bridge.link.Link``.
+
+    Every call may raise ``firmware_bridge.link.LinkError`` (or its subclasses
+    ``LinkTimeout`` and ``CommandFailed``); the payload manager and FDIR treat
+    those as link-health evidence, never as crashes.
+    """
+
+    def ping(self) -> Any: ...
+
+    def housekeeping(self) -> Any: ...
+
+    def set_throttle(self, x: float) -> Any: ...
+
+    def start_job(self, workload: str, params: Mapping[str, Any], deadline_s: float) -> Any: ...
+
+    def job_status(self, job_id: Any) -> Any: ...
+
+    def checkpoint(self, job_id: Any) -> Any: ...
+
+    def suspend(self, job_id: Any) -> Any: ...
+
+    def resume(self, job_id: Any) -> Any: ...
+
+    def cancel(self, job_id: Any) -> Any: ...
+
+    def reboot(self) -> Any: ...
+
+    def time_sync(self, t_ns: int) -> Any: ...
