@@ -1,0 +1,594 @@
+"""The board agent: the program on the payload board, serving the link protocol.
+
+Run on a Jetson or Raspberry Pi (only Python, pyserial and numpy needed)::
+
+    python -m firmware_bridge.agent --port /dev/ttyTHS1 --baud 921600
+
+The same :class:`Agent` serves the emulator (``firmware_bridge.emulator``) with a
+simulated board. One thread, one select loop: serial input, job worker pipes,
+periodic housekeeping and the clock tick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import select
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from . import protocol as P
+from .framing import Deframer, frame
+from .jobs import JobError, JobManager
+from .sensors import SysfsSensors
+
+AGENT_VERSION = "0.1.0"
+REPLY_CACHE_SIZE = 1024
+THERMAL_LIMIT_K = 358.15  # 85 degC: the agent's governor halves the duty cycle above this
+THERMAL_CLEAR_K = 353.15  # ... and restores it below 80 degC
+TICK_S = 0.05
+
+
+class _Reject(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- clocks -------------------------------------------------------------------------
+
+
+class RealClock:
+    """Monotonic time since agent boot, shifted by the last time sync."""
+
+    virtual = False
+
+    def __init__(self) -> None:
+        self._offset = -time.monotonic_ns()
+
+    def now_ns(self) -> int:
+        return time.monotonic_ns() + self._offset
+
+    def sync(self, t_ns: int) -> None:
+        self._offset = t_ns - time.monotonic_ns()
+
+
+class VirtualClock:
+    """Simulation time: moves only when the link sends a time sync."""
+
+    virtual = True
+
+    def __init__(self) -> None:
+        self._t = 0
+
+    def now_ns(self) -> int:
+        return self._t
+
+    def sync(self, t_ns: int) -> None:
+        self._t = t_ns
+
+
+# --- transports ---------------------------------------------------------------------
+
+
+class FdTransport:
+    """An inherited file descriptor (the master side of a pty)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.dropped_bytes = 0
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self) -> bytes | None:
+        """Bytes available now; None when nobody holds the other end (pty EIO)."""
+        try:
+            return os.read(self.fd, 65536)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return None
+            raise
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + 0.2
+        while view:
+            try:
+                n = os.write(self.fd, view)
+                view = view[n:]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [self.fd], [], left)[1]:
+                    self.dropped_bytes += len(view)  # nobody reads: a UART drops it too
+                    return
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    self.dropped_bytes += len(view)
+                    return
+                raise
+
+    def close(self) -> None:
+        pass  # the fd belongs to whoever passed it in
+
+
+class SerialTransport:
+    """A serial port opened with pyserial (device path, pty slave, socket://...)."""
+
+    def __init__(self, url: str, baud: int) -> None:
+        import serial
+
+        self._serial = serial
+        self.url, self.baud = url, baud
+        self.ser = None
+        self.dropped_bytes = 0
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self.ser = self._serial.serial_for_url(
+                self.url, baudrate=self.baud, timeout=0, write_timeout=0.5, exclusive=True
+            )
+        except (self._serial.SerialException, OSError, ValueError):
+            self.ser = None
+
+    def fileno(self) -> int | None:
+        if self.ser is None:
+            self._open()
+        try:
+            return self.ser.fileno() if self.ser is not None else None
+        except (AttributeError, OSError, self._serial.SerialException):
+            return None
+
+    def read(self) -> bytes | None:
+        if self.ser is None:
+            return None
+        try:
+            return self.ser.read(self.ser.in_waiting or 1)
+        except (self._serial.SerialException, OSError):
+            self.ser.close()
+            self.ser = None
+            return None
+
+    def write(self, data: bytes) -> None:
+        if self.ser is None:
+            self.dropped_bytes += len(data)
+            return
+        try:
+            self.ser.write(data)
+        except (self._serial.SerialException, OSError):
+            self.dropped_bytes += len(data)
+
+    def close(self) -> None:
+        if self.ser is not None:
+            self.ser.close()
+
+
+# --- boards -------------------------------------------------------------------------
+
+
+class SysfsBoard:
+    """A real board: sensors from sysfs/procfs under ``root``."""
+
+    def __init__(self, root: str = "/") -> None:
+        self.sensors = SysfsSensors(root)
+        self.kind = self.sensors.kind()
+        self.model = self.sensors.model()
+        self.temp_names = self.sensors.temp_names
+        self.rail_names = self.sensors.rail_names
+        self._cache: tuple[float, dict] | None = None
+
+    def read(self, now_ns: int) -> dict:
+        t = time.monotonic()
+        if self._cache is not None and t - self._cache[0] < 0.01:
+            return self._cache[1]
+        s = self.sensors
+        total, avail = s.memory_kib()
+        out = {
+            "temps_k": s.temperatures_k(),
+            "rails": s.rails(),
+            "cpu_load": s.cpu_load(),
+            "mem_total_kib": total,
+            "mem_available_kib": avail,
+            "power_w": s.power_w(),
+            "pi_throttled": s.pi_throttled(),
+        }
+        self._cache = (t, out)
+        return out
+
+    def advance(self, now_ns: int, load: float, throttle: float) -> None:
+        pass  # real physics happens by itself
+
+
+# --- the agent ------------------------------------------------------------------------
+
+
+class Agent:
+    def __init__(
+        self,
+        transport,
+        board,
+        *,
+        clock=None,
+        name: str = "board",
+        test_mode: bool = False,
+        state_dir: str | None = None,
+        on_tick: Callable[[Agent], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.board = board
+        self.clock = clock or RealClock()
+        self.name = name
+        self.test_mode = test_mode
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="orbit-hil-agent-")
+        self.on_tick = on_tick
+        self.deframer = Deframer(self._decode, P.MAX_PACKET_BYTES)
+        self.running = True
+        self.stats = {"commands": 0, "duplicates": 0, "replies": 0, "tx_dropped_bytes": 0,
+                      "rejected": 0}
+        self._boot()
+
+    # -- state that a reboot resets
+    def _boot(self) -> None:
+        self.boot_mono = time.monotonic()
+        self.cache: OrderedDict = OrderedDict()
+        self.tm_seq: dict[int, int] = {}
+        self.msg_counters: dict[tuple[int, int], int] = {}
+        self.throttle = 1.0
+        self.thermal_throttle = False
+        self.hk_period_s: float | None = None
+        self.next_hk = 0.0
+        self.hung_until: float | None = None
+        self.ledger: list[int] = []
+        self.ledger_set: set[int] = set()
+        self.jobs = JobManager(os.path.join(self.state_dir, "jobs"), self.event)
+        self._last_tick_ns = self.clock.now_ns()
+        self._peer_absent_until = 0.0
+
+    @property
+    def effective_throttle(self) -> float:
+        return self.throttle * (0.5 if self.thermal_throttle else 1.0)
+
+    @property
+    def load(self) -> float:
+        return 1.0 if self.jobs.running() else 0.0
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.boot_mono
+
+    # -- sending
+    def _tm(self, apid: int, kind: tuple[int, int], data: bytes, dest: int = 0) -> bytes:
+        seq = self.tm_seq.get(apid, 0)
+        self.tm_seq[apid] = (seq + 1) % P.SEQ_MODULO
+        mc = self.msg_counters.get(kind, 0)
+        self.msg_counters[kind] = (mc + 1) & 0xFFFF
+        pkt = P.Packet(P.TM, apid, seq, kind[0], kind[1], data, source_id=dest, msg_counter=mc,
+                       time_ns=self.clock.now_ns())
+        return frame(P.encode_packet(pkt))
+
+    def send(self, data: bytes) -> None:
+        if self.hung_until is not None:
+            return
+        self.transport.write(data)
+
+    def event(self, name: str, details: dict, severity: str = "info") -> None:
+        sub = P.EVENT_SEVERITY_SUBTYPES[severity]
+        self.send(self._tm(P.APID_EVENTS, (P.ST_EVENT, sub), P.encode_event(name, details)))
+
+    def housekeeping(self) -> dict:
+        now = self.clock.now_ns()
+        r = self.board.read(now)
+        running = self.jobs.running()
+        last = max(self.jobs.jobs.values(), key=lambda j: j.job_id, default=None)
+        flags = (P.HK_FLAG_THERMAL_THROTTLE if self.thermal_throttle else 0) | (
+            P.HK_FLAG_TEST_MODE if self.test_mode else 0)
+        flags |= P.pack_pi_throttled(r.get("pi_throttled", 0)) << P.HK_FLAG_PI_SHIFT
+        return {
+            **r,
+            "uptime_s": self.uptime_s(),
+            "throttle": self.effective_throttle,
+            "jobs_running": len(running),
+            "last_job_id": last.job_id if last else 0,
+            "last_job_state": last.state if last else "none",
+            "last_job_progress": (last.step / last.params["steps"]) if last else 0.0,
+            "flags": flags,
+        }
+
+    def _hk_bytes(self) -> bytes:
+        return P.encode_hk(self.housekeeping(), self.board.temp_names, self.board.rail_names)
+
+    # -- receiving
+    @staticmethod
+    def _decode(raw: bytes):
+        return P.decode_packet(raw), raw
+
+    def _finish(self, key, rid: bytes, apid: int, kind, data: bytes, dest: int) -> None:
+        out = self._tm(apid, kind, rid + data, dest)
+        if key in self.cache:
+            self.cache[key] = (self.cache[key][0], out)
+        self.stats["replies"] += 1
+        self.send(out)
+
+    def _on_packet(self, pkt: P.Packet, raw: bytes) -> None:
+        if pkt.ptype != P.TC:
+            return
+        key = (pkt.source_id, pkt.apid, pkt.seq)
+        crc = raw[-2:]
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] == crc:
+            self.stats["duplicates"] += 1
+            if hit[1] is not None:
+                self.send(hit[1])  # replay the reply; do not execute again
+            return  # still executing: its reply will follow
+        self.cache[key] = (crc, None)
+        self.cache.move_to_end(key)
+        while len(self.cache) > REPLY_CACHE_SIZE:
+            self.cache.popitem(last=False)
+        self.stats["commands"] += 1
+        if self.test_mode:
+            k = (pkt.source_id << 32) | (pkt.apid << 16) | pkt.seq
+            self.ledger.append(k)
+            self.ledger_set.add(k)
+        rid = raw[:4]
+        dest = pkt.source_id
+
+        def ok(kind, data: bytes = b"") -> None:
+            self._finish(key, rid, pkt.apid, kind, data, dest)
+
+        def fail(kind, code: int, msg: str) -> None:
+            self.stats["rejected"] += 1
+            self._finish(key, rid, pkt.apid, kind, P.encode_failure(code, msg), dest)
+
+        try:
+            if pkt.ack & P.ACK_ACCEPTANCE:
+                self.send(self._tm(pkt.apid, P.TM_ACCEPT_OK, rid, dest))
+            self._dispatch(pkt, ok, fail)
+        except _Reject as exc:
+            fail(P.TM_ACCEPT_FAIL, exc.code, str(exc))
+        except JobError as exc:
+            fail(P.TM_COMPLETE_FAIL, exc.code, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bad command must not kill the agent
+            fail(P.TM_COMPLETE_FAIL, P.ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def _dispatch(self, pkt: P.Packet, ok, fail) -> None:
+        kind = pkt.kind
+        if kind == P.TC_PING:
+            return ok(P.TM_PING)
+        if kind == P.TC_HK_ONE_SHOT:
+            return ok(P.TM_HK_REPORT, self._hk_bytes())
+        if kind == P.TC_HK_ENABLE_PERIODIC:
+            args = _json(pkt.data, "enable periodic housekeeping")
+            period = args.get("period_s")
+            if not isinstance(period, int | float) or not 1e-4 <= period <= 3600:
+                raise _Reject(P.ERR_BAD_ARGUMENTS, "period_s must be a number in 0.0001..3600")
+            self.hk_period_s = float(period)
+            self.next_hk = time.monotonic()
+            return ok(P.TM_COMPLETE_OK)
+        if kind == P.TC_HK_DISABLE_PERIODIC:
+            self.hk_period_s = None
+            return ok(P.TM_COMPLETE_OK)
+        if kind != P.TC_FUNCTION:
+            raise _Reject(P.ERR_UNKNOWN_SERVICE, f"unsupported service ({kind[0]},{kind[1]})")
+        if len(pkt.data) < 2:
+            raise _Reject(P.ERR_BAD_ARGUMENTS, "function management TC without a function id")
+        fid = int.from_bytes(pkt.data[:2], "big")
+        name = P.FUNCTION_NAMES.get(fid)
+        if name is None:
+            raise _Reject(P.ERR_UNKNOWN_FUNCTION, f"unknown function id {fid}")
+        if P.FUNCTIONS[name][2] and not self.test_mode:
+            raise _Reject(P.ERR_NOT_TEST_MODE, f"{name} is accepted only in test mode")
+        args = _json(pkt.data[2:], name)
+        getattr(self, f"_fn_{name}")(args, lambda res: ok(P.TM_FUNCTION_REPORT, P.json_bytes(res)),
+                                     lambda code, msg: fail(P.TM_COMPLETE_FAIL, code, msg))
+
+    # -- functions: each gets (args, done(result), failed(code, msg))
+    def _fn_board_info(self, args, done, failed) -> None:
+        done({
+            "name": self.name,
+            "kind": self.board.kind,
+            "model": self.board.model,
+            "agent_version": AGENT_VERSION,
+            "protocol_version": P.PROTOCOL_VERSION,
+            "uptime_s": self.uptime_s(),
+            "capabilities": sorted(["ping", "housekeeping", "jobs:matmul", "jobs:mlp",
+                                    "checkpoint", "throttle", "time_sync", "reboot"]
+                                   + (["inject"] if self.test_mode else [])),
+            "test_mode": self.test_mode,
+            "clock": "virtual" if self.clock.virtual else "real",
+            "hk_layout": {"temps": self.board.temp_names, "rails": self.board.rail_names,
+                          "layout_id": P.layout_id(self.board.temp_names, self.board.rail_names)},
+            "max_packet_bytes": P.MAX_PACKET_BYTES,
+        })
+
+    def _fn_set_throttle(self, args, done, failed) -> None:
+        x = args.get("throttle")
+        if isinstance(x, bool) or not isinstance(x, int | float) or not 0.0 <= x <= 1.0:
+            raise _Reject(P.ERR_BAD_ARGUMENTS, f"throttle must be a number in 0..1, got {x!r}")
+        self.throttle = float(x)
+        self.jobs.set_throttle(self.effective_throttle)
+        self._tick()
+        done({"throttle": self.throttle, "effective_throttle": self.effective_throttle})
+
+    def _fn_reboot(self, args, done, failed) -> None:
+        done({"rebooting": True})
+        self._pending_reboot = True
+
+    def _fn_time_sync(self, args, done, failed) -> None:
+        t = args.get("t_ns")
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 2**63:
+            raise _Reject(P.ERR_BAD_ARGUMENTS, f"t_ns must be a non-negative integer, got {t!r}")
+        prev = self.clock.now_ns()
+        if self.clock.virtual:
+            self._tick(t)  # integrate the board model up to t with the power it had
+        self.clock.sync(t)
+        self._last_tick_ns = t
+        done({"t_ns": t, "previous_ns": prev})
+
+    def _fn_start_job(self, args, done, failed) -> None:
+        job = self.jobs.start(args.get("workload"), args.get("params", {}), args.get("deadline_s"),
+                              self.clock.now_ns())
+        self._tick()
+        done({"job_id": job.job_id, "state": job.state})
+
+    def _fn_job_status(self, args, done, failed) -> None:
+        done(self.jobs._job(args.get("job_id")).status())
+
+    def _fn_checkpoint(self, args, done, failed) -> None:
+        self.jobs.checkpoint(args.get("job_id"), _cb(done, failed))
+
+    def _fn_suspend(self, args, done, failed) -> None:
+        self.jobs.checkpoint(args.get("job_id"), _cb(done, failed), stop=True)
+
+    def _fn_resume(self, args, done, failed) -> None:
+        job = self.jobs.resume(args.get("job_id"))
+        done({"job_id": job.job_id, "state": job.state})
+
+    def _fn_cancel(self, args, done, failed) -> None:
+        job = self.jobs.cancel(args.get("job_id"))
+        self._tick()
+        done({"job_id": job.job_id, "state": job.state})
+
+    def _fn_inject_seu(self, args, done, failed) -> None:
+        idx, bit = args.get("index"), args.get("bit")
+        for k, v in (("index", idx), ("bit", bit)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise _Reject(P.ERR_BAD_ARGUMENTS, f"{k} must be a non-negative integer")
+        self.jobs.request(args.get("job_id"), "seu", (idx, bit), _cb(done, failed))
+
+    def _fn_inject_hang(self, args, done, failed) -> None:
+        d = args.get("duration_s", 0)
+        if isinstance(d, bool) or not isinstance(d, int | float) or d < 0:
+            raise _Reject(P.ERR_BAD_ARGUMENTS, "duration_s must be >= 0 (0 = until power cycle)")
+        done({"hang": True, "duration_s": d})
+        self.hung_until = float("inf") if d == 0 else time.monotonic() + d
+
+    def _fn_test_ledger(self, args, done, failed) -> None:
+        off = args.get("offset", 0)
+        if isinstance(off, bool) or not isinstance(off, int) or off < 0:
+            raise _Reject(P.ERR_BAD_ARGUMENTS, "offset must be a non-negative integer")
+        done({"total": len(self.ledger), "unique": len(self.ledger_set),
+              "keys": self.ledger[off:off + 300]})
+
+    # -- the loop
+    def _tick(self, until_ns: int | None = None) -> None:
+        """Advance the board model to ``until_ns`` (default: now) and run the governor."""
+        now = self.clock.now_ns() if until_ns is None else until_ns
+        self.board.advance(now, self.load, self.effective_throttle)
+        self._last_tick_ns = now
+        temps = self.board.read(now)["temps_k"].values()
+        tmax = max((t for t in temps if t == t), default=0.0)
+        was = self.thermal_throttle
+        if not was and tmax > THERMAL_LIMIT_K:
+            self.thermal_throttle = True
+        elif was and tmax < THERMAL_CLEAR_K:
+            self.thermal_throttle = False
+        if was != self.thermal_throttle:
+            self.jobs.set_throttle(self.effective_throttle)
+            self.event("thermal_throttle", {"active": self.thermal_throttle, "temp_k": tmax},
+                       "medium" if self.thermal_throttle else "info")
+        if self.on_tick is not None:
+            self.on_tick(self)
+
+    def step(self, timeout_s: float = TICK_S) -> None:
+        mono = time.monotonic()
+        if self.hung_until is not None and mono >= self.hung_until:
+            self.hung_until = None
+        waits = [timeout_s]
+        if self.hk_period_s is not None and self.hung_until is None:
+            waits.append(max(0.0, self.next_hk - mono))
+        rlist = list(self.jobs.fds())
+        fd = self.transport.fileno() if mono >= self._peer_absent_until else None
+        if fd is not None:
+            rlist.append(fd)
+        else:
+            waits.append(max(0.0, self._peer_absent_until - mono) + 1e-3)
+        ready = select.select(rlist, [], [], min(waits))[0] if rlist else (time.sleep(min(waits)), [])[1]
+        if fd is not None and fd in ready:
+            data = self.transport.read()
+            if data is None:
+                self._peer_absent_until = time.monotonic() + 0.02
+            elif data:
+                self._pending_reboot = False
+                for pkt, raw in self.deframer.feed(data):
+                    if self.hung_until is None:
+                        self._on_packet(pkt, raw)
+                    if self._pending_reboot:
+                        self.reboot()
+                        self._pending_reboot = False
+        now_ns = self.clock.now_ns()
+        self.jobs.poll([c for c in ready if c is not fd], now_ns)
+        mono = time.monotonic()
+        if self.hk_period_s is not None and self.hung_until is None and mono >= self.next_hk:
+            self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
+            self.next_hk += self.hk_period_s
+            if self.next_hk < mono - 0.1:  # fell far behind: do not burst to catch up
+                self.next_hk = mono
+        if not self.clock.virtual:
+            self._tick()
+        elif self.on_tick is not None:
+            self.on_tick(self)
+
+    def reboot(self) -> None:
+        self.jobs.shutdown()
+        self._boot()
+        self._tick()
+        self.event("boot", {"name": self.name, "reason": "reboot"})
+
+    def serve_forever(self) -> None:
+        self._tick()
+        self.event("boot", {"name": self.name, "reason": "power_on"})
+        try:
+            while self.running:
+                self.step()
+        finally:
+            self.jobs.shutdown()
+
+    _pending_reboot = False
+
+
+def _json(data: bytes, what: str) -> dict:
+    try:
+        return P.decode_json(data, what)
+    except P.PacketError as exc:
+        raise _Reject(P.ERR_BAD_ARGUMENTS, str(exc)) from None
+
+
+def _cb(done, failed):
+    def cb(ok: bool, result) -> None:
+        if ok:
+            done(result)
+        else:
+            failed(P.ERR_BAD_STATE, str(result))
+    return cb
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m firmware_bridge.agent",
+                                 description="orbit-hil board agent (runs on the payload board)")
+    ap.add_argument("--port", required=True, help="serial device or pyserial URL, e.g. /dev/ttyTHS1")
+    ap.add_argument("--baud", type=int, default=921600)
+    ap.add_argument("--name", default=os.uname().nodename)
+    ap.add_argument("--sensor-root", default="/", help="root of sysfs/procfs (tests: a recorded tree)")
+    ap.add_argument("--state-dir", default=None, help="where job checkpoints are kept")
+    ap.add_argument("--test-mode", action="store_true", help="accept inject commands (SEU, hang)")
+    a = ap.parse_args(argv)
+    if not os.path.isdir(a.sensor_root):
+        ap.error(f"--sensor-root {a.sensor_root!r} is not a directory")
+    agent = Agent(SerialTransport(a.port, a.baud), SysfsBoard(a.sensor_root), name=a.name,
+                  test_mode=a.test_mode, state_dir=a.state_dir)
+    try:
+        agent.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Board emulator: the real agent code with a simulated board, behind a pty.
+
+Run as its own process (the virtual bench does this through
+:class:`EmulatorProcess`)::
+
+    python -m firmware_bridge.emulator --fd 5 --status-fd 7 --kind jetson --name b0 \\
+        --seed 1 --test-mode --clock virtual
+
+``--fd N`` is an inherited descriptor of the master side of a pty pair whose
+owner keeps it open across emulator restarts (the UART stays when the board
+power-cycles); ``--port PATH`` opens a serial path with pyserial instead.
+``--status-fd M`` receives JSON lines ``{"name", "kind", "pid", "power_w",
+"temp_k", "t_ns", "ready"}`` at boot and whenever the electrical power changes
+(at most every ``STATUS_MIN_INTERVAL_S``), so a simulated supply can draw the
+board's real load.
+
+Simulated physics (per board kind, see ``KINDS``):
+
+- power ``P = idle_w + (max_w - idle_w) * load * throttle`` (load is 1 while a
+  job computes, else 0);
+- one-node thermal RC model ``C dT/dt = P - (T - T_amb) / R``, integrated
+  exactly for piecewise-constant power; zone temperatures are fixed offsets
+  from the node; rails split ``P`` at fixed voltages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import tty
+
+from .agent import Agent, FdTransport, RealClock, SerialTransport, VirtualClock
+
+STATUS_MIN_INTERVAL_S = 0.005
+AMBIENT_K = 298.15
+
+KINDS = {
+    "jetson": {
+        "model": "NVIDIA Jetson Orin Nano Developer Kit (emulated)",
+        "idle_w": 5.0, "max_w": 15.0, "r_k_w": 2.2, "c_j_k": 60.0,
+        # zone name -> offset from the thermal node (K) per unit of load
+        "zones": {"cpu-thermal": 1.5, "gpu-thermal": 0.5, "cv0-thermal": 0.0,
+                  "soc0-thermal": 0.8, "tj-thermal": 2.0},
+        # rail name -> (voltage V, share of total power)
+        "rails": {"VDD_IN": (5.0, 1.0), "VDD_CPU_GPU_CV": (5.0, 0.45), "VDD_SOC": (5.0, 0.3)},
+        "mem_total_kib": 7_620_000,
+    },
+    "rpi": {
+        "model": "Raspberry Pi 4 Model B Rev 1.4 (emulated)",
+        "idle_w": 2.7, "max_w": 6.4, "r_k_w": 7.0, "c_j_k": 20.0,
+        "zones": {"cpu-thermal": 0.0},
+        "rails": {},
+        "mem_total_kib": 3_884_000,
+    },
+}
+
+
+class SimBoard:
+    """Simulated sensors of one board kind."""
+
+    def __init__(self, kind: str = "jetson", seed: int = 0, ambient_k: float = AMBIENT_K) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown board kind {kind!r}; expected one of {sorted(KINDS)}")
+        self.cfg = KINDS[kind]
+        self.kind = kind
+        self.model = self.cfg["model"]
+        self.temp_names = list(self.cfg["zones"])
+        self.rail_names = list(self.cfg["rails"])
+        self.ambient_k = ambient_k
+        self.temp_k = ambient_k + self.cfg["idle_w"] * self.cfg["r_k_w"]  # idle steady state
+        self.load = 0.0
+        self.throttle = 1.0
+        self.t_ns: int | None = None
+        self.seed = seed
+
+    def power_w(self, load: float | None = None, throttle: float | None = None) -> float:
+        load = self.load if load is None else load
+        throttle = self.throttle if throttle is None else throttle
+        c = self.cfg
+        return c["idle_w"] + (c["max_w"] - c["idle_w"]) * load * throttle
+
+    def advance(self, now_ns: int, load: float, throttle: float) -> None:
+        """Integrate the thermal node to ``now_ns`` with the power held since the last call."""
+        if self.t_ns is not None and now_ns > self.t_ns:
+            dt = (now_ns - self.t_ns) * 1e-9
+            c = self.cfg
+            t_ss = self.ambient_k + self.power_w() * c["r_k_w"]
+            self.temp_k = t_ss + (self.temp_k - t_ss) * math.exp(-dt / (c["r_k_w"] * c["c_j_k"]))
+        self.t_ns = now_ns if self.t_ns is None else max(self.t_ns, now_ns)
+        self.load, self.throttle = load, throttle
+
+    def read(self, now_ns: int) -> dict:
+        p = self.power_w()
+        lt = self.load * self.throttle
+        temps = {n: round(self.temp_k + off * lt, 3) for n, off in self.cfg["zones"].items()}
+        rails = {}
+        for n, (v, share) in self.cfg["rails"].items():
+            rails[n] = (v, round(p * share / v, 3))
+        total = self.cfg["mem_total_kib"]
+        return {
+            "temps_k": temps,
+            "rails": rails,
+            "cpu_load": 0.02 + 0.9 * lt,
+            "mem_total_kib": total,
+            "mem_available_kib": int(total * (0.8 - 0.2 * self.load)),
+            "power_w": p,
+            "pi_throttled": 0,
+        }
+
+
+class StatusWriter:
+    """JSON lines to the bench: power changes, rate-limited, never blocking the agent."""
+
+    def __init__(self, fd: int, name: str, kind: str) -> None:
+        self.fd, self.name, self.kind = fd, name, kind
+        os.set_blocking(fd, False)
+        self.last_sent: float | None = None
+        self.last_mono = 0.0
+        self.pending = False
+
+    def write(self, agent: Agent, force: bool = False) -> None:
+        board = agent.board
+        p = round(board.power_w(), 6)
+        now = time.monotonic()
+        if p != self.last_sent:
+            self.pending = True
+        if not (self.pending or force):
+            return
+        if not force and now - self.last_mono < STATUS_MIN_INTERVAL_S:
+            return
+        msg = {"name": self.name, "kind": self.kind, "pid": os.getpid(), "power_w": p,
+               "temp_k": round(board.temp_k, 3), "t_ns": agent.clock.now_ns(), "ready": True}
+        try:
+            os.write(self.fd, (json.dumps(msg) + "\n").encode())
+        except (BlockingIOError, BrokenPipeError, OSError):
+            return  # the bench is not reading; the next change retries
+        self.last_sent, self.last_mono, self.pending = p, now, False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m firmware_bridge.emulator",
+                                 description="orbit-hil board emulator (agent + simulated board)")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--fd", type=int, help="inherited fd of the pty master")
+    where.add_argument("--port", help="serial path or pyserial URL to open instead")
+    ap.add_argument("--baud", type=int, default=921600)
+    ap.add_argument("--status-fd", type=int, default=None)
+    ap.add_argument("--kind", choices=sorted(KINDS), default="jetson")
+    ap.add_argument("--name", default="emulated")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--test-mode", action="store_true")
+    ap.add_argument("--clock", choices=["virtual", "real"], default="real")
+    ap.add_argument("--state-dir", default=None, help="job checkpoints (survive a power cycle)")
+    a = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    transport = FdTransport(a.fd) if a.fd is not None else SerialTransport(a.port, a.baud)
+    board = SimBoard(a.kind, a.seed)
+    status = StatusWriter(a.status_fd, a.name, a.kind) if a.status_fd is not None else None
+    agent = Agent(transport, board, clock=VirtualClock() if a.clock == "virtual" else RealClock(),
+                  name=a.name, test_mode=a.test_mode, state_dir=a.state_dir,
+                  on_tick=(lambda ag: status.write(ag)) if status else None)
+    if status:
+        agent._tick()
+        status.write(agent, force=True)
+    try:
+        agent.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# --- helpers for the side that spawns emulators -------------------------------------
+
+
+def open_pty() -> tuple[int, str]:
+    """A pty pair in raw mode (no echo): (master fd, slave path). The slave fd is closed."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.close(slave)
+    return master, path
+
+
+class EmulatorProcess:
+    """One emulated board as a child process on ``master_fd`` (kept open by the caller)."""
+
+    def __init__(self, master_fd: int, kind: str = "jetson", name: str = "emulated", seed: int = 0,
+                 test_mode: bool = False, clock: str = "real", status: bool = True,
+                 state_dir: str | None = None) -> None:
+        self.master_fd, self.kind, self.name, self.seed = master_fd, kind, name, seed
+        self.test_mode, self.clock, self.status, self.state_dir = test_mode, clock, status, state_dir
+        self.proc: subprocess.Popen | None = None
+        self.power_w: float | None = None
+        self.last_status: dict | None = None
+        self._status_r: int | None = None
+        self._buf = b""
+
+    def start(self, ready_timeout_s: float = 30.0) -> EmulatorProcess:
+        if self.alive:
+            raise RuntimeError(f"emulator {self.name} is already running (pid {self.pid})")
+        cmd = [sys.executable, "-m", "firmware_bridge.emulator", "--fd", str(self.master_fd),
+               "--kind", self.kind, "--name", self.name, "--seed", str(self.seed),
+               "--clock", self.clock]
+        if self.test_mode:
+            cmd.append("--test-mode")
+        if self.state_dir:
+            cmd += ["--state-dir", self.state_dir]
+        fds = [self.master_fd]
+        w = None
+        if self.status:
+            self._close_status()
+            self._status_r, w = os.pipe()
+            cmd += ["--status-fd", str(w)]
+            fds.append(w)
+        env = dict(os.environ)
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = pkg_parent + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(cmd, pass_fds=fds, env=env)
+        if w is not None:
+            os.close(w)
+            os.set_blocking(self._status_r, False)
+            deadline = time.monotonic() + ready_timeout_s
+            while self.last_status is None:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"emulator {self.name} did not report ready")
+                import select as _select
+                _select.select([self._status_r], [], [], 0.1)
+                self.poll_status()
+        return self
+
+    def poll_status(self) -> list[dict]:
+        """Read status lines reported since the last call (updates ``power_w``)."""
+        if self._status_r is None:
+            return []
+        try:
+            while True:
+                chunk = os.read(self._status_r, 65536)
+                if not chunk:
+                    break
+                self._buf += chunk
+        except BlockingIOError:
+            pass
+        except OSError:
+            return []
+        out = []
+        *lines, self._buf = self._buf.split(b"\n")
+        for ln in lines:
+            try:
+                msg = json.loads(ln)
+            except ValueError:
+                continue
+            out.append(msg)
+            self.last_status = msg
+            self.power_w = msg.get("power_w", self.power_w)
+        return out
+
+    @property
+    def status_fd(self) -> int | None:
+        """Readable end of the status pipe (for the caller's select loop)."""
+        return self._status_r
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """Power lost: SIGKILL, no chance to save anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.power_w = 0.0
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.power_w = 0.0
+        self._close_status()
+
+    def _close_status(self) -> None:
+        if self._status_r is not None:
+            os.close(self._status_r)
+            self._status_r = None
+        self.last_status = None
+        self._buf = b""
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start() if not self.alive else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

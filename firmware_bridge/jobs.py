@@ -1,0 +1,428 @@
+"""Payload jobs: real NumPy compute in worker processes, with deterministic digests.
+
+Workloads:
+
+- ``matmul``: ``x <- tanh(A @ x + 0.1)`` for ``steps`` steps, ``A`` and ``x0``
+  drawn from ``seed``; params ``n`` (matrix size), ``steps``, ``seed``.
+- ``mlp``: inference of a seeded multilayer perceptron over ``steps`` seeded
+  input batches, accumulating the logits; params ``batch``, ``width``,
+  ``layers``, ``steps``, ``seed``.
+
+The result digest is SHA-256 over the final working state, so the same
+workload and params give the same digest, whether or not the job was
+suspended, checkpointed and resumed in between, and a flipped bit (SEU) in its
+working memory changes it.
+
+Each job runs in its own process (multiprocessing, spawn), throttled by duty
+cycle: after computing for a slice of wall time ``t`` it sleeps
+``t * (1 - x) / x`` at throttle ``x``; at 0 it pauses. The parent talks to it
+over a pipe; the worker exits when the pipe closes (the agent died).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one core per job; deterministic reductions
+
+WORKLOADS = ("matmul", "mlp")
+SLICE_S = 0.005  # compute slice between duty-cycle sleeps and control polls
+PROGRESS_EVERY_S = 0.05
+
+_LIMITS = {
+    "matmul": {"n": (2, 1024, 64), "steps": (1, 10_000_000, 200), "seed": (0, 2**63 - 1, 0)},
+    "mlp": {
+        "batch": (1, 4096, 32),
+        "width": (2, 2048, 64),
+        "layers": (1, 16, 3),
+        "steps": (1, 10_000_000, 100),
+        "seed": (0, 2**63 - 1, 0),
+    },
+}
+
+
+def validate(workload: str, params: dict) -> dict:
+    """Checked, completed params; raises ValueError naming the bad field."""
+    if workload not in _LIMITS:
+        raise ValueError(f"unknown workload {workload!r}; expected one of {', '.join(WORKLOADS)}")
+    if not isinstance(params, dict):
+        raise ValueError("params must be an object")
+    limits = _LIMITS[workload]
+    extra = set(params) - set(limits)
+    if extra:
+        raise ValueError(f"{workload}: unknown param(s) {sorted(extra)}; expected {sorted(limits)}")
+    out = {}
+    for key, (lo, hi, default) in limits.items():
+        v = params.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"{workload}: param {key!r} must be an integer in {lo}..{hi}, got {v!r}")
+        out[key] = v
+    return out
+
+
+# --- the worker process -------------------------------------------------------
+
+
+class _Work:
+    """Working state of one job; ``arrays`` is its working memory."""
+
+    def __init__(self, workload: str, p: dict, np) -> None:
+        self.np = np
+        self.workload = workload
+        self.p = p
+        self.step = 0
+        rng = np.random.default_rng(p["seed"])
+        if workload == "matmul":
+            n = p["n"]
+            self.arrays = {
+                "a": rng.standard_normal((n, n)) / np.sqrt(n),
+                "x": rng.standard_normal((n, n)),
+            }
+        else:
+            w = p["width"]
+            dims = [w] * (p["layers"] + 1) + [10]
+            self.arrays = {f"w{i}": rng.standard_normal((dims[i], dims[i + 1])) / np.sqrt(dims[i])
+                           for i in range(len(dims) - 1)}
+            self.arrays["acc"] = np.zeros(10)
+
+    def run_step(self) -> None:
+        np = self.np
+        a = self.arrays
+        if self.workload == "matmul":
+            a["x"] = np.tanh(a["a"] @ a["x"] + 0.1)
+        else:
+            rng = np.random.default_rng([self.p["seed"], self.step])
+            h = rng.standard_normal((self.p["batch"], self.p["width"]))
+            nl = self.p["layers"]
+            for i in range(nl):
+                h = np.maximum(h @ a[f"w{i}"], 0.0)
+            a["acc"] = a["acc"] + (h @ a[f"w{nl}"]).sum(axis=0)
+        self.step += 1
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for k in sorted(self.arrays):
+            h.update(k.encode())
+            h.update(self.arrays[k].tobytes())
+        return h.hexdigest()[:32]
+
+    def flip_bit(self, index: int | None, bit: int | None, rng) -> dict:
+        names = sorted(self.arrays)
+        sizes = [self.arrays[k].nbytes for k in names]
+        total = sum(sizes)
+        index = int(rng.integers(total)) if index is None else int(index) % total
+        bit = int(rng.integers(8)) if bit is None else int(bit) % 8
+        off = index
+        for k, s in zip(names, sizes, strict=True):
+            if off < s:
+                view = self.arrays[k].reshape(-1).view(self.np.uint8)
+                view[off] ^= 1 << bit
+                return {"array": k, "byte": off, "bit": bit, "index": index}
+            off -= s
+        raise AssertionError("unreachable")
+
+    def save(self, path: str) -> None:
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            self.np.savez(f, __step=self.np.array(self.step), **self.arrays)
+        os.replace(tmp, path)
+
+    def load(self, path: str) -> None:
+        with self.np.load(path) as z:
+            self.step = int(z["__step"])
+            self.arrays = {k: z[k].copy() for k in z.files if k != "__step"}
+
+
+def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
+                throttle: float) -> None:  # pragma: no cover - runs in a child process
+    import numpy as np
+
+    try:
+        work = _Work(workload, params, np)
+        if resume:
+            work.load(ckpt_path)
+    except Exception as exc:  # noqa: BLE001 - reported to the agent, never raised
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    rng = np.random.default_rng()
+    steps = params["steps"]
+    conn.send(("running", work.step, steps))
+    last_progress = time.monotonic()
+    pause_until = 0.0
+    while True:
+        # control messages (and duty-cycle sleep, which is also a control poll)
+        while True:
+            now = time.monotonic()
+            wait = 0.1 if throttle <= 0.0 else max(0.0, pause_until - now)
+            if not conn.poll(wait):
+                if throttle > 0.0 and time.monotonic() >= pause_until:
+                    break
+                continue
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                return  # agent gone: stop computing
+            op = msg[0]
+            if op == "throttle":
+                throttle = float(msg[1])
+            elif op == "checkpoint":
+                work.save(ckpt_path)
+                conn.send(("checkpointed", msg[1], work.step, msg[2]))
+                if msg[2]:  # stop after checkpoint (suspend)
+                    return
+            elif op == "seu":
+                conn.send(("seu_done", msg[1], work.flip_bit(msg[2], msg[3], rng)))
+            elif op == "progress":
+                conn.send(("progress", work.step, steps))
+        if work.step >= steps:
+            conn.send(("done", work.digest(), work.step))
+            return
+        t0 = time.monotonic()
+        while work.step < steps:
+            work.run_step()
+            if time.monotonic() - t0 >= SLICE_S:
+                break
+        t1 = time.monotonic()
+        busy = t1 - t0
+        pause_until = t1 + (busy * (1.0 - throttle) / throttle if throttle < 1.0 else 0.0)
+        if t1 - last_progress >= PROGRESS_EVERY_S:
+            conn.send(("progress", work.step, steps))
+            last_progress = t1
+
+
+# --- the agent side -------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    job_id: int
+    workload: str
+    params: dict
+    deadline_ns: int | None
+    started_ns: int
+    state: str = "starting"
+    step: int = 0
+    digest: str = ""
+    error: str = ""
+    checkpoint_step: int = -1
+    proc: object = None
+    conn: object = None
+    waiters: dict = field(default_factory=dict)  # tag -> callback(ok, result)
+
+    def status(self) -> dict:
+        steps = self.params["steps"]
+        return {
+            "job_id": self.job_id,
+            "workload": self.workload,
+            "params": self.params,
+            "state": self.state,
+            "step": self.step,
+            "steps": steps,
+            "progress": self.step / steps if steps else 1.0,
+            "digest": self.digest,
+            "error": self.error,
+            "checkpoint_step": self.checkpoint_step,
+            "started_ns": self.started_ns,
+            "deadline_ns": self.deadline_ns,
+        }
+
+
+class JobError(Exception):
+    """A job command that cannot be carried out; ``code`` is a protocol error code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+ACTIVE = ("starting", "running")
+
+
+class JobManager:
+    """Owns the worker processes. Driven from the agent's single-threaded loop."""
+
+    def __init__(self, state_dir: str, emit_event, max_jobs: int = 4) -> None:
+        self.state_dir = state_dir
+        os.makedirs(state_dir, exist_ok=True)
+        self.emit_event = emit_event
+        self.max_jobs = max_jobs
+        self.jobs: dict[int, Job] = {}
+        self.throttle = 1.0
+        self._next_id = 1
+        self._tag = 0
+        self._ctx = multiprocessing.get_context("spawn")
+
+    # -- helpers
+    def _job(self, job_id: int) -> Job:
+        try:
+            return self.jobs[int(job_id)]
+        except (KeyError, TypeError, ValueError):
+            raise JobError(5, f"no job {job_id!r}") from None
+
+    def _ckpt(self, job: Job) -> str:
+        return os.path.join(self.state_dir, f"job{job.job_id}.npz")
+
+    def _spawn(self, job: Job, resume: bool) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(child, job.workload, job.params, self._ckpt(job), resume, self.throttle),
+            daemon=True,
+            name=f"job{job.job_id}",
+        )
+        proc.start()
+        child.close()
+        job.proc, job.conn, job.state = proc, parent, "starting"
+
+    def _stop_worker(self, job: Job) -> None:
+        if job.proc is not None:
+            job.proc.kill()
+            job.proc.join(timeout=2)
+            job.proc.close()
+        if job.conn is not None:
+            job.conn.close()
+        job.proc = job.conn = None
+
+    def running(self) -> list[Job]:
+        return [j for j in self.jobs.values() if j.state in ACTIVE]
+
+    def fds(self) -> list:
+        return [j.conn for j in self.jobs.values() if j.conn is not None]
+
+    # -- commands
+    def start(self, workload: str, params: dict, deadline_s: float | None, now_ns: int) -> Job:
+        try:
+            p = validate(workload, params or {})
+        except ValueError as exc:
+            raise JobError(3, str(exc)) from None
+        if deadline_s is not None and (not isinstance(deadline_s, int | float) or deadline_s <= 0):
+            raise JobError(3, f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
+        if len(self.running()) >= self.max_jobs:
+            raise JobError(8, f"{self.max_jobs} jobs already running")
+        job = Job(self._next_id, workload, p,
+                  None if deadline_s is None else now_ns + int(deadline_s * 1e9), now_ns)
+        self._next_id = self._next_id % 65535 + 1
+        self.jobs[job.job_id] = job
+        if len(self.jobs) > 64:  # forget the oldest finished jobs
+            for jid in [j for j, v in self.jobs.items() if v.conn is None][:-32]:
+                del self.jobs[jid]
+        self._spawn(job, resume=False)
+        return job
+
+    def request(self, job_id: int, op: str, args: tuple, callback) -> None:
+        """Ask a live worker; ``callback(ok, result)`` runs when it answers."""
+        job = self._job(job_id)
+        if job.conn is None or job.state not in ACTIVE:
+            raise JobError(6, f"job {job.job_id} is {job.state}, not running")
+        self._tag += 1
+        job.waiters[self._tag] = callback
+        job.conn.send((op, self._tag, *args))
+
+    def checkpoint(self, job_id: int, callback, stop: bool = False) -> None:
+        self.request(job_id, "checkpoint", (stop,), callback)
+
+    def resume(self, job_id: int) -> Job:
+        job = self._job(job_id)
+        if job.state != "suspended":
+            raise JobError(6, f"job {job.job_id} is {job.state}, not suspended")
+        self._spawn(job, resume=True)
+        self.emit_event("job_state", {"job_id": job.job_id, "state": job.state})
+        return job
+
+    def cancel(self, job_id: int) -> Job:
+        job = self._job(job_id)
+        if job.state in ("done", "failed", "cancelled", "deadline_missed"):
+            raise JobError(6, f"job {job.job_id} already {job.state}")
+        self._fail_waiters(job, "job cancelled")
+        self._stop_worker(job)
+        job.state = "cancelled"
+        self.emit_event("job_state", {"job_id": job.job_id, "state": job.state})
+        return job
+
+    def set_throttle(self, x: float) -> None:
+        self.throttle = x
+        for j in self.jobs.values():
+            if j.conn is not None:
+                try:
+                    j.conn.send(("throttle", x))
+                except OSError:
+                    pass
+
+    def shutdown(self) -> None:
+        for j in list(self.jobs.values()):
+            self._fail_waiters(j, "agent reboot")
+            self._stop_worker(j)
+        self.jobs.clear()
+
+    # -- worker messages and deadlines
+    def _fail_waiters(self, job: Job, why: str) -> None:
+        waiters, job.waiters = job.waiters, {}
+        for cb in waiters.values():
+            cb(False, why)
+
+    def poll(self, ready_conns, now_ns: int) -> None:
+        for job in list(self.jobs.values()):
+            if job.conn is None:
+                continue
+            if job.conn in ready_conns:
+                self._drain(job)
+            if (job.deadline_ns is not None and now_ns > job.deadline_ns
+                    and job.state in ("starting", "running", "suspended")):
+                self._fail_waiters(job, "deadline missed")
+                self._stop_worker(job)
+                job.state = "deadline_missed"
+                self.emit_event("deadline_missed", {"job_id": job.job_id, "step": job.step})
+        for job in self.jobs.values():  # a suspended job's deadline still runs
+            if (job.conn is None and job.state == "suspended" and job.deadline_ns is not None
+                    and now_ns > job.deadline_ns):
+                job.state = "deadline_missed"
+                self.emit_event("deadline_missed", {"job_id": job.job_id, "step": job.step})
+
+    def _drain(self, job: Job) -> None:
+        conn = job.conn
+        while conn is not None and job.conn is conn:
+            try:
+                if not conn.poll():
+                    return
+                msg = conn.recv()
+            except (EOFError, OSError):
+                if job.state in ACTIVE:
+                    job.state, job.error = "failed", "worker process died"
+                    self._fail_waiters(job, job.error)
+                    self.emit_event("job_failed", {"job_id": job.job_id, "error": job.error})
+                self._stop_worker(job)
+                return
+            op = msg[0]
+            if op == "running":
+                job.state, job.step = "running", msg[1]
+            elif op == "progress":
+                job.step = msg[1]
+            elif op == "checkpointed":
+                _, tag, step, stop = msg
+                job.step = job.checkpoint_step = step
+                if stop:
+                    self._stop_worker(job)
+                    job.state = "suspended"
+                    self.emit_event("job_state", {"job_id": job.job_id, "state": job.state})
+                cb = job.waiters.pop(tag, None)
+                if cb:
+                    cb(True, {"job_id": job.job_id, "checkpoint_step": step, "state": job.state})
+            elif op == "seu_done":
+                cb = job.waiters.pop(msg[1], None)
+                if cb:
+                    cb(True, {"job_id": job.job_id, **msg[2]})
+            elif op == "done":
+                job.digest, job.step, job.state = msg[1], msg[2], "done"
+                self._fail_waiters(job, "job finished")
+                self._stop_worker(job)
+                self.emit_event("job_done", {"job_id": job.job_id, "digest": job.digest})
+            elif op == "error":
+                job.state, job.error = "failed", msg[1]
+                self._fail_waiters(job, job.error)
+                self._stop_worker(job)
+                self.emit_event("job_failed", {"job_id": job.job_id, "error": job.error})

@@ -1,0 +1,472 @@
+"""The host side of the payload link: one :class:`Link` per board.
+
+>>> with Link("/dev/serial/by-id/usb-FTDI_board0", 921600) as link:   # doctest: +SKIP
+...     link.ping()
+...     hk = link.housekeeping()
+...     job = link.start_job("matmul", {"n": 64, "steps": 500}, deadline_s=60)
+
+Thread-safe: any number of threads may issue commands concurrently. A reader
+thread decodes every incoming packet; replies wake their request, housekeeping
+and events go to the telemetry queue (``link.telemetry``) and to the optional
+``on_telemetry`` callback. A command either returns its result or raises a
+:class:`LinkError` subclass naming the command: it is never lost silently.
+Retries resend the identical packet (same APID and sequence count), and the
+agent replays its cached reply instead of executing twice.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import serial
+
+from . import protocol as P
+from .framing import Deframer, frame
+
+
+class LinkError(Exception):
+    """Base class of everything the link raises."""
+
+
+class LinkTimeout(LinkError):
+    """No reply after all retries (the command may or may not have executed)."""
+
+    def __init__(self, command: str, attempts: int, timeout_s: float) -> None:
+        super().__init__(f"{command}: no reply after {attempts} attempt(s) of {timeout_s:g} s")
+        self.command = command
+
+
+class CommandRejected(LinkError):
+    """The board refused the command at acceptance (TM[1,2]); it did not execute."""
+
+    def __init__(self, command: str, code: int, message: str) -> None:
+        super().__init__(f"{command} rejected: {P.ERROR_NAMES.get(code, code)}: {message}")
+        self.command, self.code, self.message = command, code, message
+
+
+class CommandFailed(LinkError):
+    """The board accepted the command but could not complete it (TM[1,8])."""
+
+    def __init__(self, command: str, code: int, message: str) -> None:
+        super().__init__(f"{command} failed: {P.ERROR_NAMES.get(code, code)}: {message}")
+        self.command, self.code, self.message = command, code, message
+
+
+@dataclass
+class Telemetry:
+    """One asynchronous item: ``kind`` is "hk", "event" or "link"."""
+
+    kind: str
+    name: str
+    data: dict
+    time_ns: int = 0
+    apid: int = 0
+    seq: int = 0
+
+
+@dataclass
+class LinkStats:
+    commands: int = 0
+    completed: int = 0
+    failed: int = 0  # rejected or failed by the board
+    timeouts: int = 0
+    retries: int = 0
+    late_replies: int = 0  # replies that arrived after their request gave up, or duplicates
+    crc_errors: int = 0  # packets that failed decoding (CRC, length, header)
+    framing_errors: int = 0  # COBS errors and oversize runs
+    reconnects: int = 0
+    disconnects: int = 0
+    tm_seq_gaps: int = 0  # TM packets missing according to per-APID sequence counts
+    telemetry_dropped: int = 0
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class _Pending:
+    event: threading.Event = field(default_factory=threading.Event)
+    reply: P.Packet | None = None
+
+
+DEFAULT_TIMEOUTS = {"checkpoint": 10.0, "suspend": 10.0, "inject_seu": 10.0}
+
+
+class Link:
+    def __init__(
+        self,
+        url: str,
+        baud: int = 921600,
+        *,
+        timeout_s: float = 0.25,
+        retries: int = 4,
+        exclusive: bool = True,
+        reconnect: bool = True,
+        reconnect_interval_s: float = 0.05,
+        on_telemetry: Callable[[Telemetry], None] | None = None,
+        telemetry_queue_size: int = 10000,
+        source_id: int | None = None,
+    ) -> None:
+        self.url, self.baud = url, baud
+        self.timeout_s, self.retries = timeout_s, retries
+        self.exclusive = exclusive
+        self.reconnect = reconnect
+        self.reconnect_interval_s = reconnect_interval_s
+        self.on_telemetry = on_telemetry
+        self.telemetry: queue.Queue[Telemetry] = queue.Queue(telemetry_queue_size)
+        # a per-session source ID keeps this session's (apid, seq) keys apart from an
+        # earlier session's in the agent's duplicate cache
+        self.source_id = source_id if source_id is not None else random.SystemRandom().randrange(1, 0xFFFF)
+        self.stats = LinkStats()
+        self.hk_layouts: dict[int, tuple[list[str], list[str]]] = {}
+        self.history: list[tuple[int, int, str, str]] | None = None  # (apid, seq, cmd, outcome)
+        self._seq = {P.APID_AGENT: 0, P.APID_JOBS: 0}
+        self._tm_seq: dict[int, int] = {}
+        self._pending: dict[tuple[int, int], _Pending] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        self._connected = threading.Event()
+        self._deframer = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+        self._ser = self._open()  # the first open must succeed: a bad URL is an error
+        self._connected.set()
+        self._reader = threading.Thread(target=self._read_loop, name=f"link-{url}", daemon=True)
+        self._reader.start()
+
+    # -- port handling
+    def _open(self):
+        try:
+            ser = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.05,
+                                        write_timeout=1.0, exclusive=self.exclusive)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"cannot open {self.url}: {exc}") from None
+        try:
+            ser.reset_input_buffer()
+        except (serial.SerialException, OSError):
+            pass
+        ser.write(b"\x00")  # resync the board's receiver
+        return ser
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def _lost(self, why: str) -> None:
+        if not self._connected.is_set():
+            return
+        self._connected.clear()
+        self.stats.disconnects += 1
+        self.stats.last_error = why
+        try:
+            self._ser.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self._emit(Telemetry("link", "link_down", {"url": self.url, "reason": why}))
+
+    def _read_loop(self) -> None:
+        while not self._closed:
+            if not self._connected.is_set():
+                if not self.reconnect:
+                    time.sleep(self.reconnect_interval_s)
+                    continue
+                try:
+                    self._ser = self._open()
+                except LinkError:
+                    time.sleep(self.reconnect_interval_s)
+                    continue
+                self._deframer = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+                self.stats.reconnects += 1
+                self._connected.set()
+                self._emit(Telemetry("link", "link_up", {"url": self.url}))
+                continue
+            try:
+                ser = self._ser
+                data = ser.read(1)
+                if data:
+                    n = ser.in_waiting
+                    if n:
+                        data += ser.read(n)
+            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+                if self._closed:
+                    return
+                self._lost(f"{type(exc).__name__}: {exc}")
+                continue
+            if not data:
+                if _vanished(self.url):
+                    self._lost("port vanished")
+                continue
+            self.stats.rx_bytes += len(data)
+            d = self._deframer
+            before_pkt, before_frm = d.stats.packet_errors, d.stats.cobs_errors + d.stats.oversize
+            pkts = d.feed(data)
+            self.stats.crc_errors += d.stats.packet_errors - before_pkt
+            self.stats.framing_errors += d.stats.cobs_errors + d.stats.oversize - before_frm
+            for pkt in pkts:
+                self._on_packet(pkt)
+
+    def _on_packet(self, pkt: P.Packet) -> None:
+        if pkt.ptype != P.TM:
+            return
+        last = self._tm_seq.get(pkt.apid)
+        if last is not None:
+            gap = (pkt.seq - last - 1) % P.SEQ_MODULO
+            if gap < P.SEQ_MODULO // 2:  # a big "gap" is a replayed (older) packet
+                self.stats.tm_seq_gaps += gap
+                self._tm_seq[pkt.apid] = pkt.seq
+        else:
+            self._tm_seq[pkt.apid] = pkt.seq
+        if pkt.apid == P.APID_HK and pkt.kind == P.TM_HK_REPORT:
+            try:
+                hk = P.decode_hk(pkt.data, self.hk_layouts)
+            except P.PacketError:
+                self.stats.crc_errors += 1
+                return
+            self._emit(Telemetry("hk", "housekeeping", hk, pkt.time_ns, pkt.apid, pkt.seq))
+            return
+        if pkt.apid == P.APID_EVENTS and pkt.service == P.ST_EVENT:
+            try:
+                name, details = P.decode_event(pkt.data)
+            except P.PacketError:
+                self.stats.crc_errors += 1
+                return
+            severity = {v: k for k, v in P.EVENT_SEVERITY_SUBTYPES.items()}.get(pkt.subtype, "info")
+            self._emit(Telemetry("event", name, {**details, "severity": severity}, pkt.time_ns,
+                                 pkt.apid, pkt.seq))
+            return
+        if pkt.kind in (P.TM_ACCEPT_OK, P.TM_START_OK):
+            return  # intermediate verification reports: the final one wakes the request
+        try:
+            apid, seq, _ = P.split_request_id(pkt.data)
+        except P.PacketError:
+            return
+        with self._lock:
+            pending = self._pending.get((apid, seq))
+            if pending is None or pending.reply is not None:
+                self.stats.late_replies += 1
+                return
+            pending.reply = pkt
+        pending.event.set()
+
+    def _emit(self, item: Telemetry) -> None:
+        if self.on_telemetry is not None:
+            try:
+                self.on_telemetry(item)
+            except Exception as exc:  # noqa: BLE001 - a bad callback must not kill the reader
+                self.stats.last_error = f"on_telemetry raised {exc!r}"
+        try:
+            self.telemetry.put_nowait(item)
+        except queue.Full:
+            self.stats.telemetry_dropped += 1
+
+    def _write(self, data: bytes) -> bool:
+        if not self._connected.is_set():
+            return False
+        with self._write_lock:
+            try:
+                self._ser.write(data)
+                self.stats.tx_bytes += len(data)
+                return True
+            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+                self._lost(f"write: {type(exc).__name__}: {exc}")
+                return False
+
+    # -- request/response
+    def request(self, command: str, apid: int, kind: tuple[int, int], data: bytes = b"",
+                *, timeout_s: float | None = None, retries: int | None = None) -> P.Packet:
+        """Send one TC and wait for its final report. Returns the reply packet."""
+        if self._closed:
+            raise LinkError(f"{command}: link to {self.url} is closed")
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        retries = self.retries if retries is None else retries
+        with self._lock:
+            seq = self._seq[apid]
+            self._seq[apid] = (seq + 1) % P.SEQ_MODULO
+            pending = _Pending()
+            self._pending[(apid, seq)] = pending
+        pkt = P.Packet(P.TC, apid, seq, kind[0], kind[1], data, ack=P.ACK_COMPLETION,
+                       source_id=self.source_id)
+        wire = frame(P.encode_packet(pkt))
+        self.stats.commands += 1
+        outcome = "timeout"
+        try:
+            for attempt in range(retries + 1):
+                if attempt:
+                    self.stats.retries += 1
+                    self._write(b"\x00" + wire)  # leading delimiter flushes any partial frame
+                else:
+                    self._write(wire)
+                if pending.event.wait(timeout_s):
+                    break
+                if self._closed:
+                    break
+            else:
+                self.stats.timeouts += 1
+                raise LinkTimeout(command, retries + 1, timeout_s)
+            if pending.reply is None:
+                raise LinkError(f"{command}: link to {self.url} closed while waiting")
+            reply = pending.reply
+            if reply.kind in (P.TM_ACCEPT_FAIL, P.TM_COMPLETE_FAIL):
+                outcome = "failed"
+                self.stats.failed += 1
+                code, msg = P.decode_failure(reply.data[4:])
+                exc_type = CommandRejected if reply.kind == P.TM_ACCEPT_FAIL else CommandFailed
+                raise exc_type(command, code, msg)
+            outcome = "completed"
+            self.stats.completed += 1
+            return reply
+        finally:
+            with self._lock:
+                self._pending.pop((apid, seq), None)
+            if self.history is not None:
+                self.history.append((apid, seq, command, outcome))
+
+    def call(self, name: str, args: dict | None = None, *, timeout_s: float | None = None,
+             retries: int | None = None) -> dict:
+        """Invoke a function-management command by name; returns its JSON result."""
+        fid, apid, _ = P.FUNCTIONS[name]
+        if timeout_s is None:
+            timeout_s = max(self.timeout_s, DEFAULT_TIMEOUTS.get(name, 0.0))
+        reply = self.request(name, apid, P.TC_FUNCTION, P.encode_function(fid, args or {}),
+                             timeout_s=timeout_s, retries=retries)
+        if reply.kind != P.TM_FUNCTION_REPORT:
+            raise LinkError(f"{name}: unexpected reply ({reply.service},{reply.subtype})")
+        try:
+            return P.decode_json(reply.data[4:], name)
+        except P.PacketError as exc:
+            raise LinkError(str(exc)) from None
+
+    # -- the commands
+    def ping(self, *, timeout_s: float | None = None) -> float:
+        """Round trip in seconds."""
+        t0 = time.perf_counter()
+        self.request("ping", P.APID_AGENT, P.TC_PING, timeout_s=timeout_s)
+        return time.perf_counter() - t0
+
+    def board_info(self) -> dict:
+        info = self.call("board_info")
+        lay = info.get("hk_layout", {})
+        if "layout_id" in lay:
+            self.hk_layouts[lay["layout_id"]] = (list(lay["temps"]), list(lay["rails"]))
+        return info
+
+    def housekeeping(self) -> dict:
+        reply = self.request("housekeeping", P.APID_AGENT, P.TC_HK_ONE_SHOT)
+        data = reply.data[4:]
+        if len(data) >= 2 and int.from_bytes(data[:2], "big") not in self.hk_layouts:
+            self.board_info()
+        try:
+            hk = P.decode_hk(data, self.hk_layouts)
+        except P.PacketError as exc:
+            raise LinkError(f"housekeeping: {exc}") from None
+        hk["time_ns"] = reply.time_ns
+        return hk
+
+    def enable_periodic_hk(self, period_s: float) -> None:
+        if not self.hk_layouts:
+            self.board_info()
+        self.request("enable_periodic_hk", P.APID_AGENT, P.TC_HK_ENABLE_PERIODIC,
+                     P.json_bytes({"period_s": period_s}))
+
+    def disable_periodic_hk(self) -> None:
+        self.request("disable_periodic_hk", P.APID_AGENT, P.TC_HK_DISABLE_PERIODIC)
+
+    def set_throttle(self, throttle: float) -> dict:
+        return self.call("set_throttle", {"throttle": throttle})
+
+    def start_job(self, workload: str, params: dict | None = None,
+                  deadline_s: float | None = None) -> int:
+        res = self.call("start_job", {"workload": workload, "params": params or {},
+                                      "deadline_s": deadline_s})
+        return int(res["job_id"])
+
+    def job_status(self, job_id: int) -> dict:
+        return self.call("job_status", {"job_id": job_id})
+
+    def wait_job(self, job_id: int, timeout_s: float = 60.0, poll_s: float = 0.05) -> dict:
+        """Poll until the job leaves starting/running; raises LinkTimeout after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            st = self.job_status(job_id)
+            if st["state"] not in ("starting", "running"):
+                return st
+            if time.monotonic() > deadline:
+                raise LinkTimeout(f"wait_job({job_id})", 1, timeout_s)
+            time.sleep(poll_s)
+
+    def checkpoint(self, job_id: int) -> dict:
+        return self.call("checkpoint", {"job_id": job_id})
+
+    def suspend(self, job_id: int) -> dict:
+        return self.call("suspend", {"job_id": job_id})
+
+    def resume(self, job_id: int) -> dict:
+        return self.call("resume", {"job_id": job_id})
+
+    def cancel(self, job_id: int) -> dict:
+        return self.call("cancel", {"job_id": job_id})
+
+    def reboot(self) -> dict:
+        return self.call("reboot")
+
+    def time_sync(self, t_ns: int) -> dict:
+        return self.call("time_sync", {"t_ns": int(t_ns)})
+
+    def inject_seu(self, job_id: int, index: int | None = None, bit: int | None = None) -> dict:
+        return self.call("inject_seu", {"job_id": job_id, "index": index, "bit": bit})
+
+    def inject_hang(self, duration_s: float = 0.0) -> dict:
+        return self.call("inject_hang", {"duration_s": duration_s})
+
+    def test_ledger(self) -> dict:
+        """Test mode: every command key the agent executed, (source<<32 | apid<<16 | seq)."""
+        keys: list[int] = []
+        while True:
+            page = self.call("test_ledger", {"offset": len(keys)})
+            keys += page["keys"]
+            if not page["keys"] or len(keys) >= page["total"]:
+                return {"total": page["total"], "unique": page["unique"], "keys": keys}
+
+    def events(self, timeout_s: float = 0.0) -> list[Telemetry]:
+        """Drain the telemetry queue (waiting up to ``timeout_s`` for the first item)."""
+        out = []
+        try:
+            out.append(self.telemetry.get(timeout=timeout_s) if timeout_s > 0
+                       else self.telemetry.get_nowait())
+            while True:
+                out.append(self.telemetry.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    # -- lifetime
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            for p in self._pending.values():
+                p.event.set()
+        self._reader.join(timeout=2)
+        try:
+            self._ser.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _vanished(url: str) -> bool:
+    """A device path (or symlink such as /dev/serial/by-id/...) that no longer resolves."""
+    if "://" in url:
+        return False
+    return not os.path.exists(url)
