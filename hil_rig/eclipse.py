@@ -81,13 +81,16 @@ def beta_angle_rad(r_m: np.ndarray, v_m_s: np.ndarray, sun_m: np.ndarray) -> np.
 
 @dataclasses.dataclass(frozen=True)
 class Eclipse:
-    """One pass through the Earth's shadow. Times are Unix ns, or None when the
-    contact falls outside the searched window or does not happen (penumbral-only)."""
+    """One pass through the Earth's shadow. Times are ns since ``epoch_ns`` (0: Unix ns,
+    as :func:`find_contacts` gives; ``Environment.find_contacts`` gives simulation ns),
+    or None when the contact falls outside the searched window or does not happen
+    (penumbral-only pass)."""
 
     penumbra_entry: int | None
     umbra_entry: int | None
     umbra_exit: int | None
     penumbra_exit: int | None
+    epoch_ns: int = 0
 
     @property
     def umbra_s(self) -> float | None:
@@ -116,7 +119,7 @@ class Eclipse:
 
     def to_json(self) -> dict:
         def iso(x: int | None) -> str | None:
-            return None if x is None else iso_ms(x)
+            return None if x is None else iso_ms(x + self.epoch_ns)
 
         return {
             "penumbra_entry": iso(self.penumbra_entry),
