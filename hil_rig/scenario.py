@@ -105,17 +105,17 @@ class OrbitSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Spacecraft:
-    """Spacecraft parameters handed to the plant (SI, names carry units)."""
+    """Spacecraft parameters handed to the plant (``hil_rig.plant.PlantParams``)."""
 
     battery_capacity_wh: float = 80.0
     soc_initial: float = 0.9
+    #: Area of the main (nadir-opposite) solar panel.
     array_area_m2: float = 0.3
     array_efficiency: float = 0.29
-    bus_load_w: float = 8.0
-    payload_max_power_w: float = 15.0
-    payload_temp_initial_c: float = 20.0
-    #: Extra heat on the payload node (W): a hot case adds to it.
-    extra_heat_w: float = 0.0
+    #: Platform load besides the payload boards and attitude actuators.
+    bus_load_w: float = 6.0
+    #: Every thermal node's temperature at t = 0.
+    temp_initial_c: float = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +196,7 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, _P]]] = {
     "sensor_dead": ("sensor", {}),
     "wheel_stuck": ("wheel", {}),
     # environment
-    "hot_case": ("none", {"extra_heat_w": (float, False, 10.0, (0.0, 1000.0))}),
+    "hot_case": ("none", {"heat_load_factor": (float, False, 1.5, (1.0, 10.0))}),
 }
 SENSORS = ("sun", "gyro", "mag")
 WHEELS = ("x", "y", "z")
@@ -467,8 +467,7 @@ def parse_scenario(text: str, file: str = "<scenario>", base: pathlib.Path | Non
     defaults = Spacecraft()
     bounds = {
         "battery_capacity_wh": (0.1, 1e5), "soc_initial": (0.0, 1.0), "array_area_m2": (0.0, 100.0),
-        "array_efficiency": (0.0, 1.0), "bus_load_w": (0.0, 1e4), "payload_max_power_w": (0.0, 1e4),
-        "payload_temp_initial_c": (-100.0, 150.0), "extra_heat_w": (0.0, 1e4),
+        "array_efficiency": (0.0, 1.0), "bus_load_w": (0.0, 1e4), "temp_initial_c": (-100.0, 150.0),
     }
     craft = Spacecraft(**{
         f.name: st.get(f.name, float, default=getattr(defaults, f.name), bounds=bounds[f.name])
