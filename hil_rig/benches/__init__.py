@@ -1,0 +1,1 @@
+"""Shipped bench files (``virtual.toml`` is the default virtual bench)."""

@@ -1,0 +1,275 @@
+"""The virtual bench: simulated instruments and emulated boards, wired as a bench file says.
+
+One process hosts it all: the simulated instruments are real pymodbus servers
+in threads (Modbus TCP on 127.0.0.1, ephemeral ports; Modbus RTU on ptys), and
+every emulated board is a child process (``firmware_bridge.emulator``) on a pty
+that this process owns, so the board's serial path stays the same across power
+cycles.
+
+Power is physical: a board runs while its relay channel is on *and* its supply
+delivers at least the board's minimum voltage. When that stops, the board's
+process is killed (SIGKILL: power lost, state lost); when it comes back, the
+board boots again after its ``boot_time_s``. The supply's measured current is
+the boards' draw (``power_w`` from each emulator, ``idle_power_w`` while it
+boots) divided by the output voltage.
+
+>>> # with VirtualBench(load_bench()) as vb:
+>>> #     vb.endpoints  -> {"boards": {"jetson0": {"serial": "/dev/pts/3", ...}}, "instruments": {...}}
+>>> #     supplies, switches = open_instruments(vb.bench)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import tty
+from typing import Any
+
+from hil_rig.benchfile import Bench, BoardSpec, load_bench
+from hil_rig.instruments.sim import SimHost, SimRelayBoard, SimSupply
+from hil_rig.instruments.url import ModbusEndpoint
+
+log = logging.getLogger("hil_rig.virtual_bench")
+
+
+class _Board:
+    """One emulated board: its pty, its process and its power state."""
+
+    def __init__(self, spec: BoardSpec, seed: int, clock: str, test_mode: bool) -> None:
+        self.spec = spec
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.seed, self.clock, self.test_mode = seed, clock, test_mode
+        self.proc: Any = None  # firmware_bridge.emulator.EmulatorProcess
+        self.powered = False  # electrically powered (relay on and voltage present)
+        self.boot_at: float | None = None
+        self.boots = 0
+        self.power_losses = 0
+
+    def draw_w(self) -> float:
+        if not self.powered:
+            return 0.0
+        if self.proc is not None and self.proc.alive and self.proc.power_w is not None:
+            return float(self.proc.power_w)
+        return self.spec.idle_power_w
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.alive
+
+    def start(self) -> None:
+        from firmware_bridge.emulator import EmulatorProcess
+
+        self.proc = EmulatorProcess(
+            self.master, kind=self.spec.emulates, name=self.spec.name, seed=self.seed,
+            test_mode=self.test_mode, clock=self.clock,
+        )
+        self.proc.start()
+        self.boots += 1
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc._close_status()  # noqa: SLF001 - release the status pipe of the dead process
+            self.proc = None
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class VirtualBench:
+    """Starts the simulated parts of a bench; use as a context manager.
+
+    ``bench`` (after start) is the bench description pointing at the started
+    endpoints, ``endpoints`` the same as a JSON-able dict. ``pace_rtu`` makes
+    the RTU simulators answer at wire speed for their baud rate.
+    """
+
+    def __init__(
+        self,
+        bench: Bench | None = None,
+        *,
+        seed: int = 0,
+        clock: str = "real",
+        test_mode: bool = False,
+        pace_rtu: bool = False,
+        emulate_boards: bool = True,
+    ) -> None:
+        self.spec = bench if bench is not None else load_bench(None)
+        self.seed, self.clock, self.test_mode = seed, clock, test_mode
+        self.pace_rtu = pace_rtu
+        self.emulate_boards = emulate_boards
+        self.sim_supplies: dict[str, SimSupply] = {}
+        self.sim_switches: dict[str, SimRelayBoard] = {}
+        self.boards: dict[str, _Board] = {}
+        self._hosts: list[SimHost] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self.bench: Bench = self.spec
+        self.errors: list[str] = []
+
+    # -- wiring ---------------------------------------------------------------
+    def _relay_on(self, b: BoardSpec) -> bool:
+        if b.switch is None:
+            return True
+        sw = self.sim_switches.get(b.switch)
+        return True if sw is None else sw.states()[b.channel or 0]
+
+    def _load_fn(self, supply: str):  # type: ignore[no-untyped-def]
+        def load(volts: float) -> float:
+            if volts <= 0:
+                return 0.0
+            amps = 0.0
+            for board in self.boards.values():
+                b = board.spec
+                if b.supply == supply and self._relay_on(b) and volts >= b.min_voltage_v:
+                    amps += (board.draw_w() if board.powered else b.idle_power_w) / volts
+            return amps
+
+        return load
+
+    def _supply_ok(self, b: BoardSpec) -> bool:
+        if b.supply is None:
+            return True
+        sim = self.sim_supplies.get(b.supply)
+        if sim is None:
+            return True
+        st = sim.state()
+        return st.output_on and st.voltage_v >= b.min_voltage_v
+
+    def _notify(self) -> None:
+        self._wake.set()
+
+    # -- life cycle -----------------------------------------------------------
+    def start(self) -> VirtualBench:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        urls: dict[str, ModbusEndpoint] = {}
+        tcp_host: SimHost | None = None
+        for spec in self.spec.instruments:
+            if not spec.simulated:
+                continue
+            ep = spec.endpoint
+            if spec.kind == "supply":
+                assert spec.profile is not None and spec.model is not None
+                sim: SimSupply | SimRelayBoard = SimSupply(
+                    spec.profile, spec.model, name=spec.name, unit=ep.unit,
+                    load=self._load_fn(spec.name), on_change=self._notify,
+                )
+                self.sim_supplies[spec.name] = sim  # type: ignore[assignment]
+            else:
+                sim = SimRelayBoard(name=spec.name, unit=ep.unit, channels=spec.channels, on_change=self._notify)
+                self.sim_switches[spec.name] = sim
+            if ep.transport == "sim-tcp":
+                if tcp_host is None:
+                    tcp_host = SimHost("modbus-tcp")
+                    self._hosts.append(tcp_host)
+                urls[spec.name] = tcp_host.serve_tcp(sim.device(), unit=ep.unit)
+            else:
+                host = SimHost(f"modbus-rtu-{spec.name}")  # one loop per RTU line
+                self._hosts.append(host)
+                urls[spec.name] = host.serve_rtu(sim.device(), unit=ep.unit, baud=ep.baud, pace=self.pace_rtu)
+        serials: dict[str, str] = {}
+        if self.emulate_boards:
+            for k, b in enumerate(self.spec.boards):
+                if b.emulated:
+                    board = _Board(b, self.seed + k, self.clock, self.test_mode)
+                    self.boards[b.name] = board
+                    serials[b.name] = board.path
+        self.bench = self.spec.resolved(urls, serials)
+        self._thread = threading.Thread(target=self._supervise, name="hil-virtual-bench", daemon=True)
+        self._thread.start()
+        self._wake.set()
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.02)
+            self._wake.clear()
+            try:
+                self.reconcile()
+            except Exception as exc:  # noqa: BLE001 - keep supervising; report
+                msg = f"virtual bench: {type(exc).__name__}: {exc}"
+                log.error(msg)
+                self.errors.append(msg)
+                time.sleep(0.1)
+
+    def reconcile(self) -> None:
+        """Apply the instruments' state to the boards' power (called continuously)."""
+        now = time.monotonic()
+        with self._lock:
+            for board in self.boards.values():
+                if self._stop.is_set():
+                    return
+                b = board.spec
+                want = self._relay_on(b) and self._supply_ok(b)
+                if board.proc is not None:
+                    board.proc.poll_status()
+                if want and not board.powered:
+                    board.powered = True
+                    board.boot_at = now + b.boot_time_s
+                    log.info("board %s: power on, boots in %.2f s", b.name, b.boot_time_s)
+                elif not want and board.powered:
+                    board.powered = False
+                    board.boot_at = None
+                    board.power_losses += 1
+                    log.info("board %s: power lost", b.name)
+                    board.kill()
+                if board.powered and board.proc is None and board.boot_at is not None and now >= board.boot_at:
+                    board.boot_at = None
+                    board.start()
+                    log.info("board %s: booted (pid %s)", b.name, board.proc.pid)
+
+    def close(self) -> None:
+        """Stop the boards and the servers; idempotent."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
+            self._thread = None
+        with self._lock:
+            for board in self.boards.values():
+                board.close()
+        for host in self._hosts:
+            host.close()
+        self._hosts.clear()
+
+    def __enter__(self) -> VirtualBench:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- views --------------------------------------------------------------
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        return self.bench.endpoints()
+
+    def board_running(self, name: str) -> bool:
+        return self.boards[name].running
+
+    def wait_board(self, name: str, running: bool, timeout_s: float = 30.0) -> bool:
+        """Wait until the board's process is (not) running; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.boards[name].running == running:
+                return True
+            time.sleep(0.01)
+        return False
