@@ -1,0 +1,111 @@
+"""``hil run``: run a scenario on a bench (docs/running.md).
+
+    hil run [SCENARIO] [--bench FILE] [--virtual | --speed X] [--duration D]
+            [--seed N] [--out DIR] [--scenario-dir DIR]
+
+With no arguments: the nominal scenario on the virtual bench in virtual time.
+Exit code 0 when every requirement passed, 1 when one failed, 2 on bad input,
+143 when stopped by SIGTERM (the archive stays readable, instruments go to
+their safe state).
+
+The options shared with the pytest plugin (``--bench``, ``--speed``,
+``--scenario-dir``) are defined once, in :data:`SHARED_OPTIONS`, F´-style.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+from typing import Any
+
+from hil_rig.cli import UsageError
+
+
+def _positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (x > 0 and x < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return x
+
+
+#: One definition of the options that ``hil run`` and the pytest plugin share:
+#: (flag, argparse/pytest keyword arguments).
+SHARED_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--bench", {"metavar": "FILE", "default": None,
+                 "help": "bench file describing the wiring (default: the virtual bench)"}),
+    ("--speed", {"metavar": "X", "type": _positive_float, "default": None,
+                 "help": "run in real time x X (default: virtual time, as fast as possible)"}),
+    ("--scenario-dir", {"metavar": "DIR", "default": None,
+                        "help": "directory searched first for scenario names"}),
+)
+
+
+def add_shared_options(add: Any) -> None:
+    """Add the shared options with ``add(flag, **kwargs)``: an argparse parser's
+    ``add_argument`` or a pytest group's ``addoption``."""
+    for flag, kwargs in SHARED_OPTIONS:
+        add(flag, dest=_dest(flag), **kwargs)
+
+
+def _dest(flag: str) -> str:
+    return "hil_" + flag.lstrip("-").replace("-", "_")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hil_rig.runner import RunError, run_scenario
+    from hil_rig.scenario import ScenarioError, find_scenario, load_scenario, parse_duration
+
+    if args.virtual and args.hil_speed is not None:
+        raise UsageError("give either --virtual or --speed, not both")
+    extra = [pathlib.Path(args.hil_scenario_dir)] if args.hil_scenario_dir else []
+    try:
+        scenario = load_scenario(find_scenario(args.scenario, extra))
+        changes: dict[str, Any] = {}
+        if args.duration is not None:
+            changes["duration"] = parse_duration(args.duration, "--duration")
+        if args.seed is not None:
+            changes["seed"] = args.seed
+        if args.virtual:
+            changes["speed"] = None
+        elif args.hil_speed is not None:
+            changes["speed"] = args.hil_speed
+        scenario = scenario.replace(**changes)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        result = run_scenario(scenario, bench=args.hil_bench, out=args.out,
+                              progress="auto", handle_sigterm=True)
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+    return result.exit_code
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run", help="run a mission scenario on a bench (default: nominal, virtual bench)",
+        description="Run a scenario on a bench and judge its requirements. Writes a run "
+                    "directory with telemetry.sqlite, summary.json, junit.xml and events.log.",
+    )
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO", default=None,
+                   help="scenario file or shipped scenario name (default: nominal)")
+    add_shared_options(p.add_argument)
+    p.add_argument("--virtual", action="store_true", help="virtual time (the default)")
+    p.add_argument("--duration", metavar="D", default=None,
+                   help="override the scenario duration, e.g. '20 min' or '1 orbit'")
+
+    def _seed(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if n < 0:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        return n
+
+    p.add_argument("--seed", metavar="N", type=_seed, default=None, help="override the seed")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="run directory (default: runs/<scenario>-<seed>-<n>)")
+    p.set_defaults(func=_run)
