@@ -237,14 +237,14 @@ class Orbit:
         of the ascending node: RAAN = RA of the mean Sun + (LTAN - 12 h) x 15 deg/h).
         """
         if not (math.isfinite(alt_km) and alt_km >= MIN_ALTITUDE_KM):
-            raise OrbitError(f"altitude {alt_km} km: must be at least {MIN_ALTITUDE_KM} km "
+            raise OrbitError(f"altitude {alt_km} km: must be at least {MIN_ALTITUDE_KM:g} km "
                              "(lower orbits decay within hours)")
         if not 0.0 <= ecc < 1.0:
             raise OrbitError(f"eccentricity {ecc}: must be in [0, 1)")
         a_m = EARTH_RADIUS_M + alt_km * 1e3
         if a_m * (1 - ecc) < EARTH_RADIUS_M + MIN_ALTITUDE_KM * 1e3:
             raise OrbitError(f"perigee altitude {(a_m * (1 - ecc) - EARTH_RADIUS_M) / 1e3:.1f} km "
-                             f"is below {MIN_ALTITUDE_KM} km")
+                             f"is below {MIN_ALTITUDE_KM:g} km")
         if isinstance(inc_deg, str):
             if inc_deg.strip().lower() != "sso":
                 raise OrbitError(f"inclination {inc_deg!r}: give degrees or 'sso'")
