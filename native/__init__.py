@@ -29,6 +29,7 @@ from native.core import (  # noqa: F401
     default_adcs_config,
     default_eps_config,
     default_thermal_config,
+    records_equal,
     struct_dtype,
 )
 

@@ -17,7 +17,6 @@ in one call from an array of input records and returns an array of outputs.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from enum import IntEnum, IntFlag
 from typing import Any
@@ -48,6 +47,7 @@ __all__ = [
     "default_adcs_config",
     "default_eps_config",
     "default_thermal_config",
+    "records_equal",
     "struct_dtype",
 ]
 
@@ -486,6 +486,18 @@ class FlightCore(_Loop):
         return self.outputs
 
 
-def quat_norm_error(q: np.ndarray) -> float:
-    """| ||q|| - 1 | for a quaternion (helper for checks)."""
-    return abs(math.sqrt(float(np.dot(q, q))) - 1.0)
+def _leaves(rec: np.ndarray) -> list[np.ndarray]:
+    if rec.dtype.names is None:
+        return [np.asarray(rec)]
+    return [leaf for name in rec.dtype.names for leaf in _leaves(rec[name])]
+
+
+def records_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if two structured records (or arrays of them) hold equal fields.
+
+    Compares field by field, so padding bytes (which numpy copies do not keep)
+    never matter.
+    """
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return all(np.array_equal(x, y) for x, y in zip(_leaves(a), _leaves(b), strict=True))

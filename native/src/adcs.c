@@ -101,6 +101,7 @@ static int sat_vec(double v[3], double lim)
     double m = fmax(fabs(v[0]), fmax(fabs(v[1]), fabs(v[2])));
     if (m > lim) {
         ohil_scale3(v, lim / m, v);
+        for (int i = 0; i < 3; ++i) v[i] = ohil_clamp(v[i], -lim, lim); /* rounding */
         return 1;
     }
     return 0;
