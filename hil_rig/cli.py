@@ -18,6 +18,7 @@ from hil_rig import __version__
 # Modules that provide `register(subparsers)`, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
     # one module per line
+    "hil_rig.bench_cli",
     "hil_rig.archive_cli",
     "hil_rig.orbit_cli",
 )
@@ -57,4 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main: subcommands raise hil_rig.cli.UsageError,
+    # which is not this __main__ module's class under `python -m hil_rig.cli`.
+    from hil_rig.cli import main as _main
+
+    sys.exit(_main())
