@@ -6,4 +6,4 @@ spelling, so this file exists only to name the cffi builders.
 
 from setuptools import setup
 
-setup(cffi_modules=["native/build_core.py:ffibuilder"])
+setup(cffi_modules=["native/build_core.py:ffibuilder", "native/build_plant.py:ffibuilder"])

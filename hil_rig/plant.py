@@ -5,6 +5,10 @@ Conventions (../shared/DESIGN.md): SI units; body axes are the principal axes
 to body: ``v_body = R(q_bi) v_inertial`` with ``R(q)`` the Hamilton rotation
 matrix, i.e. ``v_b = q (x) v_i (x) q*``. Wheels 0, 1, 2 spin about body x, y, z.
 
+The physics step is C (``native/plant/plant.c`` built as ``native._plant``: ground
+code, kept apart from the flight core) so a day at 10 Hz runs in well under a
+second; sensors are modelled in Python from its state, at the rate they are read.
+
 Attitude integrator: Strang splitting of the free rigid body (with wheel momentum)
 into exact rotations about the three body axes (1/2, 1/2, 1, 1/2, 1/2), between
 two half-kicks of external torque. Every sub-step is an exact rotation, so
@@ -19,15 +23,15 @@ numpy Generators spawned from the seed.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
+from native._plant import ffi, lib  # the C plant (ground code, native/plant)
 
 from hil_rig.constants import EARTH_MU_M3_S2, NS_PER_S, SPACE_TEMP_K, STEFAN_BOLTZMANN_W_M2_K4
 from hil_rig.environment import EnvSample, EnvSamples
 
 NODES = ("payload", "battery", "radiator", "structure")
-_SIGMA = STEFAN_BOLTZMANN_W_M2_K4
+LEDGER_KEYS = ("solar_j", "load_j", "shunt_j", "unmet_j", "battery_heat_j", "stored_j")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,33 +163,38 @@ class Readings:
     temps_k: dict[str, float]
 
 
-# ------------------------------------------------------------------ small vector math
-
-
-def _rotmat(q: list[float]) -> tuple[tuple[float, float, float], ...]:
-    w, x, y, z = q
-    return ((1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)),
-            (2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)),
-            (2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)))
-
-
-def _mv(m, v) -> list[float]:
-    return [m[0][0] * v[0] + m[0][1] * v[1] + m[0][2] * v[2],
-            m[1][0] * v[0] + m[1][1] * v[1] + m[1][2] * v[2],
-            m[2][0] * v[0] + m[2][1] * v[1] + m[2][2] * v[2]]
-
-
-def _cross(a, b) -> list[float]:
-    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+# ------------------------------------------------------------------ C plant
 
 
 def rotation_matrix(q_bi) -> np.ndarray:
-    """R(q_bi): v_body = R @ v_inertial."""
-    return np.array(_rotmat(list(q_bi)))
+    """R(q_bi): v_body = R @ v_inertial (Hamilton, scalar first)."""
+    w, x, y, z = (float(c) for c in q_bi)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def env_rows(env: EnvSamples) -> np.ndarray:
+    """Pack environment samples into the C plant's row layout (N, ENV_STRIDE), C-contiguous."""
+    return np.ascontiguousarray(np.column_stack([
+        env.r_teme_m, env.sun_unit_teme, env.b_teme_t,
+        env.solar_flux_w_m2, env.albedo_flux_w_m2, env.earth_ir_flux_w_m2]), dtype=np.float64)
+
+
+_CONFIG_ERRORS = {
+    lib.OHIL_PLANT_E_INERTIA: "inertia_kg_m2", lib.OHIL_PLANT_E_WHEEL: "wheel_* parameters",
+    lib.OHIL_PLANT_E_MTQ: "mtq_max_dipole_am2", lib.OHIL_PLANT_E_PANELS: "panels",
+    lib.OHIL_PLANT_E_OCV: "battery_ocv_soc/_v", lib.OHIL_PLANT_E_BATTERY: "battery_* parameters",
+    lib.OHIL_PLANT_E_THERMAL: "heat_capacity_j_k", lib.OHIL_PLANT_E_LINKS: "conductance_w_k",
+    lib.OHIL_PLANT_E_SURFACES: "surfaces", lib.OHIL_PLANT_E_CONSTANTS: "constants",
+}
 
 
 class Plant:
-    """The spacecraft. Drive it with :meth:`step`; read :meth:`sensors` and :meth:`truth`."""
+    """The spacecraft. Drive it with :meth:`step`; read :meth:`sensors` and :meth:`truth`.
+
+    The physics runs in C (``native._plant``); sensors are modelled here from its state.
+    """
 
     def __init__(self, params: PlantParams | None = None, seed: int = 0) -> None:
         self.p = params or PlantParams()
@@ -196,223 +205,201 @@ class Plant:
             np.random.default_rng(s) for s in ss.spawn(5))
         self.gyro_bias_rad_s = self._rng_bias.normal(0.0, p.gyro_bias_sigma_rad_s, 3)
         self.t_ns = 0
-        self.q = [float(x) for x in p.q_bi0]
-        n = math.sqrt(sum(x * x for x in self.q))
-        self.q = [x / n for x in self.q]
-        self.inertia = [float(x) for x in p.inertia_kg_m2]
-        self.wheel_speed = [0.0, 0.0, 0.0]
-        omega0 = p.omega0_rad_s
-        self.pi_b = [self.inertia[k] * omega0[k] for k in range(3)]  # total body momentum
+        self._cfg = ffi.new("ohil_plant_config_t *")
+        self._st = ffi.new("ohil_plant_state_t *")
+        self._cmd = ffi.new("ohil_plant_cmd_t *")
+        self._envbuf = ffi.new("double[]", lib.OHIL_PLANT_ENV_STRIDE)
         self.q_cap_c = p.battery_capacity_wh * 3600.0 / float(np.interp(0.5, p.battery_ocv_soc, p.battery_ocv_v))
-        self.charge_c = p.soc0 * self.q_cap_c
-        self.temps = [float(x) for x in p.temps0_k]
-        self._node_idx = {n: i for i, n in enumerate(NODES)}
-        self._cond = [(self._node_idx[a], self._node_idx[b], g) for a, b, g in p.conductance_w_k]
-        self._surf = [(self._node_idx[s.node], tuple(s.normal_body), s.area_m2, s.absorptivity, s.emissivity)
-                      for s in p.surfaces]
+        self._fill_config()
+        st = self._st
+        q = np.asarray(p.q_bi0, dtype=float)
+        st.q_bi = list(q / np.linalg.norm(q))
+        st.pi_body_nms = [p.inertia_kg_m2[k] * p.omega0_rad_s[k] for k in range(3)]
+        st.charge_c = p.soc0 * self.q_cap_c
+        st.temps_k = list(p.temps0_k)
         self.faults = NO_FAULTS
-        self.ledger = dict.fromkeys(("solar_j", "load_j", "shunt_j", "unmet_j", "battery_heat_j",
-                                     "stored_j"), 0.0)
-        # last-step values
+        self._set_cmd(Actuators(), NO_FAULTS)
+        st.battery_v = self.ocv(p.soc0)
         self.env: EnvSample | None = None
-        self.battery_a = 0.0
-        self.battery_v = self.ocv(self.soc)
-        self.solar_power_w = 0.0
-        self.load_power_w = 0.0
         self.payload_power_w = 0.0
         self._last_gyro: tuple[float, float, float] | None = None
         self._last_mag: tuple[float, float, float] | None = None
 
-    # --- helpers ---------------------------------------------------------------
+    def _fill_config(self) -> None:
+        p, c = self.p, self._cfg
+        if len(p.panels) > lib.OHIL_PLANT_MAX_PANELS or len(p.surfaces) > lib.OHIL_PLANT_MAX_SURFACES \
+                or len(p.conductance_w_k) > lib.OHIL_PLANT_MAX_LINKS or len(p.battery_ocv_soc) > lib.OHIL_PLANT_MAX_OCV:
+            raise ValueError("plant parameters: too many panels/surfaces/links/OCV points for the C plant")
+        c.inertia_kg_m2 = list(p.inertia_kg_m2)
+        c.wheel_inertia_kg_m2 = p.wheel_inertia_kg_m2
+        c.wheel_max_torque_nm = p.wheel_max_torque_nm
+        c.wheel_max_speed_rad_s = p.wheel_max_speed_rad_s
+        c.wheel_viscous_nm_s = p.wheel_viscous_nm_s
+        c.wheel_coulomb_nm = p.wheel_coulomb_nm
+        c.wheel_power_w = p.wheel_power_w
+        c.mtq_max_dipole_am2 = p.mtq_max_dipole_am2
+        c.mtq_power_w = p.mtq_power_w
+        c.gravity_gradient = int(p.gravity_gradient)
+        c.n_panels = len(p.panels)
+        for i, pan in enumerate(p.panels):
+            c.panels[i].normal = list(pan.normal_body)
+            c.panels[i].area_m2 = pan.area_m2
+        c.solar_efficiency = p.solar_efficiency
+        c.solar_temp_coeff_per_k = p.solar_temp_coeff_per_k
+        c.solar_ref_temp_k = p.solar_ref_temp_k
+        c.n_ocv = len(p.battery_ocv_soc)
+        for i, (s_, v_) in enumerate(zip(p.battery_ocv_soc, p.battery_ocv_v, strict=True)):
+            c.ocv_soc[i] = s_
+            c.ocv_v[i] = v_
+        c.battery_r_ohm = p.battery_r_ohm
+        c.charge_efficiency = p.battery_charge_efficiency
+        c.max_charge_w = p.battery_max_charge_w
+        c.capacity_c = self.q_cap_c
+        c.bus_base_w = p.bus_base_w
+        c.heat_capacity_j_k = list(p.heat_capacity_j_k)
+        idx = {n: i for i, n in enumerate(NODES)}
+        c.n_links = len(p.conductance_w_k)
+        for i, (a, b, g) in enumerate(p.conductance_w_k):
+            c.links[i].a, c.links[i].b, c.links[i].g_w_k = idx[a], idx[b], g
+        c.n_surfaces = len(p.surfaces)
+        for i, sf in enumerate(p.surfaces):
+            c.surfaces[i].node = idx[sf.node]
+            c.surfaces[i].normal = list(sf.normal_body)
+            c.surfaces[i].area_m2 = sf.area_m2
+            c.surfaces[i].absorptivity = sf.absorptivity
+            c.surfaces[i].emissivity = sf.emissivity
+        c.mu_m3_s2 = EARTH_MU_M3_S2
+        c.sigma_w_m2_k4 = STEFAN_BOLTZMANN_W_M2_K4
+        c.space_temp_k = SPACE_TEMP_K
+        err = lib.ohil_plant_check(c)
+        if err:
+            raise ValueError(f"plant parameters: {_CONFIG_ERRORS.get(err, err)} out of range")
+
+    def _set_cmd(self, a: Actuators, f: Faults) -> None:
+        cmd = self._cmd
+        cmd.wheel_torque_nm = list(a.wheel_torque_nm)
+        cmd.mtq_dipole_am2 = list(a.mtq_dipole_am2)
+        cmd.heater_w = a.heater_w
+        cmd.wheel_stuck = [int(bool(x)) for x in f.wheel_stuck]
+        cmd.hot_case = f.hot_case
+        cmd.capacity_ratio = f.battery_capacity_ratio
+        self._cmd_key = (a, f)
+
+    # --- state views -------------------------------------------------------------
+    @property
+    def q(self) -> list[float]:
+        return list(self._st.q_bi)
+
+    @property
+    def pi_b(self) -> list[float]:
+        """Total angular momentum (body + wheels) in body axes, N m s."""
+        return list(self._st.pi_body_nms)
+
+    @pi_b.setter
+    def pi_b(self, value) -> None:
+        self._st.pi_body_nms = [float(x) for x in value]
+
+    @property
+    def wheel_speed(self) -> list[float]:
+        return list(self._st.wheel_speed_rad_s)
+
+    @wheel_speed.setter
+    def wheel_speed(self, value) -> None:
+        self._st.wheel_speed_rad_s = [float(x) for x in value]
+
+    @property
+    def temps(self) -> list[float]:
+        return list(self._st.temps_k)
+
+    @property
+    def ledger(self) -> dict[str, float]:
+        return dict(zip(LEDGER_KEYS, self._st.ledger_j, strict=True))
+
     @property
     def soc(self) -> float:
-        return self.charge_c / (self.q_cap_c * self.faults.battery_capacity_ratio)
+        return self._st.charge_c / (self.q_cap_c * self.faults.battery_capacity_ratio)
+
+    @property
+    def battery_a(self) -> float:
+        return self._st.battery_a
+
+    @property
+    def battery_v(self) -> float:
+        return self._st.battery_v
+
+    @property
+    def solar_power_w(self) -> float:
+        return self._st.solar_w
 
     def ocv(self, soc: float) -> float:
-        return float(np.interp(soc, self.p.battery_ocv_soc, self.p.battery_ocv_v))
+        return float(lib.ohil_plant_ocv(self._cfg, soc))
 
     def omega_body(self) -> list[float]:
         jw = self.p.wheel_inertia_kg_m2
-        return [(self.pi_b[k] - jw * self.wheel_speed[k]) / self.inertia[k] for k in range(3)]
+        st = self._st
+        return [(st.pi_body_nms[k] - jw * st.wheel_speed_rad_s[k]) / self.p.inertia_kg_m2[k] for k in range(3)]
 
     def h_inertial(self) -> np.ndarray:
         """Total angular momentum (body + wheels) in the inertial frame, N m s."""
         return rotation_matrix(self.q).T @ np.array(self.pi_b)
 
     # --- dynamics --------------------------------------------------------------
-    def _rotate_about(self, k: int, dt: float) -> None:
-        jw = self.p.wheel_inertia_kg_m2
-        w = (self.pi_b[k] - jw * self.wheel_speed[k]) / self.inertia[k]
-        phi = w * dt
-        c, s = math.cos(phi), math.sin(phi)
-        i, j = (k + 1) % 3, (k + 2) % 3
-        # body-frame components of the fixed inertial momentum rotate by -phi about k
-        pi, pj = self.pi_b[i], self.pi_b[j]
-        self.pi_b[i] = c * pi + s * pj
-        self.pi_b[j] = -s * pi + c * pj
-        # q' = q_k(-phi) (x) q
-        h = -0.5 * phi
-        a0, av = math.cos(h), math.sin(h)
-        w0, x0, y0, z0 = self.q
-        qv = [x0, y0, z0]
-        e = [0.0, 0.0, 0.0]
-        e[k] = av
-        cr = _cross(e, qv)
-        self.q = [a0 * w0 - av * qv[k],
-                  a0 * x0 + w0 * e[0] + cr[0],
-                  a0 * y0 + w0 * e[1] + cr[1],
-                  a0 * z0 + w0 * e[2] + cr[2]]
-
     def step(self, dt_ns: int, actuators: Actuators, env: EnvSample, payload_power_w: float,
              faults: Faults | None = None) -> None:
         """Advance the plant by ``dt_ns`` under ``env`` (the environment at the step's start)."""
         if faults is not None:
             self.faults = faults
-        f = self.faults
-        p = self.p
-        dt = dt_ns / NS_PER_S
+        if self._cmd_key != (actuators, self.faults):
+            self._set_cmd(actuators, self.faults)
+        buf = self._envbuf
+        buf[0:3] = env.r_teme_m
+        buf[3:6] = env.sun_unit_teme
+        buf[6:9] = env.b_teme_t
+        buf[9] = env.solar_flux_w_m2
+        buf[10] = env.albedo_flux_w_m2
+        buf[11] = env.earth_ir_flux_w_m2
+        lib.ohil_plant_step(self._cfg, self._st, self._cmd, buf, payload_power_w, dt_ns / NS_PER_S)
         self.env = env
-        rot = _rotmat(self.q)
-        r_i = env.r_teme_m
-        r_norm = math.sqrt(r_i[0] ** 2 + r_i[1] ** 2 + r_i[2] ** 2)
-        n_b = _mv(rot, [-r_i[0] / r_norm, -r_i[1] / r_norm, -r_i[2] / r_norm])  # nadir, body
-        s_b = _mv(rot, env.sun_unit_teme)
-        b_b = _mv(rot, env.b_teme_t)
-        # external torques: gravity gradient + magnetorquers
-        k_gg = 3 * EARTH_MU_M3_S2 / r_norm**3 if p.gravity_gradient else 0.0
-        i_n = [self.inertia[k] * n_b[k] for k in range(3)]
-        t_gg = _cross(n_b, i_n)
-        m = [max(-p.mtq_max_dipole_am2, min(p.mtq_max_dipole_am2, x)) for x in actuators.mtq_dipole_am2]
-        t_mtq = _cross(m, b_b)
-        t_ext = [k_gg * t_gg[k] + t_mtq[k] for k in range(3)]
-        # wheels: motor torque limited, friction, speed limit, stuck
-        jw = p.wheel_inertia_kg_m2
-        w_torque = [0.0, 0.0, 0.0]
-        for k in range(3):
-            ws = self.wheel_speed[k]
-            if f.wheel_stuck[k]:
-                continue
-            tm = max(-p.wheel_max_torque_nm, min(p.wheel_max_torque_nm, actuators.wheel_torque_nm[k]))
-            if (ws >= p.wheel_max_speed_rad_s and tm > 0) or (ws <= -p.wheel_max_speed_rad_s and tm < 0):
-                tm = 0.0
-            fr = p.wheel_viscous_nm_s * ws + (math.copysign(p.wheel_coulomb_nm, ws) if ws != 0.0 else 0.0)
-            net = tm - fr
-            if ws != 0.0 and tm == 0.0 and abs(net) * dt / jw > abs(ws):
-                net = -ws * jw / dt  # friction stops the wheel, never reverses it
-            w_torque[k] = net
-        half = 0.5 * dt
-        for k in range(3):
-            self.pi_b[k] += t_ext[k] * half
-            if not f.wheel_stuck[k]:
-                self.wheel_speed[k] += w_torque[k] / jw * half
-        self._rotate_about(0, half)
-        self._rotate_about(1, half)
-        self._rotate_about(2, dt)
-        self._rotate_about(1, half)
-        self._rotate_about(0, half)
-        for k in range(3):
-            self.pi_b[k] += t_ext[k] * half
-            if not f.wheel_stuck[k]:
-                self.wheel_speed[k] += w_torque[k] / jw * half
-        # ---- power
-        ts = self.temps[3]
-        solar = 0.0
-        flux = env.solar_flux_w_m2
-        if flux > 0.0:
-            eff = p.solar_efficiency * (1.0 + p.solar_temp_coeff_per_k * (ts - p.solar_ref_temp_k))
-            for pan in p.panels:
-                c = pan.normal_body[0] * s_b[0] + pan.normal_body[1] * s_b[1] + pan.normal_body[2] * s_b[2]
-                if c > 0:
-                    solar += flux * pan.area_m2 * c * max(eff, 0.0)
-        mtq_w = sum(abs(x) for x in m) / p.mtq_max_dipole_am2 * p.mtq_power_w
-        load = p.bus_base_w + payload_power_w + actuators.heater_w + 3 * p.wheel_power_w + mtq_w
-        net = solar - load  # + charges
-        cap = self.q_cap_c * f.battery_capacity_ratio
-        soc = self.charge_c / cap
-        ocv = self.ocv(soc)
-        r = p.battery_r_ohm
-        shunt = unmet = 0.0
-        if net > 0:
-            charge_w = min(net, p.battery_max_charge_w) if soc < 1.0 else 0.0
-            shunt = net - charge_w
-            net = charge_w
-        else:
-            pmax = ocv * ocv / (4 * r)  # deepest discharge the cell can deliver
-            if soc <= 0.0:
-                unmet, net = -net, 0.0
-            elif -net > pmax:
-                unmet, net = -net - pmax, -pmax
-        current = (-ocv + math.sqrt(max(ocv * ocv + 4 * r * net, 0.0))) / (2 * r) if net != 0 else 0.0
-        eta = p.battery_charge_efficiency if current > 0 else 1.0
-        dq = eta * current * dt
-        if self.charge_c + dq > cap:
-            dq = cap - self.charge_c
-        if self.charge_c + dq < 0:
-            dq = -self.charge_c
-        # stored (chemical) energy change = integral of OCV dq, trapezoid over the step
-        soc1 = (self.charge_c + dq) / cap
-        stored = 0.5 * (ocv + self.ocv(soc1)) * dq
-        self.charge_c += dq
-        batt_heat = current * current * r + (1 - eta) * ocv * current
-        L = self.ledger
-        L["solar_j"] += solar * dt
-        L["load_j"] += (load - unmet) * dt
-        L["shunt_j"] += shunt * dt
-        L["unmet_j"] += unmet * dt
-        L["battery_heat_j"] += batt_heat * dt
-        L["stored_j"] += stored
-        self.battery_a = current
-        self.battery_v = ocv + current * r
-        self.solar_power_w = float(solar)
-        self.load_power_w = load - unmet
         self.payload_power_w = payload_power_w
-        # ---- thermal (explicit Euler)
-        T = self.temps
-        q_in = [payload_power_w, batt_heat + actuators.heater_w,
-                0.0, p.bus_base_w + 3 * p.wheel_power_w + mtq_w]
-        hot = f.hot_case
-        alb, ir = env.albedo_flux_w_m2, env.earth_ir_flux_w_m2
-        for node, nrm, area, alpha, emis in self._surf:
-            cs = nrm[0] * s_b[0] + nrm[1] * s_b[1] + nrm[2] * s_b[2]
-            cn = nrm[0] * n_b[0] + nrm[1] * n_b[1] + nrm[2] * n_b[2]
-            absorbed = 0.0
-            if cs > 0:
-                absorbed += alpha * area * flux * cs
-            if cn > 0:
-                absorbed += (alpha * alb + emis * ir) * area * cn
-            t4 = T[node] ** 4
-            q_in[node] += hot * absorbed - emis * _SIGMA * area * (t4 - SPACE_TEMP_K**4)
-        for a, b, g in self._cond:
-            qq = g * (T[a] - T[b])
-            q_in[a] -= qq
-            q_in[b] += qq
-        caps = p.heat_capacity_j_k
-        self.temps = [T[i] + q_in[i] / caps[i] * dt for i in range(4)]
         self.t_ns += int(dt_ns)
 
     def run(self, env: EnvSamples, dt_ns: int, actuators: Actuators, payload_power_w: float | np.ndarray,
-            faults: Faults | None = None) -> None:
-        """Batch path: one step per environment row with fixed actuators (e.g. between control frames)."""
-        pw = np.broadcast_to(np.asarray(payload_power_w, dtype=float), (len(env),))
-        for i in range(len(env)):
-            self.step(dt_ns, actuators, env.row(i), float(pw[i]), faults)
+            faults: Faults | None = None, rows: np.ndarray | None = None) -> None:
+        """Batch path: one step per environment row with fixed actuators, in one C call.
+
+        ``rows`` may carry ``env_rows(env)`` precomputed (it does not depend on control).
+        """
+        if faults is not None:
+            self.faults = faults
+        if self._cmd_key != (actuators, self.faults):
+            self._set_cmd(actuators, self.faults)
+        n = len(env)
+        if n == 0:
+            return
+        packed = env_rows(env) if rows is None else np.ascontiguousarray(rows, dtype=np.float64)
+        pw = np.ascontiguousarray(np.broadcast_to(np.asarray(payload_power_w, dtype=np.float64), (n,)))
+        lib.ohil_plant_run(self._cfg, self._st, self._cmd, ffi.from_buffer("double[]", packed),
+                           ffi.from_buffer("double[]", pw), n, dt_ns / NS_PER_S)
+        self.env = env.row(n - 1)
+        self.payload_power_w = float(pw[-1])
+        self.t_ns += int(dt_ns) * n
 
     # --- outputs ---------------------------------------------------------------
     def truth(self) -> dict:
         return {
             "t_ns": self.t_ns,
-            "q_bi": tuple(self.q),
+            "q_bi": tuple(float(x) for x in self.q),
             "omega_body_rad_s": tuple(float(x) for x in self.omega_body()),
-            "wheel_speed_rad_s": tuple(self.wheel_speed),
+            "wheel_speed_rad_s": tuple(float(x) for x in self.wheel_speed),
             "h_inertial_nms": tuple(float(x) for x in self.h_inertial()),
-            "soc": self.soc,
-            "battery_v": self.battery_v,
-            "battery_a": self.battery_a,
-            "solar_power_w": self.solar_power_w,
-            "load_power_w": self.load_power_w,
+            "soc": float(self.soc),
+            "battery_v": float(self.battery_v),
+            "battery_a": float(self.battery_a),
+            "solar_power_w": float(self.solar_power_w),
+            "load_power_w": self._st.load_w,
             "temps_k": {n: float(t) for n, t in zip(NODES, self.temps, strict=True)},
             "illumination": None if self.env is None else self.env.illumination,
-            "ledger_j": {k: float(v) for k, v in self.ledger.items()},
+            "ledger_j": self.ledger,
         }
 
     def sensors(self, faults: Faults | None = None) -> Readings:
@@ -461,7 +448,7 @@ class Plant:
             mag_body_t=tuple(float(x) for x in mag), mag_valid=not f.mag_dead,
             css_a=tuple(float(x) for x in css), sun_body=tuple(float(x) for x in sun_body),
             sun_valid=bool(sun_valid),
-            wheel_speed_rad_s=tuple(self.wheel_speed),
+            wheel_speed_rad_s=tuple(float(x) for x in self.wheel_speed),
             battery_v=float(self.battery_v * (1 + p.power_noise_frac * meas[4])),
             battery_a=float(self.battery_a * (1 + p.power_noise_frac * meas[5])),
             solar_power_w=float(self.solar_power_w * (1 + p.power_noise_frac * meas[6])),

@@ -1,0 +1,124 @@
+/* orbit-hil spacecraft plant (ground code, NOT flight code).
+ *
+ * The rig's physics hot loop: rigid body with reaction wheels and magnetorquers,
+ * solar arrays, battery, lumped thermal nodes. Kept apart from the flight core
+ * (native/src): it models the world the flight software lives in.
+ * C99, no heap, no mutable statics. Wrapped by hil_rig/plant.py; see docs/rig.md.
+ *
+ * Conventions: SI units. Body axes are principal axes. q_bi is scalar-first
+ * Hamilton and rotates inertial (TEME) to body: v_b = R(q) v_i.
+ */
+#ifndef OHIL_PLANT_H
+#define OHIL_PLANT_H
+
+#include <stddef.h>
+
+#define OHIL_PLANT_NODES 4
+#define OHIL_PLANT_MAX_PANELS 8
+#define OHIL_PLANT_MAX_SURFACES 12
+#define OHIL_PLANT_MAX_LINKS 12
+#define OHIL_PLANT_MAX_OCV 16
+/* doubles per environment row: r_teme_m[3], sun_unit_teme[3], b_teme_t[3],
+   solar_flux_w_m2, albedo_flux_w_m2, earth_ir_flux_w_m2 */
+#define OHIL_PLANT_ENV_STRIDE 12
+
+/* config error codes (one per field group) */
+#define OHIL_PLANT_OK 0
+#define OHIL_PLANT_E_INERTIA 1
+#define OHIL_PLANT_E_WHEEL 2
+#define OHIL_PLANT_E_MTQ 3
+#define OHIL_PLANT_E_PANELS 4
+#define OHIL_PLANT_E_OCV 5
+#define OHIL_PLANT_E_BATTERY 6
+#define OHIL_PLANT_E_THERMAL 7
+#define OHIL_PLANT_E_LINKS 8
+#define OHIL_PLANT_E_SURFACES 9
+#define OHIL_PLANT_E_CONSTANTS 10
+
+typedef struct {
+    double normal[3];
+    double area_m2;
+} ohil_plant_panel_t;
+
+typedef struct {
+    int node;
+    double normal[3];
+    double area_m2;
+    double absorptivity;
+    double emissivity;
+} ohil_plant_surface_t;
+
+typedef struct {
+    int a;
+    int b;
+    double g_w_k;
+} ohil_plant_link_t;
+
+typedef struct {
+    double inertia_kg_m2[3];
+    double wheel_inertia_kg_m2;
+    double wheel_max_torque_nm;
+    double wheel_max_speed_rad_s;
+    double wheel_viscous_nm_s;
+    double wheel_coulomb_nm;
+    double wheel_power_w;
+    double mtq_max_dipole_am2;
+    double mtq_power_w;
+    int gravity_gradient;
+    int n_panels;
+    ohil_plant_panel_t panels[OHIL_PLANT_MAX_PANELS];
+    double solar_efficiency;
+    double solar_temp_coeff_per_k;
+    double solar_ref_temp_k;
+    int n_ocv;
+    double ocv_soc[OHIL_PLANT_MAX_OCV];
+    double ocv_v[OHIL_PLANT_MAX_OCV];
+    double battery_r_ohm;
+    double charge_efficiency;
+    double max_charge_w;
+    double capacity_c;
+    double bus_base_w;
+    double heat_capacity_j_k[OHIL_PLANT_NODES];
+    int n_links;
+    ohil_plant_link_t links[OHIL_PLANT_MAX_LINKS];
+    int n_surfaces;
+    ohil_plant_surface_t surfaces[OHIL_PLANT_MAX_SURFACES];
+    /* physical constants, passed in from hil_rig/constants.py (defined once there) */
+    double mu_m3_s2;
+    double sigma_w_m2_k4;
+    double space_temp_k;
+} ohil_plant_config_t;
+
+typedef struct {
+    double q_bi[4];
+    double pi_body_nms[3];        /* total angular momentum (body + wheels), body frame */
+    double wheel_speed_rad_s[3];
+    double charge_c;
+    double temps_k[OHIL_PLANT_NODES]; /* payload, battery, radiator, structure */
+    double battery_a;
+    double battery_v;
+    double solar_w;
+    double load_w;
+    /* energy ledger (J): solar, load, shunt, unmet, battery heat, stored */
+    double ledger_j[6];
+} ohil_plant_state_t;
+
+typedef struct {
+    double wheel_torque_nm[3];
+    double mtq_dipole_am2[3];
+    double heater_w;
+    int wheel_stuck[3];
+    double hot_case;
+    double capacity_ratio;
+} ohil_plant_cmd_t;
+
+int ohil_plant_check(const ohil_plant_config_t *cfg);
+double ohil_plant_ocv(const ohil_plant_config_t *cfg, double soc);
+void ohil_plant_step(const ohil_plant_config_t *cfg, ohil_plant_state_t *st,
+                     const ohil_plant_cmd_t *cmd, const double *env,
+                     double payload_w, double dt_s);
+void ohil_plant_run(const ohil_plant_config_t *cfg, ohil_plant_state_t *st,
+                    const ohil_plant_cmd_t *cmd, const double *env,
+                    const double *payload_w, size_t n, double dt_s);
+
+#endif
