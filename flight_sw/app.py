@@ -1,0 +1,503 @@
+"""The flight software: every part wired to the hardware interfaces.
+
+See docs/flight_sw/README.md for the contract the runner depends on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+import native
+from flight_sw.dictionary import (
+    BOARD_STATES,
+    COMMAND_BY_NAME,
+    MODE_NAMES,
+    DictionaryError,
+    TmCodec,
+    check_args,
+)
+from flight_sw.events import EventLog
+from flight_sw.executive import NS, RATE_GROUPS, Component, Executive
+from flight_sw.fdir import SPACECRAFT, Fdir, MonitorDef
+from flight_sw.ground import GroundPort
+from flight_sw.interfaces import (
+    ActuatorCommand,
+    Actuators,
+    Clock,
+    PayloadLink,
+    PowerSwitch,
+    SensorFrame,
+    Sensors,
+)
+from flight_sw.modes import COMPUTE, SAFE, ModeConfig, ModeInputs, ModeManager
+from flight_sw.orbit import EclipsePredictor, EclipseWindow, TleError, epoch_tuple, sun_teme_m
+from flight_sw.payload import BoardConfig, PayloadManager
+from flight_sw.tc import TcRejected, TcVerifier
+
+# Earth's field: a centred dipole, IGRF-2020 axis and strength (flight-side model)
+_B0_T = 3.12e-5
+_DIPOLE_COLAT = math.radians(9.41)
+_DIPOLE_LON = math.radians(-72.63)
+_RE_M = 6378137.0
+
+_ADCS_MODE = {"BOOT": 0, "DETUMBLE": 0, "SAFE": 1, "SUN_POINT": 1, "COMPUTE": 1}
+
+
+class CommandError(ValueError):
+    """A command refused by the in-process API: unknown, bad arguments, or failed."""
+
+
+@dataclass
+class FswConfig:
+    epoch_utc: str = "2026-03-20T12:00:00Z"
+    boards: list[BoardConfig] = field(default_factory=list)
+    adcs: dict = field(default_factory=dict)  # overrides of native.default_adcs_config()
+    eps: dict = field(default_factory=dict)
+    thermal: dict = field(default_factory=dict)
+    thermal_zones: list[str] = field(default_factory=lambda: ["battery", "obc", "propulsion", "payload_plate"])
+    modes: ModeConfig = field(default_factory=ModeConfig)
+    fdir_step_persistence: int = 5
+    fdir_clear_persistence: int = 10
+    eclipse_lead_s: float = 120.0  # suspend this long before a predicted eclipse
+    min_run_fraction: float = 0.1  # payload is worth running only above this throttle
+    default_eclipse_s: float = 2160.0  # assumed when no TLE is loaded
+    ground_port: int | None = None  # None: no TCP port; 0: an ephemeral loopback port
+    time_sync: bool = True
+    checkpoint_period_s: float = 30.0
+    watchdog_timeout_s: float = 3.0
+    battery_min_soc: float = 0.2
+    battery_temp_k: tuple[float, float] = (268.15, 318.15)
+    rate_safe_rad_s: float = 0.3
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> FswConfig:
+        known = {f.name for f in fields(cls)}
+        bad = set(m) - known
+        if bad:
+            raise ValueError(f"flight software config: unknown key(s) {sorted(bad)}; known: {sorted(known)}")
+        kw = dict(m)
+        if "boards" in kw:
+            kw["boards"] = [b if isinstance(b, BoardConfig) else BoardConfig(**b) for b in kw["boards"]]
+        if "modes" in kw and isinstance(kw["modes"], Mapping):
+            kw["modes"] = ModeConfig(**kw["modes"])
+        return cls(**kw)
+
+
+class _Fn(Component):
+    def __init__(self, name: str, fn) -> None:  # noqa: ANN001
+        super().__init__()
+        self.name = name
+        self._fn = fn
+
+    def run(self, t_ns: int) -> None:
+        self._fn(t_ns)
+
+
+class FlightSoftware:
+    def __init__(
+        self,
+        config: FswConfig | Mapping[str, Any],
+        clock: Clock,
+        sensors: Sensors,
+        actuators: Actuators,
+        switches: PowerSwitch,
+        payload_links: Mapping[str, PayloadLink],
+        tle_text: str | None,
+        key: bytes,
+    ) -> None:
+        self.cfg = config if isinstance(config, FswConfig) else FswConfig.from_mapping(config)
+        cfg = self.cfg
+        self.clock, self.sensors, self.actuators, self.switches = clock, sensors, actuators, switches
+        self.events = EventLog()
+        self.board_names = [b.name for b in cfg.boards]
+        self.dictionary = TmCodec(self.board_names)
+        self.adcs = native.Adcs(cfg.adcs or None)
+        self.eps = native.Eps(cfg.eps or None)
+        th = dict(cfg.thermal)
+        if "heater_on_k" not in th:
+            d = native.default_thermal_config()
+            n = len(cfg.thermal_zones)
+            for k in ("heater_on_k", "heater_off_k", "heater_power_w"):
+                th[k] = (list(d[k]) * n)[:n]
+        self.thermal = native.Thermal(th)
+        self._eps_capacity_wh = self.eps.config["capacity_ah"]
+        self.modes = ModeManager(cfg.modes, self.events)
+        self.payload = PayloadManager(cfg.boards, payload_links, switches, self.events,
+                                      time_sync=cfg.time_sync, checkpoint_period_s=cfg.checkpoint_period_s)
+        self.fdir = Fdir(self._monitors(), self.events, cfg.fdir_step_persistence, cfg.fdir_clear_persistence)
+        self.predictor = EclipsePredictor(epoch_tuple(cfg.epoch_utc))
+        self.verifier = TcVerifier(key)
+        self.ground = GroundPort(port=cfg.ground_port) if cfg.ground_port is not None else None
+        self._tc_queue: list[bytes] = []
+        self.window: EclipseWindow | None = None
+        self.sensor: SensorFrame = SensorFrame(0)
+        self.throttle_cap = 1.0
+        self.hk: dict[str, float] = {}
+        self.hk_records: list[dict[str, float]] = []
+        self.tm_packets = 0
+        self._heater_mask = 0
+        self._r_eci = np.zeros(3)
+        self._v_eci = np.zeros(3)
+        self._last_adcs: dict[str, float] = {"pointing_error_rad": -1.0}
+        self._eps_out: dict[str, float] = {"soc": float("nan"), "payload_budget_w": 0.0, "power_mode": 0}
+        self._therm_out: dict[str, float] = {"payload_throttle": 1.0, "trip": 0}
+        self._watchdog_fired = False
+        comps = {
+            "adcs": _Fn("adcs", self._control),
+            "nav": _Fn("nav", self._nav),
+            "eps": _Fn("eps", self._eps_step),
+            "thermal": _Fn("thermal", self._thermal_step),
+            "telecommand": _Fn("telecommand", self._telecommand),
+            "payload": _Fn("payload", self._payload_step),
+            "fdir": _Fn("fdir", self._fdir_step),
+            "modes": _Fn("modes", self._modes_step),
+            "telemetry": _Fn("telemetry", self._telemetry),
+            "eclipse": _Fn("eclipse", self._eclipse),
+        }
+        self.executive = Executive(clock, comps, self.events, RATE_GROUPS,
+                                   int(cfg.watchdog_timeout_s * NS), on_watchdog=self._on_watchdog)
+        if tle_text:
+            self._load_tle(0, tle_text)
+
+    # --- public API -------------------------------------------------------------------
+    def step_to(self, t_ns: int) -> int:
+        """Run every rate-group tick with time <= ``t_ns``; returns the ticks run."""
+        return self.executive.step_to(int(t_ns))
+
+    def tick(self) -> None:
+        self.executive.run_tick()
+
+    def telemetry(self) -> dict[str, float]:
+        return dict(self.hk)
+
+    @property
+    def mode(self) -> str:
+        return self.modes.mode
+
+    def command(self, name: str, **args: Any) -> Any:
+        """In-process command API: the same dictionary and dispatch as telecommands."""
+        cmd = COMMAND_BY_NAME.get(name)
+        if cmd is None:
+            raise CommandError(f"unknown command {name!r}; known: {sorted(COMMAND_BY_NAME)}")
+        try:
+            args = check_args(cmd, args)
+        except DictionaryError as e:
+            raise CommandError(str(e)) from None
+        return self._execute(self.executive.next_tick_ns, name, args, source="api")
+
+    def submit_tc(self, packet: bytes) -> None:
+        """Queue an authenticated TC packet; it is checked and executed at the next 1 Hz frame."""
+        self._tc_queue.append(bytes(packet))
+
+    def stats(self) -> dict[str, Any]:
+        s = dict(self.payload.stats)
+        done = self.payload.completed
+        s["payload_s_by_throttle"] = {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": v
+                                      for i, v in enumerate(self.payload.payload_s_by_throttle)}
+        s["energy_j_per_job"] = (sum(j.energy_j for j in done) / len(done)) if done else 0.0
+        s["tc_accepted"] = self.verifier.accepted
+        s["tc_rejected"] = dict(self.verifier.rejected)
+        s["overruns"] = self.executive.overruns
+        s["fdir_actions"] = len(self.fdir.actions)
+        s["mode"] = self.modes.mode
+        return s
+
+    def close(self) -> None:
+        if self.ground is not None:
+            self.ground.close()
+
+    # --- commands ---------------------------------------------------------------------
+    def _execute(self, t_ns: int, name: str, args: dict[str, Any], source: str) -> Any:
+        try:
+            if name == "noop":
+                return None
+            if name == "set_mode":
+                ok = self.modes.request(t_ns, args["mode"], "commanded", f"{source}: set_mode", self._mode_inputs())
+                if not ok:
+                    raise CommandError(f"mode {args['mode']} refused (see mode_refused event)")
+                return None
+            if name == "upload_tle":
+                self._load_tle(t_ns, args["tle"])
+                return None
+            if name == "queue_job":
+                try:
+                    params = json.loads(args["params"]) if args["params"] else {}
+                except ValueError as e:
+                    raise CommandError(f"queue_job.params: not JSON ({e})") from None
+                if not isinstance(params, dict):
+                    raise CommandError("queue_job.params: must be a JSON object")
+                expect = str(params.pop("expect_digest", ""))
+                return self.payload.queue(t_ns, args["workload"], params, args["deadline_s"], args["verify"], expect)
+            if name == "cancel_job":
+                self.payload.cancel(t_ns, args["job_id"])
+                return None
+            if name in ("isolate_board", "readmit_board"):
+                b = args["board"]
+                if b not in self.payload.boards:
+                    raise CommandError(f"{name}: no board {b!r}; boards: {self.board_names}")
+                if name == "isolate_board":
+                    self.fdir.isolate(t_ns, b, f"{source} command")
+                    self.payload._isolate(t_ns, self.payload.boards[b], f"{source} command")
+                else:
+                    self.fdir.readmit(t_ns, b, f"{source} command")
+                    self.payload.apply(t_ns, b, "readmit", f"{source} command")
+                return None
+            if name == "set_throttle_cap":
+                self.throttle_cap = args["cap"]
+                return None
+            if name == "fdir_enable":
+                m = args["monitor"]
+                if m not in self.fdir.enabled:
+                    raise CommandError(f"fdir_enable: no monitor {m!r}")
+                self.fdir.enabled[m] = bool(args["enable"])
+                return None
+        except (ValueError, TleError) as e:
+            self.events.emit(t_ns, "tc_failed", command=name, source=source, error=str(e))
+            if isinstance(e, CommandError):
+                raise
+            raise CommandError(str(e)) from None
+        raise CommandError(f"no handler for {name}")  # pragma: no cover
+
+    def _load_tle(self, t_ns: int, text: str) -> None:
+        self.predictor.load_tle(text)
+        self.events.emit(t_ns, "tle_loaded", satellite=self.predictor.name)
+        self._eclipse(t_ns)
+
+    # --- components -------------------------------------------------------------------
+    def _control(self, t_ns: int) -> None:
+        s = self.sensor = self.sensors.read()
+        inp = self.adcs.inputs
+        inp["dt_s"] = 0.1
+        inp["rate_rad_s"] = s.omega_body_rad_s
+        inp["b_body_t"] = s.b_body_t
+        inp["sun_body"] = s.sun_body
+        inp["sun_valid"] = 1 if s.sun_valid else 0
+        inp["mode"] = _ADCS_MODE[self.modes.mode]
+        inp["wheel_speed_rad_s"] = s.wheel_speed_rad_s
+        out = self.adcs.step()
+        self._last_adcs["pointing_error_rad"] = float(out["pointing_error_rad"])
+        heaters = {z: bool(self._heater_mask >> i & 1) for i, z in enumerate(self.cfg.thermal_zones)}
+        self.actuators.apply(ActuatorCommand(
+            t_ns,
+            tuple(float(x) for x in out["dipole_cmd_am2"]),
+            tuple(float(x) for x in out["wheel_torque_cmd_nm"]),
+            heaters,
+        ))
+
+    def _nav(self, t_ns: int) -> None:
+        """Reference vectors for ADCS (1 Hz): sun, field and orbit in TEME."""
+        jd = self.predictor.epoch_jd + self.predictor.epoch_fr + t_ns / (86400 * NS)
+        sun = sun_teme_m(np.array([jd]))[0]
+        inp = self.adcs.inputs
+        inp["sun_eci"] = sun / np.linalg.norm(sun)
+        if self.predictor.loaded:
+            r = self.predictor.position_teme_m(np.array([t_ns]))[0]
+            r2 = self.predictor.position_teme_m(np.array([t_ns + NS]))[0]
+            self._r_eci, self._v_eci = r, r2 - r
+            inp["r_eci_m"] = r
+            inp["v_eci_m_s"] = self._v_eci
+            inp["b_eci_t"] = _dipole_teme_t(r, jd)
+
+    def _eps_step(self, t_ns: int) -> None:
+        s = self.sensor
+        w = self.window
+        if w is None:
+            tte, dur = (1e6, 0.0) if self.predictor.loaded else (0.0, self.cfg.default_eclipse_s)
+        elif w.entry_ns <= t_ns:
+            tte, dur = 0.0, max(0.0, (w.exit_ns - t_ns) / NS)
+        else:
+            tte, dur = (w.entry_ns - t_ns) / NS, w.duration_s
+        self._tte, self._dur = tte, dur
+        inp = self.eps.inputs
+        inp["dt_s"] = 1.0
+        inp["battery_voltage_v"] = s.battery_v
+        inp["battery_current_a"] = s.battery_i_a
+        inp["solar_power_w"] = s.solar_power_w
+        inp["load_power_w"] = s.load_power_w
+        inp["time_to_eclipse_s"] = tte
+        inp["eclipse_duration_s"] = dur
+        inp["payload_demand_w"] = self.payload.full_power_w()
+        inp["load_request_mask"] = 0xFFFF
+        out = self.eps.step()
+        self._eps_out = {"soc": float(out["soc"]), "payload_budget_w": float(out["payload_budget_w"]),
+                         "power_mode": int(out["power_mode"])}
+
+    def _thermal_step(self, t_ns: int) -> None:
+        temps = self.sensor.temps_k
+        inp = self.thermal.inputs
+        inp["dt_s"] = 1.0
+        tz = inp["temp_k"]
+        for i, z in enumerate(self.cfg.thermal_zones):
+            tz[i] = temps.get(z, float("nan"))
+        pt = [b.temp_k for b in self.payload.boards.values() if b.temp_k == b.temp_k and b.powered]
+        pt += [v for k, v in temps.items() if k.startswith("payload")]
+        inp["payload_temp_k"] = max(pt) if pt else float("nan")
+        out = self.thermal.step()
+        self._heater_mask = int(out["heater_mask"])
+        self._therm_out = {"payload_throttle": float(out["payload_throttle"]), "trip": int(out["trip"])}
+
+    def _telecommand(self, t_ns: int) -> None:
+        pkts = self._tc_queue
+        self._tc_queue = []
+        if self.ground is not None:
+            pkts += self.ground.drain()
+        for p in pkts:
+            try:
+                tc = self.verifier.verify(p)
+            except TcRejected as e:
+                self.events.emit(t_ns, "tc_rejected", reason=e.reason, detail=e.detail[:120], length=len(p))
+                continue
+            self.events.emit(t_ns, "tc_accepted", command=tc.name, arsn=tc.arsn)
+            try:
+                self._execute(t_ns, tc.name, tc.args, source="tc")
+            except CommandError:
+                pass  # tc_failed already logged
+
+    def _payload_inputs(self, t_ns: int) -> None:
+        p = self.payload
+        p.budget_w = self._eps_out["payload_budget_w"]
+        p.derate = self._therm_out["payload_throttle"]
+        p.cap = self.throttle_cap
+        act = p.active_boards()
+        min_w = sum(b.cfg.idle_w + self.cfg.min_run_fraction * (b.cfg.max_w - b.cfg.idle_w) for b in act)
+        near = self._tte <= self.cfg.eclipse_lead_s
+        if self.modes.mode != COMPUTE:
+            p.hold_reason = f"mode {self.modes.mode}"
+        elif near and p.budget_w < min_w:
+            p.hold_reason = "energy: battery cannot carry the payload through the eclipse"
+        elif p.hold_reason.startswith("energy") and (self._tte <= 0.0 or p.budget_w < 1.1 * min_w):
+            pass  # stay suspended until after the eclipse and the budget is back
+        else:
+            p.hold_reason = ""
+
+    def _fdir_step(self, t_ns: int) -> None:
+        s = self.sensor
+        samples = self.payload.fdir_samples(t_ns)
+        soc = self._eps_out["soc"]
+        samples["battery.soc"] = soc if soc == soc else None
+        samples["battery.temp_k"] = s.temps_k.get("battery")
+        samples["adcs.rate_norm_rad_s"] = float(np.linalg.norm(s.omega_body_rad_s))
+        samples["exec.watchdog_expired"] = 1.0 if self.executive.watchdog.expired else 0.0
+        for a in self.fdir.evaluate(t_ns, samples):
+            if a.action == "safe":
+                self.modes.request(t_ns, SAFE, "autonomous", f"fdir {a.target}: {a.cause}")
+            else:
+                self.payload.apply(t_ns, a.target, a.action, a.cause)
+
+    def _mode_inputs(self) -> ModeInputs:
+        pe = self._last_adcs["pointing_error_rad"]
+        soc = self._eps_out["soc"]
+        blocked = not self.payload.active_boards() or self._therm_out["trip"] != 0
+        return ModeInputs(
+            rate_norm_rad_s=float(np.linalg.norm(self.sensor.omega_body_rad_s)),
+            soc=soc if soc == soc else 0.0,
+            pointing_error_rad=pe if pe >= 0 else 0.0,
+            payload_blocked=blocked,
+        )
+
+    def _modes_step(self, t_ns: int) -> None:
+        self.modes.update(t_ns, self._mode_inputs())
+
+    def _payload_step(self, t_ns: int) -> None:
+        self._payload_inputs(t_ns)
+        self.payload.run(t_ns)
+
+    def _telemetry(self, t_ns: int) -> None:
+        s = self.sensor
+        p = self.payload
+        w = self.window
+        hk: dict[str, float] = {
+            "t_ns": t_ns,
+            "mode": MODE_NAMES.index(self.modes.mode),
+            "soc": self._eps_out["soc"],
+            "battery_v": s.battery_v,
+            "battery_i_a": s.battery_i_a,
+            "solar_power_w": s.solar_power_w,
+            "load_power_w": s.load_power_w,
+            "eps_mode": self._eps_out["power_mode"],
+            "payload_budget_w": self._eps_out["payload_budget_w"],
+            "thermal_derate": self._therm_out["payload_throttle"],
+            "throttle_cmd": p.throttle,
+            "rate_norm_rad_s": float(np.linalg.norm(s.omega_body_rad_s)),
+            "pointing_error_rad": self._last_adcs["pointing_error_rad"],
+            "temp_battery_k": s.temps_k.get("battery", float("nan")),
+            "temp_payload_max_k": max([b.temp_k for b in p.boards.values() if b.temp_k == b.temp_k] or [float("nan")]),
+            "in_eclipse_pred": 1 if (w is not None and w.entry_ns <= t_ns < w.exit_ns) else 0,
+            "t_to_eclipse_s": -1.0 if w is None else max(0.0, (w.entry_ns - t_ns) / NS),
+            "eclipse_duration_s": 0.0 if w is None else w.duration_s,
+            "payload_suspended": 1 if p.suspended else 0,
+            **p.counts(),
+            "jobs_completed": p.stats["jobs_completed"],
+            "jobs_failed": p.stats["jobs_failed"],
+            "seu_detected": p.stats["seu_detected"],
+            "boards_isolated": sum(b.isolated for b in p.boards.values()),
+            "tc_accepted": self.verifier.accepted,
+            "tc_rejected": sum(self.verifier.rejected.values()),
+            "overruns": self.executive.overruns,
+            "watchdog_ok": 0 if self.executive.watchdog.expired else 1,
+            "fdir_actions": len(self.fdir.actions),
+        }
+        for name, b in p.boards.items():
+            st = ("ISOLATED" if b.isolated else "OFF" if not b.powered else "FAULT" if b.last_ok_ns != t_ns
+                  else "SUSPENDED" if (b.run and b.run[1].state == "suspended") else "BUSY" if b.run else "IDLE")
+            hk[f"board.{name}.temp_k"] = b.temp_k
+            hk[f"board.{name}.power_w"] = b.power_w
+            hk[f"board.{name}.state"] = BOARD_STATES.index(st)
+            hk[f"board.{name}.throttle"] = max(b.throttle_sent, 0.0)
+        self.hk = hk
+        self.hk_records.append(hk)
+        if self.ground is not None:
+            self.ground.send(self.dictionary.encode_hk(t_ns, hk))
+            self.tm_packets += 1
+
+    def _eclipse(self, t_ns: int) -> None:
+        if not self.predictor.loaded:
+            return
+        w = self.window
+        if w is not None and t_ns < w.exit_ns and t_ns < w.entry_ns - 600 * NS:
+            return  # still far from the predicted eclipse: keep it
+        if w is not None and w.entry_ns <= t_ns < w.exit_ns:
+            return  # in the predicted eclipse
+        new = self.predictor.next_eclipse(t_ns)
+        if new != w and new is not None and (w is None or abs(new.entry_ns - w.entry_ns) > NS):
+            self.events.emit(t_ns, "eclipse_predicted", entry_s=new.entry_ns / NS, exit_s=new.exit_ns / NS,
+                             duration_s=new.duration_s)
+        self.window = new
+
+    def _on_watchdog(self, t_ns: int) -> None:
+        self.modes.request(t_ns, SAFE, "autonomous", "software watchdog expired")
+
+    # --- monitors ---------------------------------------------------------------------
+    def _monitors(self) -> list[MonitorDef]:
+        c = self.cfg
+        lo_t, hi_t = c.battery_temp_k
+        mons = [
+            MonitorDef("battery.soc", SPACECRAFT, c.battery_min_soc, None, 10, entry="safe", unit="1"),
+            MonitorDef("battery.temp_k", SPACECRAFT, lo_t, hi_t, 30, entry="safe", unit="K"),
+            MonitorDef("adcs.rate_norm_rad_s", SPACECRAFT, None, c.rate_safe_rad_s, 10, entry="safe", unit="rad/s"),
+            MonitorDef("exec.watchdog_expired", SPACECRAFT, None, 0.5, 1, entry="safe"),
+        ]
+        trip = native.default_thermal_config()["trip_k"] if "trip_k" not in c.thermal else c.thermal["trip_k"]
+        for b in c.boards:
+            mons += [
+                MonitorDef(f"{b.name}.heartbeat_age_s", b.name, None, 2.5, 3, entry="retry", unit="s"),
+                MonitorDef(f"{b.name}.temp_k", b.name, None, trip, 5, entry="isolate", unit="K"),
+                MonitorDef(f"{b.name}.digest_fail_streak", b.name, None, 1.5, 1, entry="reset"),
+            ]
+        return mons
+
+
+def _dipole_teme_t(r_m: np.ndarray, jd: float) -> np.ndarray:
+    gmst = math.radians((280.46061837 + 360.98564736629 * (jd - 2451545.0)) % 360.0)
+    lon = _DIPOLE_LON + gmst
+    m = -np.array([math.sin(_DIPOLE_COLAT) * math.cos(lon), math.sin(_DIPOLE_COLAT) * math.sin(lon),
+                   math.cos(_DIPOLE_COLAT)])
+    rn = float(np.linalg.norm(r_m))
+    rh = r_m / rn
+    return _B0_T * (_RE_M / rn) ** 3 * (3.0 * float(m @ rh) * rh - m)

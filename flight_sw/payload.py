@@ -1,0 +1,507 @@
+"""Payload manager: job queue, throttle, eclipse suspend/resume, recovery, digests.
+
+Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
+
+1. housekeeping from every powered board: its heartbeat, temperature, power;
+2. boards that came back from a reset or power cycle: time sync, then each of
+   their runs is resumed from its checkpoint (``resume``); a board that no
+   longer knows the job gets it restarted from the start, and that is counted;
+3. status of every running run; a finished run's digest is verified;
+4. the hold decision: suspend (checkpoint and stop) every run when the
+   flight software says energy or mode require it, resume when it allows;
+5. the throttle: ``min(EPS budget share, thermal derating, ground cap)``, both
+   first terms from the C core, sent to every board when it changes;
+6. dispatch of queued runs to idle, healthy boards.
+
+Verification: ``none``; ``known_answer`` (the ground gives the expected digest
+in ``expect_digest``); ``redundant`` (two runs on different boards when
+possible; on disagreement a third run breaks the tie, and the odd one out is an
+SEU caught). Every link error is evidence for FDIR (heartbeat age), never a
+crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flight_sw.events import EventLog
+from flight_sw.executive import NS, Component
+from flight_sw.interfaces import PayloadLink, PowerSwitch
+
+try:  # the link's exception family; any of them is link-health evidence
+    from firmware_bridge.link import LinkError as _LinkError
+
+    LINK_ERRORS: tuple[type[BaseException], ...] = (_LinkError, OSError, TimeoutError)
+except ImportError:  # pragma: no cover - before firmware_bridge.link exists
+    LINK_ERRORS = (OSError, TimeoutError, RuntimeError)
+
+THROTTLE_BINS = 10
+MAX_RUNS_PER_JOB = 4
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class BoardConfig:
+    name: str
+    channel: int  # PowerSwitch channel (the relay on the bench)
+    idle_w: float = 5.0
+    max_w: float = 15.0
+
+
+@dataclass
+class Run:
+    board: str
+    remote_id: Any
+    state: str = "running"  # running, suspended, recovering, done, failed, lost
+    digest: str = ""
+    checkpoint_step: int = -1
+    started_ns: int = 0
+    last_ckpt_ns: int = 0
+
+
+@dataclass
+class Job:
+    id: int
+    workload: str
+    params: dict
+    deadline_s: float
+    verify: str = "none"  # none, redundant, known_answer
+    expect_digest: str = ""
+    state: str = "queued"  # queued, running, done, failed, cancelled
+    runs: list[Run] = field(default_factory=list)
+    needed_runs: int = 1
+    attempts: int = 0
+    queued_ns: int = 0
+    done_ns: int = 0
+    energy_j: float = 0.0
+    digest: str = ""
+    seu_caught: int = 0
+
+
+@dataclass
+class Board:
+    cfg: BoardConfig
+    link: PayloadLink
+    powered: bool = True
+    isolated: bool = False
+    last_ok_ns: int = 0
+    recovering: bool = False  # came back from reset / power cycle: resume its runs
+    temp_k: float = float("nan")
+    power_w: float = 0.0
+    throttle_sent: float = -1.0
+    link_errors: int = 0
+    digest_fail_streak: int = 0
+    run: tuple[Job, Run] | None = None
+
+
+class PayloadManager(Component):
+    name = "payload"
+
+    def __init__(
+        self,
+        boards: list[BoardConfig],
+        links: Mapping[str, PayloadLink],
+        switches: PowerSwitch,
+        events: EventLog,
+        *,
+        time_sync: bool = True,
+        checkpoint_period_s: float = 30.0,
+    ) -> None:
+        super().__init__()
+        missing = [b.name for b in boards if b.name not in links]
+        if missing:
+            raise ValueError(f"payload manager: no link for board(s) {missing}")
+        self.boards = {b.name: Board(b, links[b.name]) for b in boards}
+        self.switches = switches
+        self.events = events
+        self.time_sync = time_sync
+        self.checkpoint_period_ns = int(checkpoint_period_s * NS)
+        self.jobs: dict[int, Job] = {}
+        self._next_id = 1
+        # inputs set by the flight software each frame
+        self.budget_w = 0.0
+        self.derate = 1.0
+        self.cap = 1.0
+        self.hold_reason = ""  # non-empty: keep everything suspended
+        # outputs
+        self.throttle = 0.0
+        self.suspended = False
+        self.stats = {
+            "jobs_completed": 0, "jobs_failed": 0, "seu_detected": 0, "restarts_from_scratch": 0,
+            "resumed_from_checkpoint": 0, "suspends": 0, "resumes": 0, "power_cycles": 0,
+            "resets": 0, "link_errors": 0,
+        }
+        self.payload_s_by_throttle = [0.0] * THROTTLE_BINS
+        self.completed: list[Job] = []
+
+    # --- ground-facing ----------------------------------------------------------------
+    def queue(self, t_ns: int, workload: str, params: dict, deadline_s: float,
+              verify: str = "none", expect_digest: str = "") -> int:
+        if verify not in ("none", "redundant", "known_answer"):
+            raise ValueError(f"verify {verify!r}: expected none, redundant or known_answer")
+        if verify == "known_answer" and not expect_digest:
+            raise ValueError("verify known_answer needs expect_digest")
+        job = Job(self._next_id, workload, dict(params), float(deadline_s), verify, expect_digest,
+                  needed_runs=2 if verify == "redundant" else 1, queued_ns=t_ns)
+        self._next_id += 1
+        self.jobs[job.id] = job
+        return job.id
+
+    def cancel(self, t_ns: int, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise ValueError(f"no job {job_id}")
+        for r in job.runs:
+            if r.state in ("running", "suspended", "recovering"):
+                self._call(self.boards[r.board], "cancel", r.remote_id)
+                self._free(r)
+                r.state = "failed"
+        job.state = "cancelled"
+
+    # --- the frame --------------------------------------------------------------------
+    def run(self, t_ns: int) -> None:
+        for b in self.boards.values():
+            if b.powered and not b.isolated:
+                self._housekeeping(t_ns, b)
+        for b in self.boards.values():
+            if b.recovering and b.powered and b.last_ok_ns == t_ns:
+                self._recover(t_ns, b)
+        self._poll_runs(t_ns)
+        self._hold(t_ns)
+        self._set_throttle(t_ns)
+        if not self.suspended:
+            self._dispatch(t_ns)
+        self._account(t_ns)
+
+    def _call(self, b: Board, method: str, *args: Any) -> Any:
+        try:
+            return getattr(b.link, method)(*args)
+        except LINK_ERRORS as e:
+            b.link_errors += 1
+            self.stats["link_errors"] += 1
+            self._last_error = f"{b.cfg.name}.{method}: {e!r}"[:200]
+            return _FAILED
+
+    def _housekeeping(self, t_ns: int, b: Board) -> None:
+        if self.time_sync:
+            if self._call(b, "time_sync", t_ns) is _FAILED:
+                return
+        hk = self._call(b, "housekeeping")
+        if hk is _FAILED:
+            return
+        b.last_ok_ns = t_ns
+        b.link_errors = 0
+        temps = _get(hk, "temps_k") or {}
+        vals = [float(v) for v in (temps.values() if isinstance(temps, Mapping) else temps) if v == v]
+        if vals:
+            b.temp_k = max(vals)
+        p = _get(hk, "power_w")
+        if p is not None:
+            b.power_w = float(p)
+
+    def _recover(self, t_ns: int, b: Board) -> None:
+        b.recovering = False
+        b.throttle_sent = -1.0
+        if b.run is None:
+            return
+        job, run = b.run
+        res = self._call(b, "resume", run.remote_id)
+        if res is not _FAILED:
+            run.state = "running"
+            self.stats["resumed_from_checkpoint"] += 1
+            self.events.emit(t_ns, "job_started", job=job.id, board=b.cfg.name,
+                             remote_id=run.remote_id, resumed=True, checkpoint_step=run.checkpoint_step)
+            return
+        rid = self._call(b, "start_job", job.workload, job.params, job.deadline_s)
+        if rid is _FAILED:
+            self._free(run)
+            run.state = "lost"
+            return
+        run.remote_id = _job_id(rid)
+        run.state = "running"
+        self.stats["restarts_from_scratch"] += 1
+        self.events.emit(t_ns, "job_started", job=job.id, board=b.cfg.name, remote_id=run.remote_id,
+                         resumed=False, cause="board lost the job; restarted from the start")
+
+    def _poll_runs(self, t_ns: int) -> None:
+        for b in self.boards.values():
+            if b.run is None or not b.powered or b.isolated or b.recovering or b.last_ok_ns != t_ns:
+                continue
+            job, run = b.run
+            if run.state != "running":
+                continue
+            st = self._call(b, "job_status", run.remote_id)
+            if st is _FAILED:
+                continue
+            state = _get(st, "state")
+            ck = _get(st, "checkpoint_step")
+            if ck is not None:
+                run.checkpoint_step = int(ck)
+            if state == "done":
+                run.digest = str(_get(st, "digest") or "")
+                run.state = "done"
+                self._free(run)
+                self._verify(t_ns, job)
+            elif state in ("failed", "deadline_missed", "cancelled"):
+                run.state = "failed"
+                self._free(run)
+                self._run_failed(t_ns, job, f"{b.cfg.name}: {state} {_get(st, 'error') or ''}".strip())
+            elif t_ns - run.last_ckpt_ns >= self.checkpoint_period_ns:
+                res = self._call(b, "checkpoint", run.remote_id)
+                if res is not _FAILED:
+                    run.last_ckpt_ns = t_ns
+                    ck = _get(res, "checkpoint_step")
+                    if ck is not None:
+                        run.checkpoint_step = int(ck)
+
+    def _run_failed(self, t_ns: int, job: Job, cause: str) -> None:
+        job.attempts += 1
+        if job.attempts >= MAX_ATTEMPTS:
+            self._finish(t_ns, job, ok=False, cause=cause)
+
+    def _verify(self, t_ns: int, job: Job) -> None:
+        done = [r for r in job.runs if r.state == "done"]
+        if job.verify == "known_answer":
+            r = done[-1]
+            if r.digest == job.expect_digest:
+                job.digest = r.digest
+                self._finish(t_ns, job, ok=True)
+            else:
+                self._seu(t_ns, job, r, "digest differs from the known answer")
+                r.state = "rejected"  # not a live run: the job is dispatched again
+                self._run_failed(t_ns, job, "known-answer mismatch")
+            return
+        if job.verify == "none":
+            job.digest = done[-1].digest
+            self._finish(t_ns, job, ok=True)
+            return
+        if len(done) < job.needed_runs:
+            return
+        counts: dict[str, int] = {}
+        for r in done:
+            counts[r.digest] = counts.get(r.digest, 0) + 1
+        best, n = max(counts.items(), key=lambda kv: kv[1])
+        if n >= 2:
+            for r in done:
+                if r.digest != best:
+                    self._seu(t_ns, job, r, "redundant runs disagree; outvoted")
+                else:
+                    self.boards[r.board].digest_fail_streak = 0
+            job.digest = best
+            self._finish(t_ns, job, ok=True)
+        elif job.needed_runs < MAX_RUNS_PER_JOB:
+            if job.needed_runs == 2:
+                self.events.emit(t_ns, "seu_detected", job=job.id, cause="redundant runs disagree",
+                                 digests=sorted(counts))
+                self.stats["seu_detected"] += 1
+                job.seu_caught += 1
+            job.needed_runs += 1  # a tie-break run
+        else:
+            self._finish(t_ns, job, ok=False, cause="no two runs agree")
+
+    def _seu(self, t_ns: int, job: Job, r: Run, cause: str) -> None:
+        self.boards[r.board].digest_fail_streak += 1
+        if job.verify == "redundant" and job.seu_caught:
+            return  # already reported when the disagreement was first seen
+        job.seu_caught += 1
+        self.stats["seu_detected"] += 1
+        self.events.emit(t_ns, "seu_detected", job=job.id, board=r.board, cause=cause, digest=r.digest)
+
+    def _finish(self, t_ns: int, job: Job, *, ok: bool, cause: str = "") -> None:
+        for r in job.runs:
+            if r.state in ("running", "suspended", "recovering"):
+                b = self.boards[r.board]
+                self._call(b, "cancel", r.remote_id)
+                self._free(r)
+                r.state = "failed"
+        job.state = "done" if ok else "failed"
+        job.done_ns = t_ns
+        if ok:
+            self.stats["jobs_completed"] += 1
+            self.completed.append(job)
+            self.events.emit(t_ns, "job_completed", job=job.id, digest=job.digest, energy_j=round(job.energy_j, 3),
+                             runs=len(job.runs))
+        else:
+            self.stats["jobs_failed"] += 1
+            self.events.emit(t_ns, "job_failed", job=job.id, cause=cause)
+
+    def _free(self, run: Run) -> None:
+        b = self.boards[run.board]
+        if b.run is not None and b.run[1] is run:
+            b.run = None
+
+    def _hold(self, t_ns: int) -> None:
+        if self.hold_reason and not self.suspended:
+            n = 0
+            for b in self.boards.values():
+                if b.run is not None and b.run[1].state == "running" and b.last_ok_ns == t_ns:
+                    res = self._call(b, "suspend", b.run[1].remote_id)
+                    if res is not _FAILED:
+                        b.run[1].state = "suspended"
+                        ck = _get(res, "checkpoint_step")
+                        if ck is not None:
+                            b.run[1].checkpoint_step = int(ck)
+                        n += 1
+            self.suspended = True
+            self.stats["suspends"] += 1
+            self.events.emit(t_ns, "payload_suspended", reason=self.hold_reason, runs=n)
+        elif not self.hold_reason and self.suspended:
+            n = 0
+            for b in self.boards.values():
+                if b.run is not None and b.run[1].state == "suspended":
+                    if self._call(b, "resume", b.run[1].remote_id) is not _FAILED:
+                        b.run[1].state = "running"
+                        n += 1
+            self.suspended = False
+            self.stats["resumes"] += 1
+            self.events.emit(t_ns, "payload_resumed", runs=n)
+
+    def active_boards(self) -> list[Board]:
+        return [b for b in self.boards.values() if b.powered and not b.isolated]
+
+    def payload_power_w(self) -> float:
+        return sum(b.power_w for b in self.active_boards())
+
+    def full_power_w(self) -> float:
+        return sum(b.cfg.max_w for b in self.active_boards())
+
+    def _set_throttle(self, t_ns: int) -> None:
+        act = self.active_boards()
+        idle = sum(b.cfg.idle_w for b in act)
+        span = sum(b.cfg.max_w - b.cfg.idle_w for b in act)
+        eps_share = 0.0 if span <= 0 else (self.budget_w - idle) / span
+        x = max(0.0, min(1.0, eps_share, self.derate, self.cap))
+        self.throttle = x
+        for b in act:
+            if b.last_ok_ns == t_ns and abs(b.throttle_sent - x) > 0.005:
+                if self._call(b, "set_throttle", round(x, 4)) is not _FAILED:
+                    b.throttle_sent = x
+
+    def _healthy_idle(self, t_ns: int) -> list[Board]:
+        return [b for b in self.boards.values()
+                if b.powered and not b.isolated and not b.recovering and b.run is None
+                and b.last_ok_ns == t_ns and b.digest_fail_streak < 2]
+
+    def _dispatch(self, t_ns: int) -> None:
+        if self.throttle <= 0.0:
+            return
+        for b in self._healthy_idle(t_ns):
+            job = self._next_job_for(b)
+            if job is None:
+                return
+            rid = self._call(b, "start_job", job.workload, job.params, job.deadline_s)
+            if rid is _FAILED:
+                continue
+            run = Run(b.cfg.name, _job_id(rid), started_ns=t_ns, last_ckpt_ns=t_ns)
+            job.runs.append(run)
+            job.state = "running"
+            b.run = (job, run)
+            b.throttle_sent = -1.0
+            self.events.emit(t_ns, "job_started", job=job.id, board=b.cfg.name, remote_id=run.remote_id,
+                             resumed=False)
+
+    def _next_job_for(self, b: Board) -> Job | None:
+        healthy = {x.cfg.name for x in self.boards.values() if x.powered and not x.isolated}
+        fallback = None
+        for job in self.jobs.values():
+            if job.state not in ("queued", "running"):
+                continue
+            live = [r for r in job.runs if r.state in ("running", "suspended", "recovering", "done")]
+            if len(live) >= job.needed_runs:
+                continue
+            used = {r.board for r in live}
+            if b.cfg.name in used:
+                # a redundant copy goes to another board while one can take it
+                if healthy <= used and fallback is None:
+                    fallback = job
+                continue
+            return job
+        return fallback
+
+    def _account(self, t_ns: int) -> None:
+        for b in self.boards.values():
+            if b.run is not None and b.run[1].state == "running" and b.powered:
+                job = b.run[0]
+                job.energy_j += b.power_w * 1.0
+                i = min(int(self.throttle * THROTTLE_BINS), THROTTLE_BINS - 1)
+                self.payload_s_by_throttle[i] += 1.0
+
+    # --- FDIR ------------------------------------------------------------------------
+    def fdir_samples(self, t_ns: int) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for name, b in self.boards.items():
+            live = b.powered and not b.isolated
+            out[f"{name}.heartbeat_age_s"] = (t_ns - b.last_ok_ns) / NS if live else None
+            out[f"{name}.temp_k"] = b.temp_k if (live and b.temp_k == b.temp_k) else None
+            out[f"{name}.digest_fail_streak"] = float(b.digest_fail_streak) if live else None
+        return out
+
+    def apply(self, t_ns: int, target: str, action: str, cause: str) -> None:
+        b = self.boards.get(target)
+        if b is None:
+            return
+        if action == "retry":
+            if self._call(b, "ping") is not _FAILED:
+                b.last_ok_ns = t_ns
+        elif action == "reset":
+            self.stats["resets"] += 1
+            self._call(b, "reboot")
+            b.recovering = True
+        elif action == "power_cycle":
+            self.stats["power_cycles"] += 1
+            self._power(t_ns, b, False, cause)
+            self._power(t_ns, b, True, cause)
+            b.recovering = True
+            b.last_ok_ns = t_ns  # the board gets the FDIR step time to boot
+        elif action == "isolate":
+            self._isolate(t_ns, b, cause)
+        elif action == "readmit":
+            b.isolated = False
+            b.digest_fail_streak = 0
+            self._power(t_ns, b, True, cause)
+            b.last_ok_ns = t_ns
+
+    def _isolate(self, t_ns: int, b: Board, cause: str) -> None:
+        b.isolated = True
+        if b.run is not None:
+            job, run = b.run
+            run.state = "lost"
+            b.run = None
+            job.attempts += 1  # its checkpoint is on the isolated board: restart elsewhere
+        self._power(t_ns, b, False, cause)
+
+    def _power(self, t_ns: int, b: Board, on: bool, cause: str) -> None:
+        self.switches.set(b.cfg.channel, on)
+        b.powered = on
+        if not on:
+            b.power_w = 0.0
+        self.events.emit(t_ns, "board_power", board=b.cfg.name, on=on, channel=b.cfg.channel, cause=cause)
+
+    def counts(self) -> dict[str, int]:
+        js = list(self.jobs.values())
+        return {
+            "jobs_queued": sum(j.state == "queued" for j in js),
+            "jobs_running": sum(j.state == "running" for j in js),
+        }
+
+
+class _Failed:
+    def __repr__(self) -> str:
+        return "<link call failed>"
+
+
+_FAILED = _Failed()
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _job_id(rid: Any) -> Any:
+    if isinstance(rid, Mapping):
+        return rid.get("job_id")
+    return rid
