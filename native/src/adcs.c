@@ -7,6 +7,18 @@
 #include "ohil_adcs.h"
 #include "ohil_vec.h"
 
+/* Plausibility bounds on sensor magnitudes (well beyond anything physical
+ * for the spacecraft); a reading outside them is treated like a NaN. */
+#define OHIL_ADCS_MAX_RATE_RAD_S 100.0
+#define OHIL_ADCS_MAX_FIELD_T 1e-3
+#define OHIL_ADCS_MAX_POS_M 1e9
+#define OHIL_ADCS_MAX_VEL_M_S 1e5
+
+static int bounded3(const double v[3], double lim)
+{
+    return ohil_finite3(v) && fabs(v[0]) <= lim && fabs(v[1]) <= lim && fabs(v[2]) <= lim;
+}
+
 static int unit3(const double v[3], double tol)
 {
     return ohil_finite3(v) && fabs(ohil_norm3(v) - 1.0) <= tol;
@@ -138,6 +150,7 @@ static double sun_error(const ohil_adcs_cfg *c, const double s[3], double axis[3
 static int lvlh(const double r[3], const double v[3], double q_ri[4], double w_ref[3])
 {
     double h[3], e[3][3];
+    if (!ohil_finite3(r) || !ohil_finite3(v)) return 0;
     double rn = ohil_norm3(r);
     ohil_cross3(r, v, h);
     double hn = ohil_norm3(h);
@@ -146,7 +159,7 @@ static int lvlh(const double r[3], const double v[3], double q_ri[4], double w_r
     ohil_scale3(h, -1.0 / hn, e[1]);
     ohil_cross3(e[1], e[2], e[0]);
     /* v_ref = e v_eci: the rows of e are the LVLH axes in ECI */
-    ohil_q_from_dcm((const double(*)[3])e, q_ri);
+    ohil_q_from_dcm(e, q_ri);
     w_ref[0] = 0.0;
     w_ref[1] = -hn / (rn * rn);
     w_ref[2] = 0.0;
@@ -167,12 +180,12 @@ void ohil_adcs_step(const ohil_adcs_cfg *c, ohil_adcs_state *st, const ohil_adcs
     const int dt_ok = isfinite(dt) && dt > 0.0 && dt <= c->max_dt_s;
     if (!dt_ok) f |= OHIL_ADCS_F_DT;
 
-    const int gyro_ok = ohil_finite3(in->rate_rad_s);
+    const int gyro_ok = bounded3(in->rate_rad_s, OHIL_ADCS_MAX_RATE_RAD_S);
     if (!gyro_ok) f |= OHIL_ADCS_F_GYRO;
 
     double b_b[3] = {0.0, 0.0, 0.0}, bhat_b[3] = {0.0, 0.0, 0.0};
     double bn = 0.0;
-    int mag_ok = ohil_finite3(in->b_body_t);
+    int mag_ok = bounded3(in->b_body_t, OHIL_ADCS_MAX_FIELD_T);
     if (mag_ok) {
         ohil_copy3(in->b_body_t, b_b);
         bn = ohil_norm3(b_b);
@@ -198,22 +211,22 @@ void ohil_adcs_step(const ohil_adcs_cfg *c, ohil_adcs_state *st, const ohil_adcs
     /* references: non-finite is a fault, zero just means "not available" */
     int sref_ok = 0, bref_ok = 0;
     double s_i[3] = {0.0, 0.0, 0.0}, bhat_i[3] = {0.0, 0.0, 0.0};
-    if (!ohil_finite3(in->sun_eci) || !ohil_finite3(in->b_eci_t) ||
-        !ohil_finite3(in->r_eci_m) || !ohil_finite3(in->v_eci_m_s)) {
-        f |= OHIL_ADCS_F_REF;
-    }
+    const int bref_in = bounded3(in->b_eci_t, OHIL_ADCS_MAX_FIELD_T);
+    const int orbit_in = bounded3(in->r_eci_m, OHIL_ADCS_MAX_POS_M) &&
+                         bounded3(in->v_eci_m_s, OHIL_ADCS_MAX_VEL_M_S);
+    if (!ohil_finite3(in->sun_eci) || !bref_in || !orbit_in) f |= OHIL_ADCS_F_REF;
     if (unit3(in->sun_eci, 0.1)) {
         ohil_scale3(in->sun_eci, 1.0 / ohil_norm3(in->sun_eci), s_i);
         sref_ok = 1;
     }
-    if (ohil_finite3(in->b_eci_t)) {
+    if (bref_in) {
         double n = ohil_norm3(in->b_eci_t);
         if (n > 1e-12) {
             ohil_scale3(in->b_eci_t, 1.0 / n, bhat_i);
             bref_ok = 1;
         }
     }
-    const int wheel_ok = ohil_finite3(in->wheel_speed_rad_s);
+    const int wheel_ok = bounded3(in->wheel_speed_rad_s, 10.0 * c->wheel_max_speed_rad_s);
     if (!wheel_ok) f |= OHIL_ADCS_F_WHEEL_SPEED;
 
     double tw[3] = {0.0, 0.0, 0.0}; /* wheel motor torque command */
@@ -312,7 +325,7 @@ void ohil_adcs_step(const ohil_adcs_cfg *c, ohil_adcs_state *st, const ohil_adcs
                 }
             } else { /* NADIR_POINT */
                 double q_ri[4], w_r[3];
-                if (st->att_init && lvlh(in->r_eci_m, in->v_eci_m_s, q_ri, w_r)) {
+                if (st->att_init && orbit_in && lvlh(in->r_eci_m, in->v_eci_m_s, q_ri, w_r)) {
                     double qc[4] = {q_ri[0], -q_ri[1], -q_ri[2], -q_ri[3]}, q_br[4];
                     ohil_qmul(st->q_bi, qc, q_br);
                     if (q_br[0] < 0.0) {

@@ -92,7 +92,8 @@ static inline int ohil_qnormalize(double q[4])
 }
 
 /* Quaternion with R(q) = m (m[row][col], v_out = m v_in), Shepperd's method. */
-static inline void ohil_q_from_dcm(const double m[3][3], double q[4])
+/* (2-D array parameters are not const: C99 cannot pass double[3][3] as const.) */
+static inline void ohil_q_from_dcm(double m[3][3], double q[4])
 {
     double tr = m[0][0] + m[1][1] + m[2][2];
     if (tr > 0.0) {
@@ -131,8 +132,7 @@ static inline void ohil_q_from_dcm(const double m[3][3], double q[4])
 
 /* Rotation whose body->ref DCM maps the body triad (rows b1,b2,b3 as
  * orthonormal columns) onto the reference triad: m = sum_k b_k r_k^T. */
-static inline void ohil_dcm_from_triads(const double b[3][3], const double r[3][3],
-                                        double m[3][3])
+static inline void ohil_dcm_from_triads(double b[3][3], double r[3][3], double m[3][3])
 {
     for (int i = 0; i < 3; ++i) {
         for (int j = 0; j < 3; ++j) {
