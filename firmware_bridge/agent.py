@@ -353,7 +353,8 @@ class Agent:
         except _Reject as exc:
             fail(P.TM_ACCEPT_FAIL, exc.code, str(exc))
         except JobError as exc:
-            fail(P.TM_COMPLETE_FAIL, exc.code, str(exc))
+            bad_args = exc.code == P.ERR_BAD_ARGUMENTS
+            fail(P.TM_ACCEPT_FAIL if bad_args else P.TM_COMPLETE_FAIL, exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bad command must not kill the agent
             fail(P.TM_COMPLETE_FAIL, P.ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
 
@@ -474,7 +475,7 @@ class Agent:
         if isinstance(off, bool) or not isinstance(off, int) or off < 0:
             raise _Reject(P.ERR_BAD_ARGUMENTS, "offset must be a non-negative integer")
         done({"total": len(self.ledger), "unique": len(self.ledger_set),
-              "keys": self.ledger[off:off + 300]})
+              "keys": self.ledger[off:off + 150]})
 
     # -- the loop
     def _tick(self, until_ns: int | None = None) -> None:

@@ -93,6 +93,7 @@ class LinkStats:
 class _Pending:
     event: threading.Event = field(default_factory=threading.Event)
     reply: P.Packet | None = None
+    nudged: bool = False  # a corrupted frame arrived: probably our reply; resend now
 
 
 DEFAULT_TIMEOUTS = {"checkpoint": 10.0, "suspend": 10.0, "inject_seu": 10.0}
@@ -112,6 +113,7 @@ class Link:
         on_telemetry: Callable[[Telemetry], None] | None = None,
         telemetry_queue_size: int = 10000,
         source_id: int | None = None,
+        fast_retransmit: bool = True,
     ) -> None:
         self.url, self.baud = url, baud
         self.timeout_s, self.retries = timeout_s, retries
@@ -124,6 +126,7 @@ class Link:
         # earlier session's in the agent's duplicate cache
         self.source_id = source_id if source_id is not None else random.SystemRandom().randrange(1, 0xFFFF)
         self.stats = LinkStats()
+        self.fast_retransmit = fast_retransmit
         self.hk_layouts: dict[int, tuple[list[str], list[str]]] = {}
         self.history: list[tuple[int, int, str, str]] | None = None  # (apid, seq, cmd, outcome)
         self._seq = {P.APID_AGENT: 0, P.APID_JOBS: 0}
@@ -205,8 +208,13 @@ class Link:
             d = self._deframer
             before_pkt, before_frm = d.stats.packet_errors, d.stats.cobs_errors + d.stats.oversize
             pkts = d.feed(data)
-            self.stats.crc_errors += d.stats.packet_errors - before_pkt
-            self.stats.framing_errors += d.stats.cobs_errors + d.stats.oversize - before_frm
+            bad = (d.stats.packet_errors - before_pkt,
+                   d.stats.cobs_errors + d.stats.oversize - before_frm)
+            if bad[0] or bad[1]:
+                self.stats.crc_errors += bad[0]
+                self.stats.framing_errors += bad[1]
+                if self.fast_retransmit:
+                    self._nudge()
             for pkt in pkts:
                 self._on_packet(pkt)
 
@@ -252,6 +260,14 @@ class Link:
                 return
             pending.reply = pkt
         pending.event.set()
+
+    def _nudge(self) -> None:
+        """A frame was lost to corruption: wake requests that have waited a little."""
+        with self._lock:
+            for p in self._pending.values():
+                if p.reply is None:
+                    p.nudged = True
+                    p.event.set()
 
     def _emit(self, item: Telemetry) -> None:
         if self.on_telemetry is not None:
@@ -302,6 +318,11 @@ class Link:
                 else:
                     self._write(wire)
                 if pending.event.wait(timeout_s):
+                    with self._lock:
+                        if pending.reply is None and pending.nudged and not self._closed:
+                            pending.nudged = False
+                            pending.event.clear()
+                            continue  # fast retransmit
                     break
                 if self._closed:
                     break

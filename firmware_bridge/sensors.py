@@ -91,9 +91,12 @@ class SysfsSensors:
         for name, path in self.thermal_zones:
             v = _read(path)
             try:
-                out[name] = int(v) / 1000.0 + ZERO_C_K  # type: ignore[arg-type]
+                milli_c = int(v)  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                out[name] = float("nan")
+                milli_c = None  # unreadable or empty (a disabled zone)
+            # Tegra reports an absent sensor (e.g. CV zones on Orin Nano) as -256000
+            ok = milli_c is not None and milli_c > -100_000
+            out[name] = milli_c / 1000.0 + ZERO_C_K if ok else float("nan")
         return out
 
     def rails(self) -> dict[str, tuple[float, float]]:

@@ -1,0 +1,231 @@
+"""An emulated board in its own process, behind a real pty, serving every command."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import pytest
+
+from firmware_bridge import protocol as P
+from firmware_bridge.emulator import KINDS, EmulatorProcess, open_pty
+from firmware_bridge.link import CommandFailed, CommandRejected, Link, LinkTimeout
+
+JOB = {"n": 16, "steps": 60000, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def board():
+    master, path = open_pty()
+    emu = EmulatorProcess(master, kind="jetson", name="b0", seed=1, test_mode=True,
+                          clock="virtual").start()
+    link = Link(path, timeout_s=1.0, retries=3)
+    yield emu, link
+    link.close()
+    emu.stop()
+    os.close(master)
+
+
+def _wait_state(link: Link, job_id: int, states: tuple[str, ...], timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        st = link.job_status(job_id)
+        if st["state"] in states:
+            return st
+        assert time.monotonic() < deadline, f"job {job_id} stuck in {st['state']}"
+        time.sleep(0.02)
+
+
+def test_ping_info_and_housekeeping(board) -> None:
+    emu, link = board
+    assert link.ping() > 0
+    info = link.board_info()
+    assert info["kind"] == "jetson" and info["name"] == "b0" and info["test_mode"]
+    assert info["protocol_version"] == P.PROTOCOL_VERSION
+    assert info["max_packet_bytes"] == P.MAX_PACKET_BYTES
+    assert {"ping", "housekeeping", "checkpoint", "inject"} <= set(info["capabilities"])
+    hk = link.housekeeping()
+    assert set(hk["temps_k"]) == set(KINDS["jetson"]["zones"])
+    assert set(hk["rails"]) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
+    assert 0.0 <= hk["cpu_load"] <= 1.0 and hk["mem_available_kib"] < hk["mem_total_kib"]
+    v, i = hk["rails"]["VDD_IN"]
+    assert v * i == pytest.approx(hk["power_w"], rel=1e-3)
+
+
+def test_bad_commands_are_rejected_naming_the_command(board) -> None:
+    _, link = board
+    with pytest.raises(CommandRejected, match="set_throttle rejected: bad arguments"):
+        link.set_throttle(1.5)
+    with pytest.raises(CommandRejected, match="start_job.*unknown workload 'fft'"):
+        link.start_job("fft")
+    with pytest.raises(CommandRejected, match="param 'n' must be an integer"):
+        link.start_job("matmul", {"n": "big"})
+    with pytest.raises(CommandFailed, match="job_status failed: no such job"):
+        link.job_status(999)
+    with pytest.raises(CommandRejected, match="time_sync.*t_ns"):
+        link.time_sync(-5)
+
+
+def test_jobs_digest_checkpoint_resume_and_seu(board) -> None:
+    emu, link = board
+    link.set_throttle(1.0)
+    clean = link.start_job("matmul", JOB, deadline_s=3600)
+    ref = link.wait_job(clean, timeout_s=120)
+    assert ref["state"] == "done" and len(ref["digest"]) == 32 and ref["progress"] == 1.0
+
+    # suspended (checkpointed, worker stopped) and resumed: the same digest
+    jid = link.start_job("matmul", JOB)
+    _wait_state(link, jid, ("running",))
+    assert link.checkpoint(jid)["checkpoint_step"] >= 0
+    sus = link.suspend(jid)
+    assert sus["state"] == "suspended"
+    assert link.job_status(jid)["state"] == "suspended"
+    assert link.resume(jid)["state"] == "starting"
+    assert link.wait_job(jid, timeout_s=120)["digest"] == ref["digest"]
+
+    # an SEU in the job's working memory (exponent bit of A[0,0]) changes the digest
+    jid = link.start_job("matmul", JOB)
+    _wait_state(link, jid, ("running",))
+    hit = link.inject_seu(jid, index=7, bit=6)
+    assert hit["array"] == "a" and hit["bit"] == 6
+    assert link.wait_job(jid, timeout_s=120)["digest"] != ref["digest"]
+
+    # mlp inference batches: deterministic too
+    a = link.wait_job(link.start_job("mlp", {"batch": 8, "width": 16, "steps": 50}))
+    b = link.wait_job(link.start_job("mlp", {"batch": 8, "width": 16, "steps": 50}))
+    assert a["state"] == b["state"] == "done" and a["digest"] == b["digest"]
+
+    jid = link.start_job("matmul", {"n": 16, "steps": 10_000_000})
+    _wait_state(link, jid, ("running",))
+    assert link.cancel(jid)["state"] == "cancelled"
+    with pytest.raises(CommandFailed, match="already cancelled"):
+        link.cancel(jid)
+
+
+def test_virtual_clock_thermal_model_and_status_power(board) -> None:
+    emu, link = board
+    cfg = KINDS["jetson"]
+    link.set_throttle(0.5)
+    t0 = 10**12
+    link.time_sync(t0)
+    temp0 = link.housekeeping()["temps_k"]["cv0-thermal"]  # zone with no load offset
+    jid = link.start_job("matmul", {"n": 16, "steps": 10_000_000})
+    p = cfg["idle_w"] + (cfg["max_w"] - cfg["idle_w"]) * 0.5
+    deadline = time.monotonic() + 10
+    while emu.power_w != pytest.approx(p):
+        assert time.monotonic() < deadline, f"status power {emu.power_w}, expected {p}"
+        time.sleep(0.01)
+        emu.poll_status()
+    dt = 120.0
+    link.time_sync(t0 + int(dt * 1e9))
+    hk = link.housekeeping()
+    assert hk["time_ns"] == t0 + int(dt * 1e9)  # TM time stamps follow simulation time
+    tss = 298.15 + p * cfg["r_k_w"]
+    expect = tss + (temp0 - tss) * math.exp(-dt / (cfg["r_k_w"] * cfg["c_j_k"]))
+    assert hk["temps_k"]["cv0-thermal"] == pytest.approx(expect, abs=2e-3)
+    assert hk["power_w"] == pytest.approx(p)
+    link.cancel(jid)
+    link.set_throttle(1.0)
+    deadline = time.monotonic() + 10
+    while emu.power_w != pytest.approx(cfg["idle_w"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+        emu.poll_status()
+
+
+def test_periodic_housekeeping_stream_and_events(board) -> None:
+    _, link = board
+    link.events()
+    link.enable_periodic_hk(0.01)
+    time.sleep(0.3)
+    link.disable_periodic_hk()
+    items = [t for t in link.events(timeout_s=1.0) if t.kind == "hk"]
+    assert len(items) >= 5
+    assert "tj-thermal" in items[-1].data["temps_k"]
+    seqs = [t.seq for t in items]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # one APID, its own count
+
+
+def test_reboot_resets_state_and_reports_boot(board) -> None:
+    _, link = board
+    link.events()
+    jid = link.start_job("matmul", {"n": 16, "steps": 10_000_000})
+    assert link.reboot() == {"rebooting": True}
+    with pytest.raises(CommandFailed, match="no such job"):
+        link.job_status(jid)
+    assert link.board_info()["uptime_s"] < 5
+    names = [t.name for t in link.events(timeout_s=1.0)]
+    assert "boot" in names
+
+
+def test_hang_then_recover(board) -> None:
+    _, link = board
+    link.inject_hang(duration_s=0.5)
+    with pytest.raises(LinkTimeout, match="ping: no reply"):
+        link.ping(timeout_s=0.1)
+    time.sleep(0.6)
+    assert link.ping() > 0
+
+
+def test_inject_is_refused_outside_test_mode() -> None:
+    master, path = open_pty()
+    emu = EmulatorProcess(master, kind="rpi", name="flight", status=False).start()
+    try:
+        with Link(path) as link:
+            info = link.board_info()
+            assert info["kind"] == "rpi" and not info["test_mode"]
+            with pytest.raises(CommandRejected, match="inject_hang rejected: not in test mode"):
+                link.inject_hang()
+            with pytest.raises(CommandRejected, match="not in test mode"):
+                link.inject_seu(1)
+            assert link.housekeeping()["rails"] == {}
+    finally:
+        emu.stop()
+        os.close(master)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def test_power_loss_kills_compute_and_board_comes_back() -> None:
+    master, path = open_pty()
+    emu = EmulatorProcess(master, kind="jetson", name="pw", test_mode=True).start()
+    try:
+        with Link(path, timeout_s=0.5, retries=2) as link:
+            jid = link.start_job("matmul", {"n": 16, "steps": 10_000_000})
+            _wait_state(link, jid, ("running",))
+            workers = _children(emu.pid)
+            assert workers
+            emu.kill()  # relay off: SIGKILL, state lost
+            with pytest.raises(LinkTimeout):
+                link.ping(timeout_s=0.1)
+            deadline = time.monotonic() + 10
+            while any(os.path.exists(f"/proc/{w}") and _state(w) != "Z" for w in workers):
+                assert time.monotonic() < deadline, "job workers outlived their board"
+                time.sleep(0.05)
+            emu.start()  # relay on: same pty (the UART stayed), fresh board
+            assert link.ping() > 0
+            with pytest.raises(CommandFailed, match="no such job"):
+                link.job_status(jid)
+    finally:
+        emu.stop()
+        os.close(master)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"

@@ -1,0 +1,140 @@
+"""Protocol and framing: round trips, resynchronization, robustness (hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_bridge import protocol as P
+from firmware_bridge.framing import Deframer, FramingError, cobs_decode, cobs_encode, frame
+
+packets = st.builds(
+    lambda ptype, apid, seq, svc, sub, ack, src, mc, t, data: P.Packet(
+        ptype, apid, seq, svc, sub, data,
+        ack=ack if ptype == P.TC else 0,
+        source_id=src,
+        msg_counter=mc if ptype == P.TM else 0,
+        time_ns=t if ptype == P.TM else 0,
+    ),
+    st.sampled_from([P.TM, P.TC]),
+    st.integers(0, 0x7FE),
+    st.integers(0, P.SEQ_MODULO - 1),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.integers(0, 15),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFF),
+    st.integers(-(2**63), 2**63 - 1),
+    st.binary(max_size=P.MAX_TM_DATA_BYTES),
+)
+
+
+@given(packets)
+def test_round_trip_returns_any_valid_packet_unchanged(p: P.Packet) -> None:
+    raw = P.encode_packet(p)
+    assert len(raw) <= P.MAX_PACKET_BYTES
+    assert P.decode_packet(raw) == p
+    d = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+    assert d.feed(frame(raw)) == [p]
+    assert d.stats.errors == 0
+
+
+@given(st.binary(max_size=3000))
+def test_cobs_round_trip_and_no_zero(data: bytes) -> None:
+    enc = cobs_encode(data)
+    assert b"\x00" not in enc
+    assert cobs_decode(enc) == data
+    assert len(enc) <= len(data) + len(data) // 254 + 1
+
+
+@given(st.lists(packets, min_size=1, max_size=4), st.binary(max_size=600), st.integers(1, 64))
+@settings(max_examples=150)
+def test_decoder_resynchronizes_after_arbitrary_garbage(pkts, garbage, chunk) -> None:
+    """Whatever precedes it, every packet after the next delimiter is decoded."""
+    d = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+    wire = garbage + b"\x00" + b"".join(frame(P.encode_packet(p)) for p in pkts)
+    got = []
+    for i in range(0, len(wire), chunk):  # arbitrary split into reads
+        got += d.feed(wire[i : i + chunk])
+    # the garbage can at most produce (vanishingly unlikely) extra packets before ours
+    assert got[len(got) - len(pkts):] == pkts
+
+
+@given(st.binary(max_size=5000), st.integers(1, 512))
+@settings(max_examples=200)
+def test_random_byte_stream_never_raises_only_counts(data: bytes, chunk: int) -> None:
+    d = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+    for i in range(0, len(data), chunk):
+        for item in d.feed(data[i : i + chunk]):
+            assert isinstance(item, P.Packet)  # a valid CRC by chance is still a packet
+    s = d.stats
+    assert s.bytes_in == len(data)
+    assert s.frames + s.errors + s.empty <= data.count(0) + 1 + s.oversize
+
+
+def test_oversize_run_is_dropped_and_next_frame_decodes() -> None:
+    d = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+    p = P.Packet(P.TC, P.APID_AGENT, 1, 17, 1)
+    assert d.feed(b"\x01" * (P.MAX_PACKET_BYTES * 2)) == []
+    assert d.feed(b"\x05" * 100 + b"\x00" + frame(P.encode_packet(p))) == [p]
+    assert d.stats.oversize >= 1
+
+
+def test_crc_is_ccsds_crc16_ccitt_false() -> None:
+    assert P.crc16_ccitt(b"123456789") == 0x29B1  # CRC-16/CCITT-FALSE check value
+
+
+def test_every_single_bit_flip_is_detected() -> None:
+    raw = P.encode_packet(P.Packet(P.TM, P.APID_HK, 5, 3, 25, bytes(range(64)), time_ns=123))
+    for i in range(len(raw) * 8):
+        bad = bytearray(raw)
+        bad[i // 8] ^= 1 << (i % 8)
+        with pytest.raises(P.PacketError):
+            P.decode_packet(bytes(bad))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("apid", 0x7FF, "APID"), ("seq", P.SEQ_MODULO, "sequence count"), ("service", 256, "service"),
+     ("ack", 16, "ack flags"), ("source_id", -1, "source")],
+)
+def test_encoder_names_the_bad_field(field, value, message) -> None:
+    kw = {"ptype": P.TC, "apid": 1, "seq": 0, "service": 17, "subtype": 1, field: value}
+    with pytest.raises(P.PacketError, match=message):
+        P.encode_packet(P.Packet(**kw))
+
+
+def test_maximum_packet_size_is_enforced_both_ways() -> None:
+    ok = P.Packet(P.TM, 1, 0, 8, 130, b"x" * P.MAX_TM_DATA_BYTES)
+    assert len(P.encode_packet(ok)) == P.MAX_PACKET_BYTES
+    with pytest.raises(P.PacketError, match="exceeds the maximum"):
+        P.encode_packet(P.Packet(P.TM, 1, 0, 8, 130, b"x" * (P.MAX_TM_DATA_BYTES + 1)))
+    with pytest.raises(P.PacketError, match="exceeds the maximum"):
+        P.decode_packet(b"\x00" * (P.MAX_PACKET_BYTES + 1))
+
+
+def test_cobs_decode_rejects_truncated_frame() -> None:
+    with pytest.raises(FramingError, match="runs past"):
+        cobs_decode(b"\x05\x01\x02")
+
+
+def test_framing_overhead_of_1kib_payload_is_under_3_percent() -> None:
+    payload = bytes(range(256)) * 4
+    for ptype in (P.TC, P.TM):
+        wire = frame(P.encode_packet(P.Packet(ptype, P.APID_JOBS, 1, 8, 130, payload)))
+        assert len(wire) / len(payload) <= 1.03
+
+
+def test_hk_codec_round_trip_with_layout_names() -> None:
+    temps, rails = ["cpu-thermal", "tj-thermal"], ["VDD_IN"]
+    hk = {"temps_k": {"cpu-thermal": 320.5, "tj-thermal": 321.0}, "rails": {"VDD_IN": (5.0, 1.5)},
+          "uptime_s": 12.7, "throttle": 0.5, "cpu_load": 0.25, "mem_total_kib": 1000,
+          "mem_available_kib": 600, "power_w": 7.5, "jobs_running": 1, "last_job_id": 3,
+          "last_job_state": "running", "last_job_progress": 0.5,
+          "flags": P.pack_pi_throttled(0x50005) << P.HK_FLAG_PI_SHIFT}
+    out = P.decode_hk(P.encode_hk(hk, temps, rails), {P.layout_id(temps, rails): (temps, rails)})
+    assert out["temps_k"] == {"cpu-thermal": 320.5, "tj-thermal": 321.0}
+    assert out["rails"] == {"VDD_IN": (5.0, 1.5)}
+    assert out["pi_throttled"] == 0x50005
+    assert out["last_job_state"] == "running" and out["jobs_running"] == 1
