@@ -297,8 +297,7 @@ class FlightSoftware:
         inp = self.adcs.inputs
         inp["sun_eci"] = sun / np.linalg.norm(sun)
         if self.predictor.loaded:
-            r = self.predictor.position_teme_m(np.array([t_ns]))[0]
-            r2 = self.predictor.position_teme_m(np.array([t_ns + NS]))[0]
+            r, r2 = self.predictor.position_teme_m(np.array([t_ns, t_ns + NS]))
             self._r_eci, self._v_eci = r, r2 - r
             inp["r_eci_m"] = r
             inp["v_eci_m_s"] = self._v_eci

@@ -19,6 +19,7 @@ key. A component that raised in its last run does not answer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -117,6 +118,9 @@ class Executive:
         self.runs_by_group = {g.name: 0 for g in self.groups}
         self.health_missed: dict[str, int] = {}
         self._ping_key = 0x5EED
+        # bench/fsw.py sets this to a dict to collect wall seconds per group run;
+        # measurement only, never an input to any decision
+        self.profile: dict[str, list[float]] | None = None
 
     @property
     def next_tick_ns(self) -> int:
@@ -137,12 +141,15 @@ class Executive:
             if k % self.divisors[g.name]:
                 continue
             started = self.clock.now_ns()
+            w0 = time.perf_counter() if self.profile is not None else 0.0
             for m in g.members:
                 if m == "health":
                     self._health(t)
                 else:
                     self._run(m, t)
             self.runs_by_group[g.name] += 1
+            if self.profile is not None:
+                self.profile.setdefault(g.name, []).append(time.perf_counter() - w0)
             # an overrun is this group's own work crossing its next release; a catch-up
             # tick that was already past it when it started is late, not an overrun
             if started < t + g.period_ns <= self.clock.now_ns():

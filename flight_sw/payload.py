@@ -22,6 +22,7 @@ crash.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,7 @@ class PayloadManager(Component):
         }
         self.payload_s_by_throttle = [0.0] * THROTTLE_BINS
         self.completed: list[Job] = []
+        self._state_counts: Counter[str] = Counter()
 
     # --- ground-facing ----------------------------------------------------------------
     def queue(self, t_ns: int, workload: str, params: dict, deadline_s: float,
@@ -147,7 +149,13 @@ class PayloadManager(Component):
                   needed_runs=2 if verify == "redundant" else 1, queued_ns=t_ns)
         self._next_id += 1
         self.jobs[job.id] = job
+        self._state_counts["queued"] += 1
         return job.id
+
+    def _set_state(self, job: Job, state: str) -> None:
+        self._state_counts[job.state] -= 1
+        self._state_counts[state] += 1
+        job.state = state
 
     def cancel(self, t_ns: int, job_id: int) -> None:
         job = self.jobs.get(job_id)
@@ -158,7 +166,7 @@ class PayloadManager(Component):
                 self._call(self.boards[r.board], "cancel", r.remote_id)
                 self._free(r)
                 r.state = "failed"
-        job.state = "cancelled"
+        self._set_state(job, "cancelled")
 
     # --- the frame --------------------------------------------------------------------
     def run(self, t_ns: int) -> None:
@@ -316,7 +324,7 @@ class PayloadManager(Component):
                 self._call(b, "cancel", r.remote_id)
                 self._free(r)
                 r.state = "failed"
-        job.state = "done" if ok else "failed"
+        self._set_state(job, "done" if ok else "failed")
         job.done_ns = t_ns
         if ok:
             self.stats["jobs_completed"] += 1
@@ -396,7 +404,8 @@ class PayloadManager(Component):
                 continue
             run = Run(b.cfg.name, _job_id(rid), started_ns=t_ns, last_ckpt_ns=t_ns)
             job.runs.append(run)
-            job.state = "running"
+            if job.state != "running":
+                self._set_state(job, "running")
             b.run = (job, run)
             b.throttle_sent = -1.0
             self.events.emit(t_ns, "job_started", job=job.id, board=b.cfg.name, remote_id=run.remote_id,
@@ -480,11 +489,7 @@ class PayloadManager(Component):
         self.events.emit(t_ns, "board_power", board=b.cfg.name, on=on, channel=b.cfg.channel, cause=cause)
 
     def counts(self) -> dict[str, int]:
-        js = list(self.jobs.values())
-        return {
-            "jobs_queued": sum(j.state == "queued" for j in js),
-            "jobs_running": sum(j.state == "running" for j in js),
-        }
+        return {"jobs_queued": self._state_counts["queued"], "jobs_running": self._state_counts["running"]}
 
 
 class _Failed:
