@@ -18,6 +18,7 @@ from hil_rig import __version__
 # Modules that provide `register(subparsers)`, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
     # one module per line
+    "hil_rig.run_cli",
     "hil_rig.bench_cli",
     "hil_rig.archive_cli",
     "hil_rig.orbit_cli",

@@ -29,20 +29,30 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
+import json
 import math
 import os
 import pathlib
+import signal
+import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import numpy as np
 
-from hil_rig.archive import load_run
+from hil_rig import __version__
+from hil_rig.archive import ARCHIVE_NAME, Archive, Channel, load_run
 from hil_rig.faults import (
+    FaultAction,
+    FaultSchedule,
+    FaultScheduleError,
     OrbitEvents,
+    resolve,
+    resolve_trigger,
 )
-from hil_rig.requirements import Verdict
-from hil_rig.scenario import NS_PER_S, Scenario
+from hil_rig.requirements import Sample, Verdict, make_judges, write_junit, write_summary
+from hil_rig.scenario import NS_PER_S, Scenario, ScenarioError, parse_trigger
 
 NS = NS_PER_S
 
@@ -269,3 +279,812 @@ def scenario_digest(sc: Scenario) -> str:
     if sc.path is not None and sc.path.exists():
         return hashlib.sha256(sc.path.read_bytes()).hexdigest()
     return hashlib.sha256(repr(sc).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- adapters
+# The rig implements flight_sw's hardware interfaces (flight_sw/interfaces.py)
+# with the simulated plant and the bench's instruments.
+_HEATER_W = 10.0  # battery heater power when the flight software switches it on
+
+
+class _RunClock:
+    def __init__(self) -> None:
+        self.t_ns = 0
+
+    def now_ns(self) -> int:
+        return self.t_ns
+
+
+class _PlantSensors:
+    """flight_sw Sensors over the plant's seeded sensor models."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def read(self) -> Any:
+        from flight_sw.interfaces import SensorFrame
+
+        r = self.run.plant.sensors(self.run.plant_faults)
+        t = dict(r.temps_k)
+        return SensorFrame(
+            t_ns=self.run.clock.t_ns, omega_body_rad_s=r.gyro_rad_s, b_body_t=r.mag_body_t,
+            sun_body=r.sun_body, sun_valid=r.sun_valid, wheel_speed_rad_s=r.wheel_speed_rad_s,
+            battery_v=r.battery_v, battery_i_a=r.battery_a, solar_power_w=r.solar_power_w,
+            load_power_w=float(getattr(self.run.plant, "load_power_w", 0.0)), temps_k=t,
+        )
+
+
+class _PlantActuators:
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def apply(self, cmd: Any) -> None:
+        from hil_rig.plant import Actuators
+
+        self.run.actuators = Actuators(
+            wheel_torque_nm=tuple(cmd.wheel_torque_body_nm), mtq_dipole_am2=tuple(cmd.dipole_body_am2),
+            heater_w=_HEATER_W if cmd.heaters.get("battery") else 0.0)
+
+
+class _BenchSwitch:
+    """flight_sw PowerSwitch over the bench's relay board(s).
+
+    In virtual time the emulated boards live in wall time; to keep the run
+    deterministic the switch waits (wall clock, bounded) until a board's process
+    has really died after its relay opened, and the rig holds simulation time at
+    the board's boot time until it has really booted."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def set(self, channel: int, on: bool) -> None:
+        self.run._set_channel(channel, on, cause="flight software")
+
+    def get(self, channel: int) -> bool:
+        return self.run._channel_on.get(channel, False)
+
+
+class _GatedLink:
+    """The board's Link, as the flight software sees it: a board that the rig
+    knows to be unpowered or still booting answers nothing (an immediate
+    LinkTimeout, as a real call would end, without waiting wall-clock seconds)."""
+
+    def __init__(self, run: Run, board: str, link: Any) -> None:
+        self._run, self._board, self._link = run, board, link
+
+    def _gate(self, command: str) -> Any:
+        if not self._run._board_up(self._board):
+            from firmware_bridge.link import LinkTimeout
+
+            raise LinkTimeout(f"{self._board}.{command} (board unpowered)", 1, 0.0)
+        return self._link
+
+    def ping(self) -> Any:
+        return self._gate("ping").ping()
+
+    def housekeeping(self) -> Any:
+        return self._gate("housekeeping").housekeeping()
+
+    def set_throttle(self, x: float) -> Any:
+        return self._gate("set_throttle").set_throttle(x)
+
+    def start_job(self, workload: str, params: Any = None, deadline_s: float | None = None) -> Any:
+        return self._gate("start_job").start_job(workload, params, deadline_s)
+
+    def job_status(self, job_id: Any) -> Any:
+        return self._gate("job_status").job_status(job_id)
+
+    def checkpoint(self, job_id: Any) -> Any:
+        return self._gate("checkpoint").checkpoint(job_id)
+
+    def suspend(self, job_id: Any) -> Any:
+        return self._gate("suspend").suspend(job_id)
+
+    def resume(self, job_id: Any) -> Any:
+        return self._gate("resume").resume(job_id)
+
+    def cancel(self, job_id: Any) -> Any:
+        return self._gate("cancel").cancel(job_id)
+
+    def reboot(self) -> Any:
+        return self._gate("reboot").reboot()
+
+    def time_sync(self, t_ns: int) -> Any:
+        return self._gate("time_sync").time_sync(t_ns)
+
+    def __getattr__(self, name: str) -> Any:  # board_info, inject_*, stats, ...
+        return getattr(self._link, name)
+
+
+# --------------------------------------------------------------------------- channels
+#: Telemetry columns: rig truth first, then the flight software's housekeeping.
+TRUTH_CHANNELS: tuple[Channel, ...] = (
+    Channel("orbit", "1", "orbit number (1 at t = 0, +1 every orbital period)", "INTEGER"),
+    Channel("illumination", "1", "sunlit fraction of the solar disc (rig truth, conical shadow)"),
+    Channel("sun_err_deg", "deg", "angle between the main array normal and the sun (rig truth)"),
+    Channel("soc_true", "1", "battery state of charge (plant truth)"),
+    Channel("battery_v_true", "V", "battery terminal voltage (plant truth)"),
+    Channel("solar_power_w_true", "W", "array power (plant truth)"),
+    Channel("load_power_w_true", "W", "bus load incl. payloads (plant truth)"),
+    Channel("payload_power_w_meas", "W", "payload boards' draw measured by the bench supply"),
+    Channel("temp_payload_k_true", "K", "payload thermal node (plant truth)"),
+    Channel("temp_battery_k_true", "K", "battery thermal node (plant truth)"),
+    Channel("temp_radiator_k_true", "K", "radiator thermal node (plant truth)"),
+    Channel("temp_structure_k_true", "K", "structure thermal node (plant truth)"),
+    Channel("rate_norm_rad_s_true", "rad/s", "body rate magnitude (plant truth)"),
+)
+
+
+def _fsw_channels(boards: list[str]) -> list[Channel]:
+    from flight_sw.dictionary import hk_channels
+
+    out = []
+    for c in hk_channels(boards):
+        if c.name.startswith("board."):
+            continue  # per-board channels go to the payload table
+        kind = "REAL" if c.fmt in ("d", "f") else "INTEGER"
+        out.append(Channel(f"fsw_{c.name}", c.unit, f"flight software HK: {c.desc or c.name}", kind))
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+_PHYSICS_DT_NS = NS // 10  # 10 Hz physics
+_ENV_CHUNK_S = 600  # environment precomputed for this many seconds at once
+_BOARD_WAIT_S = 60.0  # wall-clock bound on waiting for an emulated board to die or boot
+
+
+class Run:
+    """One scenario on one bench. ``start()``, then ``run_until(...)`` any number of
+    times, then ``finish()`` for the verdicts; ``close()`` (or the context manager)
+    always leaves the instruments in their safe state."""
+
+    def __init__(self, scenario: Scenario, *, bench: str | os.PathLike[str] | None = None,
+                 out: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> None:
+        self.scenario = scenario
+        self.bench_file = bench
+        self.run_dir = pathlib.Path(out) if out is not None else default_out_dir(scenario)
+        self.progress = progress
+        self.clock = _RunClock()
+        self.started = False
+        self.finished: RunResult | None = None
+        self.stop_reason: str | None = None  # set from a signal handler: stop at the next second
+        self._closers: list[Callable[[], None]] = []
+        self._channel_on: dict[int, bool] = {}
+        self._board_up_at: dict[str, int | None] = {}
+        self._pending_faults: list[FaultAction] = []
+        self.plant_faults: Any = None
+        self.actuators: Any = None
+        self.fsw: Any = None
+        self.vb: Any = None
+        self.proxies: dict[str, Any] = {}
+        self.links: dict[str, Any] = {}
+        self._log: TextIO | None = None
+        self._fsw_event_idx = 0
+        self._queued = 0
+        self._hang_pending: list[FaultAction] = []
+        self._seu_pending: list[tuple[FaultAction, int]] = []
+
+    # ---- life cycle -----------------------------------------------------------
+    def __enter__(self) -> Run:
+        if not self.started:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> Run:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        import logging
+
+        from hil_rig.benchfile import load_bench
+        from hil_rig.environment import Environment
+        from hil_rig.instruments.errors import ConfigError
+
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        sc = self.scenario
+        self._wall0 = time.monotonic()
+        self.orbit = build_orbit(sc)
+        self.period_s = float(self.orbit.period_s)
+        self.env = Environment(self.orbit, sc.epoch)
+        self.events = orbit_events(self.env, sc, self.period_s)
+        self.duration_ns = self.events.duration_ns
+        where = str(sc.path or sc.name)
+        try:
+            self.actions = resolve(sc.faults, self.events, file=where)
+        except FaultScheduleError as exc:
+            raise RunError(str(exc)) from None
+        self.schedule = FaultSchedule(self.actions)
+        self.judges = make_judges(sc.requirements, self.events, self.actions)
+        try:
+            spec = load_bench(self.bench_file)
+        except ConfigError as exc:
+            raise RunError(str(exc)) from None
+        self.bench_spec = spec
+        self.bench_label = describe_bench(self.bench_file).label
+        boards = [b for b in spec.boards if not sc.workload.boards or b.name in sc.workload.boards]
+        unknown = set(sc.workload.boards) - {b.name for b in spec.boards}
+        if unknown:
+            raise RunError(f"{where}: [payload] boards: bench {spec.name!r} has no board(s) {sorted(unknown)}")
+        for f in sc.faults:
+            if f.target is not None and f.kind in _BOARD_FAULTS and f.target not in {b.name for b in boards}:
+                raise RunError(f"{where}: fault[{f.index}].board: no board {f.target!r} in this run "
+                               f"(boards: {', '.join(b.name for b in boards)})")
+        self.boards = {b.name: b.emulates for b in boards}
+        self._board_specs = {b.name: b for b in boards}
+        self.realtime = sc.speed is not None
+        if self.realtime:
+            from hil_rig.clock import RealTimeClock
+
+            self.pacer: Any = RealTimeClock(scale=sc.speed)
+        else:
+            self.pacer = None
+
+        # run directory, archive, event log
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if (self.run_dir / ARCHIVE_NAME).exists():
+            raise RunError(f"{self.run_dir}: holds a run already; give a new --out directory")
+        board_names = list(self.boards)
+        self.channels = list(TRUTH_CHANNELS) + _fsw_channels(board_names)
+        meta = {
+            "scenario": sc.name, "scenario_file": sc.path.name if sc.path else "",
+            "scenario_sha256": scenario_digest(sc), "seed": sc.seed, "epoch": sc.epoch_iso,
+            "duration_ns": self.duration_ns, "orbit_period_s": repr(self.period_s),
+            "bench": spec.name, "boards": ",".join(f"{n}:{k}" for n, k in self.boards.items()),
+            "clock": "virtual" if not self.realtime else f"realtime x {sc.speed:g}",
+            "orbit_hil_version": __version__,
+        }
+        self.archive = Archive(self.run_dir / ARCHIVE_NAME, self.channels, meta)
+        self._closers.append(self.archive.close)
+        self._log = (self.run_dir / "events.log").open("w", encoding="utf-8")
+        self._closers.append(self._log.close)
+        for i, (e, x) in enumerate(self.events.eclipses):
+            self._event(0, "rig", "eclipse_predicted_truth",
+                        f"eclipse {i + 1}: umbra entry {_fmt_s(e)}, exit {_fmt_s(x)}")
+        for a in self.actions:
+            self._event(0, "rig", "fault_scheduled", f"t = {a.t_ns / NS:.3f} s: {a.describe()}")
+
+        # bench: the virtual parts, the instruments, the safe-state guard
+        self._start_bench(spec)
+        # plant and flight software
+        self._start_plant()
+        self._start_fsw()
+        self.started = True
+        self._event(0, "rig", "run_start", f"scenario {sc.name} seed {sc.seed} on bench {self.bench_label}")
+        self.fsw.step_to(0)
+        self._feed_jobs(0)
+        self._second(0)
+
+    def _start_bench(self, spec: Any) -> None:
+        from hil_rig.instruments import open_instruments
+        from hil_rig.power_loop import PowerLoop
+        from hil_rig.safe_state import SafeState
+
+        sc = self.scenario
+        if spec.virtual:
+            from hil_rig.virtual_bench import VirtualBench
+
+            self.vb = VirtualBench(spec, seed=sc.seed, clock="real" if self.realtime else "virtual",
+                                   test_mode=True)
+            self.vb.start()
+            self._closers.append(self.vb.close)
+            bench = self.vb.bench
+        else:
+            bench = spec
+        self.bench = bench
+        self.supplies, self.switches = open_instruments(bench)
+
+        def _close_drivers() -> None:
+            for d in (*self.supplies.values(), *self.switches.values()):
+                d.close()
+
+        self._closers.append(_close_drivers)
+        self.guard = SafeState(bench, self.supplies, self.switches, handle_signals=False)
+        self.guard.__enter__()
+        self._closers.append(lambda: self.guard.__exit__(None, None, None))
+        self.guard.apply()  # start from the safe state
+        if not self.supplies:
+            raise RunError(f"bench {spec.name!r}: no programmable supply to power the boards")
+        sup_name = self._board_specs[next(iter(self._board_specs))].supply or next(iter(self.supplies))
+        switch = None
+        sw_name = self._board_specs[next(iter(self._board_specs))].switch
+        if sw_name is not None:
+            switch = self.switches[sw_name]
+        self.power = PowerLoop(self.supplies[sup_name], switch, bench)
+        self.switch = switch
+        # proxies for boards whose link gets faults
+        link_fault_boards = {a.target or next(iter(self.boards)) for a in self.actions
+                             if a.kind in ("link_noise", "link_drop", "link_disconnect")}
+        for i, (name, _) in enumerate(self.boards.items()):
+            b = bench.board(name)
+            self._board_up_at[name] = None
+            path = b.serial
+            if name in link_fault_boards:
+                from firmware_bridge.proxy import FaultProxy
+
+                px = FaultProxy(b.serial, baud=b.baud, seed=sc.seed * 1000 + i)
+                self.proxies[name] = px
+                self._closers.append(px.close)
+                path = px.link_path
+            self._link_paths = getattr(self, "_link_paths", {})
+            self._link_paths[name] = (path, b.baud)
+        # power the bus and the boards
+        self.power.update(float(self._plant_v0()), True)
+        for name in self.boards:
+            b = self._board_specs[name]
+            if b.channel is not None and switch is not None:
+                self._set_channel(b.channel, True, cause="run start")
+            else:
+                self._board_up_at[name] = 0
+        for name in self.boards:
+            self._wait_boot(name)
+        from firmware_bridge.link import Link
+
+        for name, (path, baud) in self._link_paths.items():
+            link = Link(path, baud, timeout_s=0.25, retries=2, source_id=1 + list(self.boards).index(name))
+            self.links[name] = link
+            self._closers.append(link.close)
+
+    def _plant_v0(self) -> float:
+        from hil_rig.plant import PlantParams
+
+        p = self._plant_params() if hasattr(self, "scenario") else PlantParams()
+        return float(np.interp(p.soc0, p.battery_ocv_soc, p.battery_ocv_v))
+
+    def _plant_params(self) -> Any:
+        from hil_rig.plant import Panel, PlantParams
+
+        c = self.scenario.spacecraft
+        base = PlantParams()
+        panels = (Panel(base.panels[0].normal_body, c.array_area_m2), *base.panels[1:])
+        t0 = c.temp_initial_c + 273.15
+        return dataclasses.replace(
+            base, battery_capacity_wh=c.battery_capacity_wh, soc0=c.soc_initial, panels=panels,
+            solar_efficiency=c.array_efficiency, bus_base_w=c.bus_load_w, temps0_k=(t0, t0, t0, t0))
+
+    def _start_plant(self) -> None:
+        from hil_rig.plant import Actuators, Faults, Plant
+
+        self.params = self._plant_params()
+        self.plant = Plant(self.params, seed=self.scenario.seed)
+        self.plant_faults = Faults()
+        self.actuators = Actuators()
+        self.payload_power_w = 0.0
+        self._env_t0 = -1
+        self._env: Any = None
+
+    def _fsw_config(self) -> Any:
+        import native
+        from flight_sw import app as fsw_app
+        from flight_sw.payload import BoardConfig
+
+        p = self.params
+        socs = np.linspace(0.0, 1.0, 11)
+        ocv = np.interp(socs, p.battery_ocv_soc, p.battery_ocv_v)
+        v_nom = float(np.interp(0.5, p.battery_ocv_soc, p.battery_ocv_v))
+        from firmware_bridge.emulator import KINDS
+
+        boards = []
+        for name, kind in self.boards.items():
+            spec = self._board_specs[name]
+            k = KINDS.get(kind, KINDS["jetson"])
+            boards.append(BoardConfig(name, spec.channel if spec.channel is not None else -1,
+                                      idle_w=k["idle_w"], max_w=k["max_w"]))
+        eps = {
+            "capacity_ah": p.battery_capacity_wh / v_nom,
+            "ocv_v": [float(x) for x in ocv],
+            "critical_voltage_v": float(ocv[1]),
+            "payload_max_w": float(sum(b.max_w for b in boards)),
+        }
+        d = native.default_adcs_config()
+        adcs = {
+            "inertia_kgm2": list(p.inertia_kg_m2), "wheel_inertia_kgm2": p.wheel_inertia_kg_m2,
+            "wheel_max_torque_nm": p.wheel_max_torque_nm, "wheel_max_speed_rad_s": p.wheel_max_speed_rad_s,
+            "dipole_max_am2": p.mtq_max_dipole_am2, "array_normal_body": list(p.panels[0].normal_body),
+        }
+        del d
+        return fsw_app.FswConfig(
+            epoch_utc=self.scenario.epoch_iso, boards=boards, adcs=adcs, eps=eps,
+            thermal_zones=["battery", "payload", "radiator", "structure"],
+        )
+
+    def _start_fsw(self) -> None:
+        import secrets
+
+        from flight_sw import app as fsw_app
+
+        tle = tle_for_fsw(self.orbit, self.scenario.epoch)
+        links = {n: _GatedLink(self, n, lk) for n, lk in self.links.items()}
+        self.fsw = fsw_app.FlightSoftware(
+            self._fsw_config(), self.clock, _PlantSensors(self), _PlantActuators(self), _BenchSwitch(self),
+            links, tle, secrets.token_bytes(32))
+        self._closers.append(self.fsw.close)
+
+    # ---- board power ----------------------------------------------------------
+    def _boards_on(self, channel: int) -> list[str]:
+        return [n for n, b in self._board_specs.items() if b.channel == channel]
+
+    def _set_channel(self, channel: int, on: bool, cause: str) -> None:
+        if self.switch is None:
+            return
+        self.switch.set_channel(channel, on)
+        was = self._channel_on.get(channel)
+        self._channel_on[channel] = on
+        if was == on:
+            return
+        t = self.clock.t_ns
+        for name in self._boards_on(channel):
+            self._event(t, "rig", "board_power", f"{name} relay {'on' if on else 'off'} ({cause})")
+            if on:
+                self._board_up_at[name] = t + int(self._board_specs[name].boot_time_s * NS)
+            else:
+                self._board_up_at[name] = None
+                if self.vb is not None and name in self.vb.boards:
+                    self.vb._wake.set()
+                    if not self.vb.wait_board(name, running=False, timeout_s=_BOARD_WAIT_S):
+                        raise RunError(f"board {name}: still running {_BOARD_WAIT_S:.0f} s after its relay opened")
+
+    def _board_up(self, name: str) -> bool:
+        t = self._board_up_at.get(name)
+        return t is not None and self.clock.t_ns >= t
+
+    def _wait_boot(self, name: str) -> None:
+        """Hold simulation time until an emulated board that is due up has booted."""
+        if self.vb is None or name not in self.vb.boards:
+            return
+        deadline = time.monotonic() + _BOARD_WAIT_S
+        board = self.vb.boards[name]
+        self.vb._wake.set()
+        while True:
+            proc = board.proc
+            if proc is not None and proc.alive and proc.last_status is not None:
+                return
+            if time.monotonic() > deadline:
+                raise RunError(f"board {name}: did not boot within {_BOARD_WAIT_S:.0f} s (wall clock)")
+            time.sleep(0.005)
+
+    # ---- the loop ---------------------------------------------------------------
+    def _env_row(self, t_ns: int) -> Any:
+        k = t_ns // _PHYSICS_DT_NS
+        chunk = _ENV_CHUNK_S * 10
+        c0 = (k // chunk) * chunk
+        if c0 != self._env_t0:
+            t = (np.arange(chunk) + c0) * _PHYSICS_DT_NS
+            self._env = self.env.sample(t)
+            self._env_t0 = c0
+        return self._env.row(int(k - c0))
+
+    def resolve_time(self, target: int | str) -> int:
+        """Simulation ns of a target: ns, or a trigger text ('eclipse_entry + 60 s')."""
+        if isinstance(target, str):
+            try:
+                trig = parse_trigger(target, "run_until")
+                return resolve_trigger(trig, self.events, where=f"run_until({target!r})")
+            except (ScenarioError, FaultScheduleError) as exc:
+                raise RunError(str(exc)) from None
+        return int(target)
+
+    def run_until(self, target: int | str) -> int:
+        """Advance to a simulation time (ns) or orbit event; returns the time reached."""
+        if not self.started:
+            self.start()
+        t_end = min(self.resolve_time(target), self.duration_ns)
+        if t_end < self.clock.t_ns:
+            raise RunError(f"run_until: {t_end / NS:.1f} s is before the current time "
+                           f"{self.clock.t_ns / NS:.1f} s")
+        while self.clock.t_ns < t_end and self.stop_reason is None:
+            t0 = self.clock.t_ns
+            t1 = min((t0 // NS + 1) * NS, t_end)
+            self._advance(t0, t1)
+            if t1 % NS == 0:
+                self._second(t1)
+        return self.clock.t_ns
+
+    def _advance(self, t0: int, t1: int) -> None:
+        """Physics at 10 Hz and flight software from t0 to t1 (within one second)."""
+        plant, fsw = self.plant, self.fsw
+        t = t0
+        while t < t1:
+            for a in self.schedule.due(t):
+                self._apply_fault(a)
+            dt = min(_PHYSICS_DT_NS - t % _PHYSICS_DT_NS, t1 - t)
+            plant.step(dt, self.actuators, self._env_row(t), self.payload_power_w, self.plant_faults)
+            t += dt
+            self.clock.t_ns = t
+            for name, up in self._board_up_at.items():
+                if up is not None and t - dt < up <= t:
+                    self._wait_boot(name)
+            fsw.step_to(t)
+
+    def _second(self, t: int) -> None:
+        """Once per simulated second: power loop, faults, jobs, archive, judges."""
+        if self.pacer is not None:
+            self.pacer.wait_until(t)
+        v = float(self.plant.battery_v)
+        up = self.plant.soc > 0.0
+        try:
+            ps = self.power.update(v, up)
+            self.payload_power_w = max(ps.power_w, 0.0)
+        except Exception as exc:  # noqa: BLE001 - a supply error ends the run safely, with the reason
+            raise RunError(f"power loop at t = {t / NS:.0f} s: {exc}") from None
+        self._retry_injections(t)
+        self._feed_jobs(t)
+        self._record(t)
+
+    # ---- payload workload ---------------------------------------------------------
+    def _feed_jobs(self, t: int) -> None:
+        w = self.scenario.workload
+        if w.kind != "compute":
+            return
+        counts = self.fsw.payload.counts()
+        want = len(self.boards)
+        while counts.get("jobs_queued", 0) < want and (w.jobs == 0 or self._queued < w.jobs):
+            params = json.dumps({"steps": w.job_steps, "seed": self._queued + 1})
+            self.fsw.command("queue_job", workload=w.job, params=params, deadline_s=w.deadline_s,
+                             verify=w.verify)
+            self._queued += 1
+            counts["jobs_queued"] = counts.get("jobs_queued", 0) + 1
+
+    # ---- faults -------------------------------------------------------------------
+    def _target(self, a: FaultAction) -> str:
+        return a.target or next(iter(self.boards))
+
+    def _apply_fault(self, a: FaultAction) -> None:
+        t = self.clock.t_ns
+        self._event(t, "fault", f"{a.kind}_{a.phase}", a.describe())
+        start = a.phase == "start"
+        pf = self.plant_faults
+        if a.kind in ("link_noise", "link_drop", "link_disconnect"):
+            px = self.proxies[self._target(a)]
+            if a.kind == "link_disconnect":
+                px.unplug() if start else px.replug()
+            elif a.kind == "link_noise":
+                px.set_faults(corrupt=float(a.param("byte_error_rate")) if start else 0.0)
+            else:
+                px.set_faults(drop=float(a.param("byte_drop_rate")) if start else 0.0)
+        elif a.kind == "relay_off":
+            ch = self._board_specs[self._target(a)].channel
+            if ch is None or self.switch is None:
+                raise RunError(f"fault relay_off: board {self._target(a)} has no relay channel on this bench")
+            self._set_channel(ch, not start, cause=a.describe())
+        elif a.kind == "brownout":
+            if start:
+                self.power.update(float(a.param("voltage_v", 0.0)), float(a.param("voltage_v", 0.0)) > 0)
+                self._brownout = True
+            else:
+                self._brownout = False
+        elif a.kind == "payload_hang":
+            if start:
+                self._hang_pending.append(a)
+        elif a.kind == "seu":
+            if start:
+                self._seu_pending.append((a, int(a.param("count", 1))))
+        elif a.kind in ("sensor_stuck", "sensor_dead", "sensor_bias"):
+            key = {"sun": "css", "gyro": "gyro", "mag": "mag"}[a.target or "sun"]
+            if a.kind == "sensor_bias":
+                if key == "css":
+                    raise RunError("fault sensor_bias: the sun sensors take no bias; use stuck or dead")
+                b = float(a.param("bias")) if start else 0.0
+                field = "gyro_bias_rad_s" if key == "gyro" else "mag_bias_t"
+                pf = dataclasses.replace(pf, **{field: (b, b, b)})
+            else:
+                what = "dead" if a.kind == "sensor_dead" or key == "css" else "stuck"
+                pf = dataclasses.replace(pf, **{f"{key}_{what}": start})
+        elif a.kind == "wheel_stuck":
+            k = "xyz".index(a.target or "x")
+            ws = list(pf.wheel_stuck)
+            ws[k] = start
+            pf = dataclasses.replace(pf, wheel_stuck=tuple(ws))
+        elif a.kind == "hot_case":
+            pf = dataclasses.replace(pf, hot_case=float(a.param("heat_load_factor", 1.5)) if start else 1.0)
+        self.plant_faults = pf
+
+    def _retry_injections(self, t: int) -> None:
+        """Hang and SEU go to a board's agent (test mode); an SEU needs a running job,
+        so it waits for one."""
+        for a in list(self._hang_pending):
+            name = self._target(a)
+            if self._board_up(name):
+                try:
+                    self.links[name].inject_hang(0.0)
+                    self._event(t, "fault", "payload_hang_injected", f"{name} hangs until power-cycled")
+                    self._hang_pending.remove(a)
+                except Exception as exc:  # noqa: BLE001 - try again next second
+                    self._event(t, "fault", "inject_retry", f"{name}: {exc}")
+        for item in list(self._seu_pending):
+            a, left = item
+            name = self._target(a)
+            b = self.fsw.payload.boards.get(name)
+            run = b.run[1] if b is not None and b.run else None
+            if run is None or run.state != "running" or not self._board_up(name):
+                continue
+            try:
+                self.links[name].inject_seu(int(run.remote_id))
+            except Exception as exc:  # noqa: BLE001
+                self._event(t, "fault", "inject_retry", f"{name}: {exc}")
+                continue
+            self._event(t, "fault", "seu_injected", f"{name} job {run.remote_id}")
+            self._seu_pending.remove(item)
+            if left > 1:
+                self._seu_pending.append((a, left - 1))
+
+    # ---- records ------------------------------------------------------------------
+    def _event(self, t: int, source: str, kind: str, detail: str) -> None:
+        self.archive.event(t, source, kind, detail)
+        if self._log is not None:
+            self._log.write(f"{t / NS:12.3f} {source:<5} {kind:<24} {detail}\n")
+
+    def _record(self, t: int) -> None:
+        p, fsw = self.plant, self.fsw
+        for ev in fsw.events.events[self._fsw_event_idx:]:
+            self._event(ev.t_ns, "fsw", ev.name, json.dumps(ev.fields, sort_keys=True, default=str))
+        self._fsw_event_idx = len(fsw.events.events)
+        env = p.env
+        illum = float(env.illumination) if env is not None else 0.0
+        sun_err = float("nan")
+        if env is not None:
+            from hil_rig.plant import rotation_matrix
+
+            s_b = rotation_matrix(p.q) @ np.asarray(env.sun_unit_teme)
+            c = float(np.dot(s_b, self.params.panels[0].normal_body))
+            sun_err = math.degrees(math.acos(max(-1.0, min(1.0, c))))
+        temps = p.temps
+        orbit = int(t // self.events.period_ns) + 1
+        w = np.asarray(p.omega_body())
+        row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, getattr(p, "load_power_w", 0.0),
+                          self.payload_power_w, temps[0], temps[1], temps[2], temps[3],
+                          float(np.linalg.norm(w))]
+        hk = fsw.hk
+        for c in self.channels[len(TRUTH_CHANNELS):]:
+            v = hk.get(c.name[4:])
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                row.append(None)
+            else:
+                row.append(int(v) if c.kind == "INTEGER" else float(v))
+        self.archive.telemetry(t, row)
+        from flight_sw.dictionary import BOARD_STATES
+
+        states = {}
+        temps_c = {"payload_node": temps[0] - 273.15}
+        for name in self.boards:
+            st_i = hk.get(f"board.{name}.state")
+            st = BOARD_STATES[int(st_i)] if st_i is not None else "OFF"
+            states[name] = st
+            tk = hk.get(f"board.{name}.temp_k")
+            pw = hk.get(f"board.{name}.power_w")
+            jobs = sum(1 for j in fsw.payload.completed if any(r.board == name for r in j.runs))
+            self.archive.payload(t, name, st, _num(pw), _num(tk), jobs)
+        self.archive.commit()
+        sample = Sample(
+            t_ns=t, soc=p.soc, illumination=illum, sun_err_deg=sun_err, payload_temp_c=temps_c,
+            board_state={n: s.lower() for n, s in states.items()},
+            jobs_done=int(fsw.payload.stats["jobs_completed"]),
+            seu_detected=int(fsw.payload.stats["seu_detected"]),
+        )
+        for j in self.judges:
+            j.observe(sample)
+        if self.progress is not None:
+            self.progress.update(t, {
+                "orbit": orbit, "sunlit": illum > 0.5, "soc": p.soc,
+                "temps_c": [x - 273.15 for x in temps[:2]], "mode": fsw.mode,
+                "boards": states, "jobs": sample.jobs_done,
+            })
+
+    # ---- history (for tests) ----------------------------------------------------------
+    def history(self, column: str) -> np.ndarray:
+        """A telemetry column so far (the archive, committed every second)."""
+        run = load_run(self.run_dir)
+        return run["telemetry"][column]
+
+    def fsw_events(self, name: str) -> list[Any]:
+        return [e for e in self.fsw.events.events if e.name == name]
+
+    # ---- the end ------------------------------------------------------------------
+    def finish(self) -> RunResult:
+        """Run to the end (unless stopped), judge, write summary.json and junit.xml, close."""
+        if self.finished is not None:
+            return self.finished
+        aborted = None
+        error = None
+        try:
+            if not self.started:
+                self.start()
+            self.run_until(self.duration_ns)
+            aborted = self.stop_reason
+        except KeyboardInterrupt:
+            aborted = "interrupted"
+        except RunError as exc:
+            aborted, error = "error", str(exc)
+        return self._conclude(aborted, error)
+
+    def _conclude(self, aborted: str | None, error: str | None) -> RunResult:
+        t_end = self.clock.t_ns
+        wall = time.monotonic() - getattr(self, "_wall0", time.monotonic())
+        verdicts = [j.verdict(t_end) for j in getattr(self, "judges", [])]
+        if getattr(self, "archive", None) is not None and self.archive.db is not None:
+            for v in verdicts:
+                self._event(t_end, "judge", "verdict", f"{v.name}: {'PASS' if v.passed else 'FAIL'}: {v.detail}")
+            if aborted:
+                self._event(t_end, "rig", "run_aborted", f"{aborted}{': ' + error if error else ''}")
+            self._event(t_end, "rig", "run_end", f"t = {t_end / NS:.0f} s")
+        if self.progress is not None:
+            self.progress.close()
+        stats: dict[str, Any] = {}
+        if self.fsw is not None:
+            stats = {k: v for k, v in self.fsw.stats().items() if isinstance(v, int | float | str)}
+        self.close()
+        sc = self.scenario
+        props = {"scenario": sc.name, "seed": str(sc.seed), "bench": getattr(self, "bench_label", ""),
+                 "boards": ",".join(f"{n}:{k}" for n, k in getattr(self, "boards", {}).items())}
+        summary = write_summary(
+            self.run_dir / "summary.json", verdicts, scenario=sc.name, seed=sc.seed,
+            sim_seconds=t_end / NS, wall_seconds=round(wall, 3),
+            speedup=round((t_end / NS) / wall, 1) if wall > 0 else None,
+            clock="virtual" if sc.speed is None else f"realtime x {sc.speed:g}",
+            lateness=self.pacer.lateness.summary() if getattr(self, "pacer", None) is not None else None,
+            bench=props["bench"], boards=props["boards"], run_dir=str(self.run_dir),
+            aborted=aborted, error=error, fsw=stats,
+            safe_state_errors=list(getattr(getattr(self, "guard", None), "errors", []) or []),
+        )
+        write_junit(self.run_dir / "junit.xml", sc.name, verdicts, t_end / NS, props, error=error or aborted)
+        self.finished = RunResult(self.run_dir, bool(summary["passed"]), verdicts, summary, aborted)
+        return self.finished
+
+    def close(self) -> None:
+        """Safe state, then everything stopped (idempotent). The archive stays readable."""
+        while self._closers:
+            fn = self._closers.pop()
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - keep closing the rest
+                print(f"hil run: while closing: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+_BOARD_FAULTS = ("link_noise", "link_drop", "link_disconnect", "relay_off", "brownout", "payload_hang", "seu")
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _fmt_s(t: int | None) -> str:
+    return "before start" if t is None else f"{t / NS:.3f} s"
+
+
+def run_scenario(scenario: Scenario, *, bench: str | os.PathLike[str] | None = None,
+                 out: str | os.PathLike[str] | None = None, progress: str | Progress | None = None,
+                 handle_sigterm: bool = False) -> RunResult:
+    """Run a scenario to its end and return the result (``hil run``)."""
+    run = Run(scenario, bench=bench, out=out)
+    if progress == "auto":
+        run.progress = None  # set once the duration is known
+    elif isinstance(progress, Progress):
+        run.progress = progress
+    old = None
+    if handle_sigterm:
+        def _on_term(signum: int, frame: Any) -> None:
+            run.stop_reason = "SIGTERM"
+
+        old = signal.signal(signal.SIGTERM, _on_term)
+    try:
+        try:
+            run.start()
+        except RunError:
+            raise
+        if progress == "auto":
+            run.progress = Progress(sys.stderr, run.duration_ns)
+        return run.finish()
+    finally:
+        run.close()
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)

@@ -120,11 +120,16 @@ class Spacecraft:
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """The payload workload: what the compute boards are asked to do."""
+    """The payload workload: jobs the ground queues for the compute boards."""
 
-    kind: str = "compute"  # compute | idle
-    job_duration_s: float = 60.0
-    #: Number of jobs queued at start; 0 means keep the queue full.
+    kind: str = "compute"  # compute (keep the job queue full) | idle (no jobs)
+    job: str = "matmul"  # a firmware_bridge.jobs workload: matmul | mlp
+    job_steps: int = 200
+    #: Board-side deadline of each job, simulation seconds.
+    deadline_s: float = 3600.0
+    #: How results are verified: none | redundant (two boards; catches SEUs).
+    verify: str = "none"
+    #: Number of jobs queued in all; 0 keeps the queue full.
     jobs: int = 0
     boards: tuple[str, ...] = ()  # empty: every board on the bench
 
@@ -182,7 +187,7 @@ _P = tuple[type, bool, Any, Any]
 FAULT_KINDS: dict[str, tuple[str, dict[str, _P]]] = {
     # link (fault proxy between flight software and one board)
     "link_noise": ("board", {"byte_error_rate": (float, True, None, (0.0, 1.0))}),
-    "link_drop": ("board", {"drop_rate": (float, True, None, (0.0, 1.0))}),
+    "link_drop": ("board", {"byte_drop_rate": (float, True, None, (0.0, 1.0))}),
     "link_disconnect": ("board", {}),
     # power (relay board and programmable supply)
     "relay_off": ("board", {}),
@@ -483,7 +488,10 @@ def parse_scenario(text: str, file: str = "<scenario>", base: pathlib.Path | Non
         raise ScenarioError(f"{wt.where('boards')}: expected a list of board names, got {boards!r}")
     workload = Workload(
         kind=wt.get("workload", str, default="compute", bounds=["compute", "idle"]),
-        job_duration_s=wt.get("job_duration_s", float, default=60.0, bounds=(0.1, 1e6)),
+        job=wt.get("job", str, default="matmul", bounds=["matmul", "mlp"]),
+        job_steps=wt.get("job_steps", int, default=200, bounds=(1, 10_000_000)),
+        deadline_s=wt.get("deadline_s", float, default=3600.0, bounds=(1.0, 1e7)),
+        verify=wt.get("verify", str, default="none", bounds=["none", "redundant"]),
         jobs=wt.get("jobs", int, default=0, bounds=(0, 10**7)),
         boards=tuple(boards),
     )

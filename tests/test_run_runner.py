@@ -1,0 +1,186 @@
+"""`hil run` end to end on the virtual bench: run directory, verdicts and exit
+codes, determinism of the archive, and SIGTERM (real subprocess, real signal)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from hil_rig.archive import TABLES, load_run, table_rows
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+SCENARIO = """
+[scenario]
+name = "{name}"
+epoch = "2026-03-20T00:00:00Z"
+duration = "{duration}"
+seed = {seed}
+
+[orbit]
+altitude_km = 550
+inclination_deg = "sso"
+ltan = "10:30"
+
+[payload]
+workload = "{workload}"
+
+[[requirement]]
+kind = "soc_floor"
+min = {floor}
+
+[[requirement]]
+kind = "payload_temp_max"
+max_c = 70
+"""
+
+
+def _scenario(tmp: pathlib.Path, name: str = "short", duration: str = "3 min", seed: int = 1,
+              workload: str = "idle", floor: float = 0.3) -> pathlib.Path:
+    p = tmp / f"{name}.toml"
+    p.write_text(SCENARIO.format(name=name, duration=duration, seed=seed, workload=workload, floor=floor))
+    return p
+
+
+def _hil(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hil_rig.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_run_writes_a_complete_run_directory(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "run"
+    res = _hil("run", str(_scenario(tmp_path, workload="compute")), "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    for f in ("telemetry.sqlite", "events.log", "summary.json", "junit.xml"):
+        assert (out / f).is_file(), f
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is True and summary["sim_seconds"] == 180.0
+    assert summary["wall_seconds"] > 0 and summary["bench"].startswith("'virtual'")
+    assert [r["name"] for r in summary["requirements"]] == ["soc_floor", "payload_temp_max"]
+    cases = ET.parse(out / "junit.xml").getroot().findall("testcase")
+    assert [c.get("name") for c in cases] == ["soc_floor", "payload_temp_max"]
+    run = load_run(out)
+    tm = run["telemetry"]
+    assert len(tm) == 181 and tm["t_ns"][-1] == 180 * 10**9
+    assert set(run["payload"]["board"]) == {"jetson0", "rpi0"}
+    kinds = set(run["events"]["kind"])
+    assert {"run_start", "run_end", "verdict", "mode_transition", "board_power"} <= kinds
+    # the flight software really flew: it left BOOT and the boards answered its housekeeping
+    assert tm["fsw_mode"].max() >= 1 and (run["payload"]["temp_k"] > 250).any()
+    # no wall-clock value leaked into the archive
+    assert "wall" not in " ".join(run.meta) and "wall" not in " ".join(run["channels"]["name"])
+
+
+def test_failed_requirement_exits_1(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "run"
+    res = _hil("run", str(_scenario(tmp_path, duration="30 s", floor=0.95)), "--out", str(out))
+    assert res.returncode == 1, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is False
+    soc = summary["requirements"][0]
+    assert soc["name"] == "soc_floor" and soc["passed"] is False and "floor 0.950" in soc["detail"]
+    failures = ET.parse(out / "junit.xml").getroot().findall("testcase/failure")
+    assert len(failures) == 1 and "floor 0.950" in failures[0].get("message")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "no-such-scenario"], "no such scenario file; shipped scenarios: "),
+    (["run", "--duration", "5 parsecs"], "--duration: unknown unit 'parsecs'"),
+    (["run", "--virtual", "--speed", "3"], "either --virtual or --speed"),
+    (["run", "--bench", "/nonexistent/bench.toml", "--duration", "1 s"], "bench file not found"),
+])
+def test_bad_input_is_a_clear_error(argv: list[str], needle: str) -> None:
+    res = _hil(*argv)
+    assert res.returncode == 2 and needle in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+
+
+def test_same_scenario_and_seed_give_identical_archives(tmp_path: pathlib.Path) -> None:
+    sc = _scenario(tmp_path, duration="4 min", seed=11)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        res = _hil("run", str(sc), "--out", str(out))
+        assert res.returncode == 0, res.stderr[-3000:]
+    for table in TABLES:
+        a, b = (table_rows(o, table) for o in outs)
+        assert a == b, f"table {table} differs"
+    assert len(table_rows(outs[0], "telemetry")) == 241
+    # and a different seed changes the sensor noise the flight software saw
+    res = _hil("run", str(_scenario(tmp_path, name="other", duration="4 min", seed=12)),
+               "--out", str(tmp_path / "c"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert table_rows(outs[0], "telemetry") != table_rows(tmp_path / "c", "telemetry")
+
+
+def _external_bench(tmp: pathlib.Path):  # type: ignore[no-untyped-def]
+    """Simulated instruments and emulated boards hosted by this test process (so they
+    outlive the runner), and a bench file that points the runner at them as it would
+    at a lab bench: Modbus URLs and serial ports."""
+    from hil_rig.benchfile import load_bench
+    from hil_rig.virtual_bench import VirtualBench
+
+    vb = VirtualBench(load_bench(None), clock="virtual", test_mode=True).start()
+    lines = ['[bench]', 'name = "external"']
+    for i in vb.bench.instruments:
+        lines += ["[[instruments]]", f'name = "{i.name}"', f'driver = "{i.driver}"', f'url = "{i.url}"']
+        if i.kind == "supply":
+            lines += [f'model = "{i.model}"', "limits = { voltage_v = [0.0, 30.0], current_a = [0.0, 10.0] }",
+                      "safe_state = { output = false }"]
+        else:
+            lines += [f"channels = {i.channels}", "safe_state = { on = [] }"]
+    for b in vb.bench.boards:
+        lines += ["[[boards]]", f'name = "{b.name}"', f'kind = "{b.emulates}"', f'serial = "{b.serial}"',
+                  f'supply = "{b.supply}"', f'switch = "{b.switch}"', f"channel = {b.channel}",
+                  f"boot_time_s = {b.boot_time_s}"]
+    bench = tmp / "bench.toml"
+    bench.write_text("\n".join(lines) + "\n")
+    return vb, bench
+
+
+def test_sigterm_leaves_a_readable_archive_and_safe_instruments(tmp_path: pathlib.Path) -> None:
+    vb, bench = _external_bench(tmp_path)
+    out = tmp_path / "run"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hil_rig.cli", "run", str(_scenario(tmp_path, duration="3 h")),
+             "--bench", str(bench), "--out", str(out)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 300
+            rows = 0
+            while rows < 20:
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                assert time.monotonic() < deadline, "the run never got going"
+                time.sleep(0.2)
+                try:
+                    rows = len(load_run(out)["telemetry"])
+                except Exception:  # noqa: BLE001 - not created yet
+                    rows = 0
+            supply = vb.sim_supplies["psu0"].state()
+            assert supply.output_on and supply.voltage_v > 10  # the run powers the boards ...
+            assert any(vb.sim_switches["relays0"].states())
+            os.kill(proc.pid, signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 143, err[-3000:]
+        # ... and leaves them in the bench file's safe state, read back from the simulators
+        assert vb.sim_supplies["psu0"].state().output_on is False
+        assert vb.sim_switches["relays0"].states() == [False] * 8
+    finally:
+        vb.close()
+    run = load_run(out)
+    assert len(run["telemetry"]) >= 20
+    assert "run_aborted" in set(run["events"]["kind"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["aborted"] == "SIGTERM" and summary["passed"] is False
