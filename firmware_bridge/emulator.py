@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -211,27 +212,26 @@ class EmulatorProcess:
             cmd.append("--test-mode")
         if self.state_dir:
             cmd += ["--state-dir", self.state_dir]
-        fds = [self.master_fd]
-        w = None
-        if self.status:
-            self._close_status()
-            self._status_r, w = os.pipe()
-            cmd += ["--status-fd", str(w)]
-            fds.append(w)
+        # the status pipe also tells us when the board is ready, so it is always there;
+        # ``status=False`` only means nobody is expected to read it (lines are dropped)
+        self._close_status()
+        self._status_r, w = os.pipe()
+        cmd += ["--status-fd", str(w)]
+        fds = [self.master_fd, w]
         env = dict(os.environ)
         pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = pkg_parent + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(cmd, pass_fds=fds, env=env)
-        if w is not None:
-            os.close(w)
-            os.set_blocking(self._status_r, False)
-            deadline = time.monotonic() + ready_timeout_s
-            while self.last_status is None:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"emulator {self.name} did not report ready")
-                import select as _select
-                _select.select([self._status_r], [], [], 0.1)
-                self.poll_status()
+        os.close(w)
+        os.set_blocking(self._status_r, False)
+        deadline = time.monotonic() + ready_timeout_s
+        while self.last_status is None:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.kill()
+                raise RuntimeError(f"emulator {self.name} did not report ready within "
+                                   f"{ready_timeout_s} s (exit code {self.proc.poll()})")
+            select.select([self._status_r], [], [], 0.1)
+            self.poll_status()
         return self
 
     def poll_status(self) -> list[dict]:

@@ -1,0 +1,155 @@
+"""The board agent on recorded Jetson Orin and Raspberry Pi sysfs trees, and stand-alone."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy
+import pytest
+import serial
+
+from firmware_bridge.emulator import open_pty
+from firmware_bridge.link import Link
+from firmware_bridge.sensors import SysfsSensors
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data" / "sysfs"
+K = 273.15
+
+
+def test_jetson_orin_tree() -> None:
+    s = SysfsSensors(str(DATA / "jetson_orin"))
+    assert s.kind() == "jetson" and s.model() == "NVIDIA Jetson Orin Nano Developer Kit"
+    t = s.temperatures_k()
+    assert list(t) == ["cpu-thermal", "gpu-thermal", "cv0-thermal", "cv1-thermal", "cv2-thermal",
+                       "soc0-thermal", "soc1-thermal", "soc2-thermal", "tj-thermal"]
+    assert t["cpu-thermal"] == pytest.approx(51.062 + K)
+    assert t["tj-thermal"] == pytest.approx(51.062 + K)
+    assert math.isnan(t["cv0-thermal"])  # -256000: sensor absent on Orin Nano
+    rails = s.rails()
+    assert rails == {"VDD_IN": (5.072, 1.296), "VDD_CPU_GPU_CV": (5.064, 0.328),
+                     "VDD_SOC": (5.064, 0.344)}
+    assert s.power_w() == pytest.approx(5.072 * 1.296)
+    assert s.memory_kib() == (7620020, 6263108)
+    assert s.pi_throttled() == 0
+    load = s.cpu_load()
+    assert 0.0 < load < 0.1  # since-boot average of the recorded /proc/stat
+
+
+def test_raspberry_pi_tree() -> None:
+    s = SysfsSensors(str(DATA / "rpi"))
+    assert s.kind() == "rpi" and s.model().startswith("Raspberry Pi 4 Model B")
+    assert s.temperatures_k() == {"cpu-thermal": pytest.approx(48.686 + K)}
+    assert s.rails() == {} and math.isnan(s.power_w())
+    flags = s.pi_throttled()
+    assert flags == 0x50000  # under-voltage has occurred (bit 16), throttling has occurred (18)
+    assert s.memory_kib() == (3884328, 3390424)
+
+
+def test_cpu_load_is_a_delta_between_reads(tmp_path) -> None:
+    root = tmp_path / "pi"
+    shutil.copytree(DATA / "rpi", root)
+    s = SysfsSensors(str(root))
+    s.cpu_load()
+    stat = root / "proc" / "stat"
+    lines = stat.read_text().splitlines()
+    f = lines[0].split()
+    f[1] = str(int(f[1]) + 300)  # +300 jiffies user
+    f[4] = str(int(f[4]) + 100)  # +100 jiffies idle
+    stat.write_text("\n".join([" ".join(f)] + lines[1:]) + "\n")
+    assert s.cpu_load() == pytest.approx(0.75)
+
+
+def test_missing_files_are_skipped_not_fatal(tmp_path) -> None:
+    s = SysfsSensors(str(tmp_path))
+    assert s.temperatures_k() == {} and s.rails() == {} and s.kind() == "linux"
+    assert math.isnan(s.cpu_load()) and s.memory_kib() == (0, 0)
+
+
+def _standalone_dir(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A directory with only firmware_bridge/, and one with only numpy + pyserial."""
+    app = tmp_path / "board"
+    shutil.copytree(ROOT / "firmware_bridge", app / "firmware_bridge",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    site = tmp_path / "site"
+    site.mkdir()
+    np_dir = pathlib.Path(numpy.__file__).parent
+    for p in (np_dir, np_dir.parent / "numpy.libs", pathlib.Path(serial.__file__).parent):
+        if p.exists():
+            (site / p.name).symlink_to(p)
+    return app, site
+
+
+PRELUDE = """
+import sys
+sys.path[:0] = [{app!r}, {site!r}]
+"""
+
+
+def test_agent_runs_stand_alone_with_the_project_hidden(tmp_path) -> None:
+    app, site = _standalone_dir(tmp_path)
+    check = PRELUDE.format(app=str(app), site=str(site)) + textwrap.dedent("""
+        import importlib
+        for mod in ("agent", "emulator", "link", "proxy", "protocol", "framing", "jobs", "sensors"):
+            importlib.import_module("firmware_bridge." + mod)
+        for other in ("hil_rig", "flight_sw", "native", "orbit_hil"):
+            try:
+                importlib.import_module(other)
+            except ModuleNotFoundError:
+                pass
+            else:
+                raise SystemExit(other + " is importable: the project is not hidden")
+        mods = {m.split(".")[0] for m in sys.modules}
+        assert not mods & {"hil_rig", "flight_sw", "native"}, mods
+        import firmware_bridge
+        print(firmware_bridge.__file__)
+    """)
+    # -I: no user site, no PYTHONPATH, no cwd; -S: no site-packages at all
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", check], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(app))
+
+    # and it serves a link from the recorded Jetson tree, jobs in worker processes included
+    master, slave = open_pty()
+    run = PRELUDE.format(app=str(app), site=str(site)) + textwrap.dedent("""
+        import runpy
+        sys.argv[0] = "agent"
+        runpy.run_module("firmware_bridge.agent", run_name="__main__")
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", run, "--port", slave, "--sensor-root",
+         str(DATA / "jetson_orin"), "--name", "orin0", "--state-dir", str(tmp_path / "state")],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        # the agent holds the pty slave; the link talks to the master through a second pty
+        from firmware_bridge.proxy import FaultProxy
+
+        with FaultProxy(master) as proxy, Link(proxy.link_path, timeout_s=1.0, retries=20) as link:
+            info = link.board_info()
+            assert info["kind"] == "jetson" and info["name"] == "orin0"
+            assert info["model"] == "NVIDIA Jetson Orin Nano Developer Kit"
+            hk = link.housekeeping()
+            assert hk["temps_k"]["tj-thermal"] == pytest.approx(51.062 + K, abs=1e-3)
+            assert hk["rails"]["VDD_IN"] == pytest.approx((5.072, 1.296))
+            assert hk["power_w"] == pytest.approx(5.072 * 1.296, rel=1e-5)
+            assert hk["mem_total_kib"] == 7620020
+            jid = link.start_job("matmul", {"n": 8, "steps": 50})
+            assert link.wait_job(jid, timeout_s=60)["state"] == "done"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        os.close(master)
+
+
+def test_agent_cli_reports_a_bad_sensor_root(tmp_path) -> None:
+    out = subprocess.run([sys.executable, "-m", "firmware_bridge.agent", "--port", "loop://",
+                          "--sensor-root", str(tmp_path / "nope")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "--sensor-root" in out.stderr and "Traceback" not in out.stderr
