@@ -48,7 +48,7 @@ def illumination_from_angles(theta: np.ndarray, rho_e: np.ndarray, rho_s: np.nda
     full = d >= a + b
     inside = d <= b - a  # Sun disk wholly behind the Earth (umbra)
     annular = d <= a - b  # Earth disk wholly inside the Sun's (not in LEO, kept for completeness)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ca = np.clip((d * d + a * a - b * b) / (2 * d * a), -1.0, 1.0)
         cb = np.clip((d * d + b * b - a * a) / (2 * d * b), -1.0, 1.0)
         area = (

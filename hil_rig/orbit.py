@@ -320,14 +320,20 @@ class Orbit:
         co, so = np.cos(raan), np.sin(raan)
         cw, sw = np.cos(argp), np.sin(argp)
         ci, si = math.cos(el.inc_rad), math.sin(el.inc_rad)
-        p_vec = np.stack([co * cw - so * sw * ci, so * cw + co * sw * ci, np.full_like(co, sw * si)], -1)
-        q_vec = np.stack([-co * sw - so * cw * ci, -so * sw + co * cw * ci, np.full_like(co, cw * si)], -1)
-        r = xp[:, None] * p_vec + yp[:, None] * q_vec
-        v = vxp[:, None] * p_vec + vyp[:, None] * q_vec
-        # the rotating node and perigee add their own velocity terms
-        n_hat = np.array([0.0, 0.0, 1.0])
-        w_vec = raan_dot * n_hat + argp_dot * np.cross(p_vec, q_vec)
-        v = v + np.cross(w_vec, r)
+        # perifocal unit vectors P, Q in TEME, and the rotating-frame velocity terms
+        px, py, pz = co * cw - so * sw * ci, so * cw + co * sw * ci, sw * si
+        qx, qy, qz = -co * sw - so * cw * ci, -so * sw + co * cw * ci, cw * si
+        r = np.empty((t.size, 3))
+        v = np.empty((t.size, 3))
+        r[:, 0] = xp * px + yp * qx
+        r[:, 1] = xp * py + yp * qy
+        r[:, 2] = xp * pz + yp * qz
+        # the node turns about z at raan_dot and the perigee about the orbit normal W = P x Q
+        wx, wy, wz = si * so, -si * co, ci
+        ox, oy, oz = argp_dot * wx, argp_dot * wy, raan_dot + argp_dot * wz
+        v[:, 0] = vxp * px + vyp * qx + (oy * r[:, 2] - oz * r[:, 1])
+        v[:, 1] = vxp * py + vyp * qy + (oz * r[:, 0] - ox * r[:, 2])
+        v[:, 2] = vxp * pz + vyp * qz + (ox * r[:, 1] - oy * r[:, 0])
         return r, v
 
 

@@ -220,7 +220,9 @@ class Plant:
         self.faults = NO_FAULTS
         self._set_cmd(Actuators(), NO_FAULTS)
         st.battery_v = self.ocv(p.soc0)
-        self.env: EnvSample | None = None
+        self._env_src: EnvSample | tuple[EnvSamples, int] | None = None
+        self._pw_buf = ffi.new("double[]", 16)
+        self._rows_cache: tuple[EnvSamples, np.ndarray] | None = None
         self.payload_power_w = 0.0
         self._last_gyro: tuple[float, float, float] | None = None
         self._last_mag: tuple[float, float, float] | None = None
@@ -286,6 +288,14 @@ class Plant:
         self._cmd_key = (a, f)
 
     # --- state views -------------------------------------------------------------
+    @property
+    def env(self) -> EnvSample | None:
+        """The environment of the last step (materialized lazily after a batch run)."""
+        src = self._env_src
+        if isinstance(src, tuple):
+            src = self._env_src = src[0].row(src[1])
+        return src
+
     @property
     def q(self) -> list[float]:
         return list(self._st.q_bi)
@@ -359,29 +369,41 @@ class Plant:
         buf[10] = env.albedo_flux_w_m2
         buf[11] = env.earth_ir_flux_w_m2
         lib.ohil_plant_step(self._cfg, self._st, self._cmd, buf, payload_power_w, dt_ns / NS_PER_S)
-        self.env = env
+        self._env_src = env
         self.payload_power_w = payload_power_w
         self.t_ns += int(dt_ns)
 
     def run(self, env: EnvSamples, dt_ns: int, actuators: Actuators, payload_power_w: float | np.ndarray,
-            faults: Faults | None = None, rows: np.ndarray | None = None) -> None:
-        """Batch path: one step per environment row with fixed actuators, in one C call.
-
-        ``rows`` may carry ``env_rows(env)`` precomputed (it does not depend on control).
-        """
+            faults: Faults | None = None, start: int = 0, stop: int | None = None) -> None:
+        """Batch path: one step per environment row ``start..stop-1`` with fixed actuators,
+        in one C call. The packed rows of ``env`` are cached, so a runner can precompute
+        the environment for a whole run and call ``run(env, ..., start=k, stop=k + 10)``
+        once per control frame."""
         if faults is not None:
             self.faults = faults
         if self._cmd_key != (actuators, self.faults):
             self._set_cmd(actuators, self.faults)
-        n = len(env)
-        if n == 0:
+        stop = len(env) if stop is None else min(stop, len(env))
+        n = stop - start
+        if n <= 0:
             return
-        packed = env_rows(env) if rows is None else np.ascontiguousarray(rows, dtype=np.float64)
-        pw = np.ascontiguousarray(np.broadcast_to(np.asarray(payload_power_w, dtype=np.float64), (n,)))
-        lib.ohil_plant_run(self._cfg, self._st, self._cmd, ffi.from_buffer("double[]", packed),
-                           ffi.from_buffer("double[]", pw), n, dt_ns / NS_PER_S)
-        self.env = env.row(n - 1)
-        self.payload_power_w = float(pw[-1])
+        if self._rows_cache is None or self._rows_cache[0] is not env:
+            self._rows_cache = (env, env_rows(env))
+        packed = self._rows_cache[1]
+        if isinstance(payload_power_w, (int, float)):
+            if len(self._pw_buf) < n:
+                self._pw_buf = ffi.new("double[]", n)
+            pw_ptr = self._pw_buf
+            pw_ptr[0:n] = [float(payload_power_w)] * n
+            last_pw = float(payload_power_w)
+        else:
+            pw = np.ascontiguousarray(np.broadcast_to(np.asarray(payload_power_w, dtype=np.float64), (n,)))
+            pw_ptr = ffi.from_buffer("double[]", pw)
+            last_pw = float(pw[-1])
+        env_ptr = ffi.from_buffer("double[]", packed) + start * lib.OHIL_PLANT_ENV_STRIDE
+        lib.ohil_plant_run(self._cfg, self._st, self._cmd, env_ptr, pw_ptr, n, dt_ns / NS_PER_S)
+        self._env_src = (env, stop - 1)
+        self.payload_power_w = last_pw
         self.t_ns += int(dt_ns) * n
 
     # --- outputs ---------------------------------------------------------------
