@@ -36,7 +36,7 @@ from flight_sw.interfaces import (
     Sensors,
 )
 from flight_sw.modes import COMPUTE, SAFE, ModeConfig, ModeInputs, ModeManager
-from flight_sw.orbit import EclipsePredictor, EclipseWindow, TleError, epoch_tuple, sun_teme_m
+from flight_sw.orbit import EclipsePredictor, EclipseWindow, TleError, epoch_tuple, sun_teme_unit
 from flight_sw.payload import BoardConfig, PayloadManager
 from flight_sw.tc import TcRejected, TcVerifier
 
@@ -142,8 +142,6 @@ class FlightSoftware:
         self.hk_records: list[dict[str, float]] = []
         self.tm_packets = 0
         self._heater_mask = 0
-        self._r_eci = np.zeros(3)
-        self._v_eci = np.zeros(3)
         self._last_adcs: dict[str, float] = {"pointing_error_rad": -1.0}
         self._eps_out: dict[str, float] = {"soc": float("nan"), "payload_budget_w": 0.0, "power_mode": 0}
         self._therm_out: dict[str, float] = {"payload_throttle": 1.0, "trip": 0}
@@ -293,14 +291,12 @@ class FlightSoftware:
     def _nav(self, t_ns: int) -> None:
         """Reference vectors for ADCS (1 Hz): sun, field and orbit in TEME."""
         jd = self.predictor.epoch_jd + self.predictor.epoch_fr + t_ns / (86400 * NS)
-        sun = sun_teme_m(np.array([jd]))[0]
         inp = self.adcs.inputs
-        inp["sun_eci"] = sun / np.linalg.norm(sun)
+        inp["sun_eci"] = sun_teme_unit(jd)
         if self.predictor.loaded:
-            r, r2 = self.predictor.position_teme_m(np.array([t_ns, t_ns + NS]))
-            self._r_eci, self._v_eci = r, r2 - r
+            r, v = self.predictor.state_teme(t_ns)
             inp["r_eci_m"] = r
-            inp["v_eci_m_s"] = self._v_eci
+            inp["v_eci_m_s"] = v
             inp["b_eci_t"] = _dipole_teme_t(r, jd)
 
     def _eps_step(self, t_ns: int) -> None:
@@ -492,11 +488,14 @@ class FlightSoftware:
         return mons
 
 
-def _dipole_teme_t(r_m: np.ndarray, jd: float) -> np.ndarray:
+def _dipole_teme_t(r_m: tuple[float, float, float], jd: float) -> tuple[float, float, float]:
+    """Centred-dipole field (T) at r (TEME, m); the dipole axis turns with the Earth (GMST)."""
     gmst = math.radians((280.46061837 + 360.98564736629 * (jd - 2451545.0)) % 360.0)
     lon = _DIPOLE_LON + gmst
-    m = -np.array([math.sin(_DIPOLE_COLAT) * math.cos(lon), math.sin(_DIPOLE_COLAT) * math.sin(lon),
-                   math.cos(_DIPOLE_COLAT)])
-    rn = float(np.linalg.norm(r_m))
-    rh = r_m / rn
-    return _B0_T * (_RE_M / rn) ** 3 * (3.0 * float(m @ rh) * rh - m)
+    s = math.sin(_DIPOLE_COLAT)
+    m = (-s * math.cos(lon), -s * math.sin(lon), -math.cos(_DIPOLE_COLAT))
+    rn = math.sqrt(r_m[0] ** 2 + r_m[1] ** 2 + r_m[2] ** 2)
+    rh = (r_m[0] / rn, r_m[1] / rn, r_m[2] / rn)
+    k = _B0_T * (_RE_M / rn) ** 3
+    md = m[0] * rh[0] + m[1] * rh[1] + m[2] * rh[2]
+    return (k * (3 * md * rh[0] - m[0]), k * (3 * md * rh[1] - m[1]), k * (3 * md * rh[2] - m[2]))

@@ -71,6 +71,16 @@ def sun_teme_m(jd: np.ndarray) -> np.ndarray:
     return np.stack([r * np.cos(lam), r * np.cos(eps) * np.sin(lam), r * np.sin(eps) * np.sin(lam)], axis=-1)
 
 
+def sun_teme_unit(jd: float) -> tuple[float, float, float]:
+    """Scalar form of :func:`sun_teme_m`, as a unit vector (the 1 Hz navigation frame)."""
+    n = jd - 2451545.0
+    g = math.radians(357.528 + 0.9856003 * n)
+    lam = math.radians(280.460 + 0.9856474 * n) + math.radians(1.915) * math.sin(g) + math.radians(0.020) * math.sin(2 * g)
+    eps = math.radians(23.439 - 0.0000004 * n)
+    sl = math.sin(lam)
+    return (math.cos(lam), math.cos(eps) * sl, math.sin(eps) * sl)
+
+
 def sunlit(r_teme_m: np.ndarray, sun_m: np.ndarray) -> np.ndarray:
     """True where the sun's centre is above the Earth's limb seen from r."""
     r = np.atleast_2d(r_teme_m)
@@ -132,6 +142,15 @@ class EclipsePredictor:
             bad = int(np.flatnonzero(e[0])[0])
             raise TleError(f"SGP4 error {int(e[0][bad])} at t = {t[bad] / NS:.1f} s (decayed orbit?)")
         return r[0] * 1000.0
+
+    def state_teme(self, t_ns: int) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """Scalar SGP4: (r_teme_m, v_teme_m_s) at one time."""
+        if self.sat is None:
+            raise TleError("no TLE uploaded")
+        e, r, v = self.sat.sgp4(self.epoch_jd, self.epoch_fr + t_ns / (86400 * NS))
+        if e:
+            raise TleError(f"SGP4 error {e} at t = {t_ns / NS:.1f} s (decayed orbit?)")
+        return (r[0] * 1e3, r[1] * 1e3, r[2] * 1e3), (v[0] * 1e3, v[1] * 1e3, v[2] * 1e3)
 
     def in_sun(self, t_ns: np.ndarray) -> np.ndarray:
         t = np.atleast_1d(np.asarray(t_ns, dtype=np.int64))
@@ -211,5 +230,3 @@ def epoch_tuple(iso: str) -> tuple[int, int, int, int, int, float]:
     d = d.astimezone(UTC)
     return (d.year, d.month, d.day, d.hour, d.minute, d.second + d.microsecond / 1e6)
 
-
-_ = math  # math kept for callers that want scalar helpers

@@ -8,6 +8,8 @@ import numpy as np
 
 from flight_sw.interfaces import ActuatorCommand, SensorFrame
 
+_SOC_GRID = np.linspace(0.0, 1.0, 11)
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -33,7 +35,7 @@ class FakePlant:
         self.commands: list[ActuatorCommand] = []
 
     def read(self) -> SensorFrame:
-        v = 8.0 * float(np.interp(self.soc, np.linspace(0, 1, 11), self.OCV_CELL))
+        v = 8.0 * float(np.interp(self.soc, _SOC_GRID, self.OCV_CELL))
         return SensorFrame(
             t_ns=self.clock.t_ns, omega_body_rad_s=self.rate, b_body_t=(2e-5, 1e-5, -3e-5),
             sun_body=(0.0, 0.0, -1.0), sun_valid=self.sun_valid, battery_v=v, battery_i_a=0.0,
