@@ -20,10 +20,14 @@ _INT_DEFINE = re.compile(r"^#define\s+\w+\s+\d+\s*$")
 
 
 def _cdef(text: str) -> str:
-    return "\n".join(
-        line for line in text.splitlines()
-        if not line.strip().startswith("#") or _INT_DEFINE.match(line.strip())
-    ) + "\n"
+    return (
+        "\n".join(
+            line
+            for line in text.splitlines()
+            if not line.strip().startswith("#") or _INT_DEFINE.match(line.strip())
+        )
+        + "\n"
+    )
 
 
 ffibuilder = FFI()

@@ -480,9 +480,17 @@ class FlightCore(_Loop):
         _fill_struct("thermal", cfg.therm, configs["thermal"])
         self._setup(cfg, configs, lib.ohil_flight_init)
 
-    def run_n(self, n: int) -> np.ndarray:
-        """Step the present inputs ``n`` times in one C call (the benchmark's C loop)."""
-        lib.ohil_flight_run_n(self._cfg, self._state, self._in, self._out, int(n))
+    def run_n(self, n: int, frames: np.ndarray | None = None) -> np.ndarray:
+        """Step ``n`` frames in one C call, cycling over ``frames`` (default: the present
+        inputs); only the last output is kept. This is the benchmark's C loop."""
+        if frames is None:
+            lib.ohil_flight_run_n(self._cfg, self._state, self._in, 1, self._out, int(n))
+            return self.outputs
+        arr = np.ascontiguousarray(frames, dtype=FLIGHT_IN_DTYPE)
+        if arr.ndim != 1 or arr.shape[0] == 0:
+            raise ValueError("frames must be a non-empty 1-D array of input records")
+        pin = ffi.cast("ohil_flight_in *", ffi.from_buffer(arr))
+        lib.ohil_flight_run_n(self._cfg, self._state, pin, arr.shape[0], self._out, int(n))
         return self.outputs
 
 

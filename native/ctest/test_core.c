@@ -293,7 +293,9 @@ static void test_batch_and_isolation(void)
         ohil_flight_step(&c, &s2, &ins[k], &single);
         CHECK(memcmp(&single, &batch[k], sizeof(single)) == 0);
     }
-    ohil_flight_run_n(&c, &s2, &ins[0], &single, 100);
+    ohil_flight_run_n(&c, &s2, ins, N, &single, 1000);
+    check_out(&c, &single);
+    ohil_flight_run_n(&c, &s2, ins, 0, &single, 10); /* no frames: nothing */
     check_out(&c, &single);
     ohil_flight_step_batch(&c, &s2, ins, batch, 0); /* n = 0 touches nothing */
 }

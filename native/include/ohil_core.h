@@ -52,8 +52,9 @@ void ohil_flight_step(const ohil_flight_cfg *cfg, ohil_flight_state *st,
                       const ohil_flight_in *in, ohil_flight_out *out);
 void ohil_flight_step_batch(const ohil_flight_cfg *cfg, ohil_flight_state *st,
                             const ohil_flight_in *in, ohil_flight_out *out, size_t n);
-/* Steps the same input n times (the benchmark's C loop). */
+/* Steps n frames cycling over in[0 .. n_in - 1], keeping only the last
+ * output (the benchmark's C loop). n_in = 0 steps nothing. */
 void ohil_flight_run_n(const ohil_flight_cfg *cfg, ohil_flight_state *st,
-                       const ohil_flight_in *in, ohil_flight_out *out, size_t n);
+                       const ohil_flight_in *in, size_t n_in, ohil_flight_out *out, size_t n);
 
 #endif /* OHIL_CORE_H */

@@ -32,7 +32,12 @@ void ohil_flight_step_batch(const ohil_flight_cfg *cfg, ohil_flight_state *st,
 }
 
 void ohil_flight_run_n(const ohil_flight_cfg *cfg, ohil_flight_state *st, const ohil_flight_in *in,
-                       ohil_flight_out *out, size_t n)
+                       size_t n_in, ohil_flight_out *out, size_t n)
 {
-    for (size_t k = 0; k < n; ++k) ohil_flight_step(cfg, st, in, out);
+    if (n_in == 0) return;
+    size_t j = 0;
+    for (size_t k = 0; k < n; ++k) {
+        ohil_flight_step(cfg, st, &in[j], out);
+        if (++j == n_in) j = 0;
+    }
 }

@@ -84,10 +84,11 @@ static inline int ohil_qnormalize(double q[4])
         q[1] = q[2] = q[3] = 0.0;
         return 0;
     }
-    q[0] /= n;
-    q[1] /= n;
-    q[2] /= n;
-    q[3] /= n;
+    const double inv = 1.0 / n;
+    q[0] *= inv;
+    q[1] *= inv;
+    q[2] *= inv;
+    q[3] *= inv;
     return 1;
 }
 
