@@ -63,11 +63,12 @@ class _Board:
     def start(self) -> None:
         from firmware_bridge.emulator import EmulatorProcess
 
-        self.proc = EmulatorProcess(
+        proc = EmulatorProcess(
             self.master, kind=self.spec.emulates, name=self.spec.name, seed=self.seed,
             test_mode=self.test_mode, clock=self.clock,
         )
-        self.proc.start()
+        proc.start()  # returns once the board reported ready (with its power draw)
+        self.proc = proc
         self.boots += 1
 
     def kill(self) -> None:

@@ -6,11 +6,12 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
-from firmware_bridge.link import Link
+from firmware_bridge.link import Link, LinkError
 from hil_rig.instruments.url import parse_modbus_url
 
 
@@ -44,9 +45,16 @@ def test_bench_up_json_stock_clients_then_clean_exit(sig) -> None:
         rtu.close()
         assert not rr.isError() and rr.bits[:2] == [True, True]  # both boards switched on
 
-        link = Link(info["boards"]["rpi0"]["serial"], timeout_s=0.5, retries=20)
-        try:
-            assert link.ping() >= 0.0  # the emulated board answers on its pty
+        link = Link(info["boards"]["rpi0"]["serial"], timeout_s=0.5, retries=1)
+        try:  # the emulated board answers on its pty once it has booted
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    assert link.ping() >= 0.0
+                    break
+                except LinkError:
+                    if time.monotonic() > deadline:
+                        raise
         finally:
             link.close()
 
