@@ -158,6 +158,8 @@ class FlightSoftware:
             "telemetry": _Fn("telemetry", self._telemetry),
             "eclipse": _Fn("eclipse", self._eclipse),
         }
+        if self.ground is not None:
+            self.events.listeners.append(self._downlink_event)
         self.executive = Executive(clock, comps, self.events, RATE_GROUPS,
                                    int(cfg.watchdog_timeout_s * NS), on_watchdog=self._on_watchdog)
         if tle_text:
@@ -464,6 +466,11 @@ class FlightSoftware:
             self.events.emit(t_ns, "eclipse_predicted", entry_s=new.entry_ns / NS, exit_s=new.exit_ns / NS,
                              duration_s=new.duration_s)
         self.window = new
+
+    def _downlink_event(self, ev: Any) -> None:
+        if self.ground is not None:
+            self.ground.send(self.dictionary.encode_event(ev.t_ns, ev.name, ev.fields))
+            self.tm_packets += 1
 
     def _on_watchdog(self, t_ns: int) -> None:
         self.modes.request(t_ns, SAFE, "autonomous", "software watchdog expired")

@@ -137,6 +137,7 @@ class PayloadManager(Component):
         self.payload_s_by_throttle = [0.0] * THROTTLE_BINS
         self.completed: list[Job] = []
         self._state_counts: Counter[str] = Counter()
+        self._booted = False
 
     # --- ground-facing ----------------------------------------------------------------
     def queue(self, t_ns: int, workload: str, params: dict, deadline_s: float,
@@ -170,6 +171,11 @@ class PayloadManager(Component):
 
     # --- the frame --------------------------------------------------------------------
     def run(self, t_ns: int) -> None:
+        if not self._booted:
+            self._booted = True
+            for b in self.boards.values():  # power every board the relay left off
+                if not self.switches.get(b.cfg.channel):
+                    self._power(t_ns, b, True, "boot")
         for b in self.boards.values():
             if b.powered and not b.isolated:
                 self._housekeeping(t_ns, b)

@@ -80,6 +80,9 @@ def test_ground_port_uplink_and_downlink() -> None:
     fsw, clock, _ = make(ground_port=0)
     try:
         with socket.create_connection(fsw.ground.address, timeout=5) as s:
+            end = time.monotonic() + 10
+            while not fsw.ground._clients and time.monotonic() < end:
+                time.sleep(0.01)
             s.sendall(TcSender(KEY).build("set_throttle_cap", cap=0.5))
             end = time.monotonic() + 10
             while fsw.throttle_cap != 0.5 and time.monotonic() < end:
@@ -87,8 +90,20 @@ def test_ground_port_uplink_and_downlink() -> None:
                 time.sleep(0.01)
             assert fsw.throttle_cap == 0.5
             s.settimeout(5)
-            hk = TmCodec([]).decode(read_packet(s))
-            assert hk["kind"] == "hk" and 0.0 < hk["soc"] <= 1.0
+            advance(fsw, clock, 3)
+            codec = TmCodec([])
+            got = []
+            while not ({"hk", "event"} <= {g["kind"] for g in got}) and len(got) < 50:
+                got.append(codec.decode(read_packet(s)))
+            hk = next(g for g in got if g["kind"] == "hk")
+            assert 0.0 < hk["soc"] <= 1.0
+            ev = [g for g in got if g["kind"] == "event"]
+            assert ev and all(e["name"] and e["severity"] for e in ev)
+            s.sendall(b"\xff" * 6)  # not a CCSDS header: counted, that connection closed
+            end = time.monotonic() + 10
+            while fsw.ground.framing_errors == 0 and time.monotonic() < end:
+                time.sleep(0.01)
+            assert fsw.ground.framing_errors == 1
     finally:
         fsw.close()
 
