@@ -28,7 +28,10 @@ class SensorFrame:
     """One sample of every spacecraft sensor, read at the start of a frame.
 
     ``sun_valid`` is False when no sun sensor sees the sun (eclipse, or the sun
-    outside every sensor's field of view). ``temps_k`` holds the thermal zones
+    outside every sensor's field of view). ``load_power_w`` is the bus load
+    without the payload boards (the payload manager measures those itself, and
+    the C EPS budget is for the payload on top of the bus). ``battery_i_a`` is
+    positive when charging. ``temps_k`` holds the thermal zones
     by name (for example ``"battery"``, ``"payload.jetson0"``, ``"radiator"``).
     """
 
