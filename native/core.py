@@ -260,7 +260,26 @@ def _as_mapping(loop: str, config: Any) -> dict[str, Any]:
         if key not in merged:
             raise ConfigError(loop, str(key), f"unknown field; known fields: {', '.join(merged)}")
         merged[key] = value
+    if loop == "adcs" and "array_normal_body" in config and "search_axis_body" not in config:
+        merged["search_axis_body"] = _perpendicular_axis(merged["array_normal_body"])
     return merged
+
+
+def _perpendicular_axis(normal: Any) -> list[float]:
+    """A unit vector perpendicular to ``normal``: the body axis least aligned with it,
+    with its component along ``normal`` removed. Invalid normals are returned unchanged
+    for ``ohil_adcs_init`` to reject by name."""
+    try:
+        n = np.asarray(normal, dtype=float)
+        if n.shape != (3,) or not np.all(np.isfinite(n)) or np.linalg.norm(n) == 0.0:
+            return [1.0, 0.0, 0.0]
+        n = n / np.linalg.norm(n)
+    except (TypeError, ValueError):
+        return [1.0, 0.0, 0.0]
+    axis = np.zeros(3)
+    axis[int(np.argmin(np.abs(n)))] = 1.0
+    axis -= np.dot(axis, n) * n
+    return [float(x) for x in axis / np.linalg.norm(axis)]
 
 
 def _fill_struct(loop: str, cstruct: Any, config: dict[str, Any]) -> None:

@@ -157,3 +157,17 @@ def test_reset_restores_power_on_state() -> None:
 
 def test_abi_version() -> None:
     assert native.ABI_VERSION == 2
+
+
+@pytest.mark.parametrize(
+    "normal",
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.8], [0.5, 0.5, 0.70710678118]],
+)
+def test_search_axis_follows_a_given_array_normal(normal) -> None:
+    adcs = native.Adcs({"array_normal_body": normal})
+    axis = np.array(adcs.config["search_axis_body"])
+    assert abs(float(np.linalg.norm(axis)) - 1.0) < 1e-12
+    assert abs(float(np.dot(axis, np.asarray(normal) / np.linalg.norm(normal)))) < 1e-12
+    # an explicit search axis is kept, and still checked
+    with pytest.raises(native.ConfigError, match="search_axis_body"):
+        native.Adcs({"array_normal_body": normal, "search_axis_body": normal})
