@@ -31,7 +31,8 @@ def test_bench_json_has_the_figures() -> None:
     data = json.loads(lines[0])
     for key in ("step_ns_c", "step_ns_cffi", "step_ns_batch", "step_ns_numpy", "ratio_vs_numpy"):
         assert data[key] > 0
-    assert data["ratio_vs_numpy"] == round(data["step_ns_numpy"] / data["step_ns_cffi"], 1)
+    ratio = data["step_ns_numpy"] / data["step_ns_cffi"]  # from the rounded figures
+    assert abs(data["ratio_vs_numpy"] - ratio) <= 0.05 + 1e-3 * ratio
     assert data["statistic"] == "median"
 
 
