@@ -89,7 +89,8 @@ def test_c_driver_clean_under_address_and_undefined_sanitizers(
             "-g",
             "-O1",
             "-fno-omit-frame-pointer",
-            "-fsanitize=address,undefined",
+            # undefined, plus the two float checks it leaves out by default
+            "-fsanitize=address,undefined,float-divide-by-zero,float-cast-overflow",
             "-fno-sanitize-recover=all",
             *SOURCES,
             str(DRIVER),
