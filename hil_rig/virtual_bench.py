@@ -73,8 +73,8 @@ class _Board:
 
     def kill(self) -> None:
         if self.proc is not None:
-            self.proc.kill()
-            self.proc._close_status()  # noqa: SLF001 - release the status pipe of the dead process
+            self.proc.kill()  # SIGKILL: power lost
+            self.proc.stop()  # the process is gone already: this only releases its status pipe
             self.proc = None
 
     def close(self) -> None:
