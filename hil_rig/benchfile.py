@@ -376,13 +376,18 @@ def parse_bench(data: dict[str, Any], path: str, base_dir: pathlib.Path | None =
                     f"{where}: key 'channel': {b.switch} channel {b.channel} already powers {used[(b.switch, b.channel)]!r}"
                 )
             used[(b.switch, b.channel)] = b.name
-        if b.emulated:
-            for key in ("supply", "switch"):
-                ref = getattr(b, key)
-                if ref is not None and not by_name[ref].simulated:
-                    raise ConfigError(
-                        f"{where}: key {key!r}: an emulated board can only be fed by a simulated instrument (sim://...)"
-                    )
+        for key in ("supply", "switch"):
+            ref = getattr(b, key)
+            if ref is None:
+                continue
+            if b.emulated and not by_name[ref].simulated:
+                raise ConfigError(
+                    f"{where}: key {key!r}: an emulated board can only be fed by a simulated instrument (sim://...)"
+                )
+            if not b.emulated and by_name[ref].simulated:
+                raise ConfigError(
+                    f"{where}: key {key!r}: a real board cannot be fed by a simulated instrument ({by_name[ref].url})"
+                )
     return Bench(name=name, path=path, boards=boards, instruments=instruments, description=head.get("description", str, ""))
 
 
