@@ -412,9 +412,13 @@ class Agent:
         x = args.get("throttle")
         if isinstance(x, bool) or not isinstance(x, int | float) or not 0.0 <= x <= 1.0:
             raise _Reject(P.ERR_BAD_ARGUMENTS, f"throttle must be a number in 0..1, got {x!r}")
+        changed = float(x) != self.throttle
         self.throttle = float(x)
         self.jobs.set_throttle(self.effective_throttle)
         self._tick()
+        if changed:
+            self.event("throttle_changed", {"throttle": self.throttle,
+                                            "effective_throttle": self.effective_throttle})
         done({"throttle": self.throttle, "effective_throttle": self.effective_throttle})
 
     def _fn_reboot(self, args, done, failed) -> None:

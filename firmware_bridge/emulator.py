@@ -10,9 +10,9 @@ Run as its own process (the virtual bench does this through
 owner keeps it open across emulator restarts (the UART stays when the board
 power-cycles); ``--port PATH`` opens a serial path with pyserial instead.
 ``--status-fd M`` receives JSON lines ``{"name", "kind", "pid", "power_w",
-"temp_k", "t_ns", "ready"}`` at boot and whenever the electrical power changes
-(at most every ``STATUS_MIN_INTERVAL_S``), so a simulated supply can draw the
-board's real load.
+"temp_k", "t_ns", "ready"}`` at boot, at once whenever the electrical power
+changes, and at least every ``STATUS_HEARTBEAT_S``, so a simulated supply can
+draw the board's real load.
 
 Simulated physics (per board kind, see ``KINDS``):
 
@@ -38,7 +38,7 @@ import tty
 
 from .agent import Agent, FdTransport, RealClock, SerialTransport, VirtualClock
 
-STATUS_MIN_INTERVAL_S = 0.005
+STATUS_HEARTBEAT_S = 1.0  # a status line at least this often (real time)
 AMBIENT_K = 298.15
 
 KINDS = {
@@ -130,10 +130,8 @@ class StatusWriter:
         p = round(board.power_w(), 6)
         now = time.monotonic()
         if p != self.last_sent:
-            self.pending = True
-        if not (self.pending or force):
-            return
-        if not force and now - self.last_mono < STATUS_MIN_INTERVAL_S:
+            self.pending = True  # a change goes out at once (changes follow commands)
+        if not (self.pending or force or now - self.last_mono >= STATUS_HEARTBEAT_S):
             return
         msg = {"name": self.name, "kind": self.kind, "pid": os.getpid(), "power_w": p,
                "temp_k": round(board.temp_k, 3), "t_ns": agent.clock.now_ns(), "ready": True}
@@ -279,6 +277,7 @@ class EmulatorProcess:
             self.proc.kill()
             self.proc.wait()
         self.power_w = 0.0
+        self._close_status()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         if self.proc is not None and self.proc.poll() is None:

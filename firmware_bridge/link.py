@@ -76,7 +76,8 @@ class LinkStats:
     completed: int = 0
     failed: int = 0  # rejected or failed by the board
     timeouts: int = 0
-    retries: int = 0
+    retries: int = 0  # retransmissions after a timeout
+    fast_retransmits: int = 0  # retransmissions right after a corrupted frame arrived
     late_replies: int = 0  # replies that arrived after their request gave up, or duplicates
     crc_errors: int = 0  # packets that failed decoding (CRC, length, header)
     framing_errors: int = 0  # COBS errors and oversize runs
@@ -311,22 +312,34 @@ class Link:
         self.stats.commands += 1
         outcome = "timeout"
         try:
-            for attempt in range(retries + 1):
-                if attempt:
-                    self.stats.retries += 1
-                    self._write(b"\x00" + wire)  # leading delimiter flushes any partial frame
-                else:
-                    self._write(wire)
-                if pending.event.wait(timeout_s):
+            attempt = 0  # timed-out transmissions (bounded by retries)
+            fast = 0  # extra fast retransmissions after a corrupted frame (bounded by retries)
+            self._write(wire)
+            expires = time.monotonic() + timeout_s
+            while True:
+                if pending.event.wait(max(0.0, expires - time.monotonic())):
                     with self._lock:
-                        if pending.reply is None and pending.nudged and not self._closed:
+                        nudged = pending.reply is None and pending.nudged and not self._closed
+                        if nudged:
                             pending.nudged = False
                             pending.event.clear()
-                            continue  # fast retransmit
+                    if not nudged:
+                        break
+                    if fast >= retries:
+                        continue  # budget spent: wait out the current timeout instead
+                    fast += 1
+                    self.stats.fast_retransmits += 1
+                elif self._closed:
                     break
-                if self._closed:
-                    break
-            else:
+                else:
+                    attempt += 1
+                    if attempt > retries:
+                        break
+                    self.stats.retries += 1
+                # leading delimiter flushes any partial frame at the receiver
+                self._write(b"\x00" + wire)
+                expires = time.monotonic() + timeout_s
+            if pending.reply is None and not self._closed:
                 self.stats.timeouts += 1
                 raise LinkTimeout(command, retries + 1, timeout_s)
             if pending.reply is None:

@@ -153,3 +153,64 @@ def test_agent_cli_reports_a_bad_sensor_root(tmp_path) -> None:
                           "--sensor-root", str(tmp_path / "nope")], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and "--sensor-root" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_agent_answers_any_command_exactly_once_and_never_crashes(tmp_path) -> None:
+    """Arbitrary (service, subtype, data) TCs: one final report each, no exception."""
+    import tty
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from firmware_bridge import protocol as P
+    from firmware_bridge.agent import Agent, FdTransport, VirtualClock
+    from firmware_bridge.emulator import SimBoard
+    from firmware_bridge.framing import Deframer, frame
+
+    m, s = os.openpty()
+    tty.setraw(s)
+    os.set_blocking(s, False)
+    agent = Agent(FdTransport(m), SimBoard("jetson"), clock=VirtualClock(), name="fuzz",
+                  state_dir=str(tmp_path))
+    host = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+    seq = iter(range(1, 10**6))
+    finals = {P.TM_PING, P.TM_HK_REPORT, P.TM_FUNCTION_REPORT, P.TM_COMPLETE_OK,
+              P.TM_ACCEPT_FAIL, P.TM_COMPLETE_FAIL}
+    fids = st.sampled_from(sorted(P.FUNCTION_NAMES) + [0, 999])
+    data = st.one_of(
+        st.binary(max_size=64),
+        st.builds(lambda f, d: f.to_bytes(2, "big") + d, fids, st.binary(max_size=40)),
+        st.builds(lambda f, d: P.encode_function(f, d), fids,
+                  st.dictionaries(st.sampled_from(["job_id", "throttle", "t_ns", "workload",
+                                                   "offset", "period_s"]),
+                                  st.one_of(st.integers(-5, 10**6), st.floats(), st.text(max_size=5),
+                                            st.none()), max_size=3)),
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from([1, 3, 5, 8, 17, 200]), st.integers(0, 255), data)
+    def prop(service: int, subtype: int, payload: bytes) -> None:
+        n = next(seq) % P.SEQ_MODULO
+        tc = P.encode_packet(P.Packet(P.TC, P.APID_AGENT, n, service, subtype, payload,
+                                      ack=P.ACK_COMPLETION, source_id=9))
+        os.write(s, frame(tc))
+        got = []
+        for _ in range(200):
+            agent.step(0.0)
+            try:
+                got += host.feed(os.read(s, 65536))
+            except BlockingIOError:
+                pass
+            replies = [p for p in got if p.apid == P.APID_AGENT and p.kind in finals]
+            if replies:
+                break
+        assert len(replies) == 1, (service, subtype, payload, got)
+        assert replies[0].data[:4] == tc[:4]  # carries the TC's request ID
+        agent.hk_period_s = None  # a fuzzed TC[3,5] must not flood the next example
+
+    try:
+        prop()
+    finally:
+        agent.jobs.shutdown()
+        os.close(s)
+        os.close(m)

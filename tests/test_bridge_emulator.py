@@ -229,3 +229,96 @@ def _state(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "X"
+
+
+def test_deadline_in_simulation_time(board) -> None:
+    _, link = board
+    link.events()
+    t0 = 2 * 10**12
+    link.time_sync(t0)
+    jid = link.start_job("matmul", {"n": 16, "steps": 10_000_000}, deadline_s=30)
+    _wait_state(link, jid, ("running",))
+    link.time_sync(t0 + 29 * 10**9)
+    assert link.job_status(jid)["state"] == "running"
+    link.time_sync(t0 + 31 * 10**9)
+    st = _wait_state(link, jid, ("deadline_missed",), timeout_s=10)
+    assert st["deadline_ns"] == t0 + 30 * 10**9
+    evs = link.events(timeout_s=1.0)
+    assert any(e.name == "deadline_missed" and e.data["job_id"] == jid for e in evs)
+
+
+def test_concurrent_threads_each_get_their_own_reply(board) -> None:
+    import threading
+
+    _, link = board
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        for i in range(60):
+            try:
+                if i % 3 == 0:
+                    assert link.time_sync(10**15 + k * 1000 + i)["t_ns"] == 10**15 + k * 1000 + i
+                elif i % 3 == 1:
+                    link.housekeeping()
+                else:
+                    link.ping()
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(f"thread {k}: {exc!r}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+
+
+def test_emulator_on_a_serial_path_and_link_over_socket(tmp_path) -> None:
+    """--port PATH (pyserial) on the board side; socket:// (a ser2net-like TCP
+    bridge on 127.0.0.1) on the host side."""
+    import select
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    master, slave = open_pty()
+    emu = subprocess.Popen([sys.executable, "-m", "firmware_bridge.emulator", "--port", slave,
+                            "--name", "ser", "--kind", "rpi"])
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    stop = threading.Event()
+
+    def bridge() -> None:
+        conn, _ = srv.accept()
+        os.set_blocking(master, False)
+        while not stop.is_set():
+            r = select.select([conn, master], [], [], 0.05)[0]
+            if conn in r:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                os.write(master, data)
+            if master in r:
+                try:
+                    conn.sendall(os.read(master, 65536))
+                except BlockingIOError:
+                    pass
+                except OSError:  # EIO: the emulator has not opened its side yet
+                    stop.wait(0.02)
+        conn.close()
+
+    th = threading.Thread(target=bridge, daemon=True)
+    th.start()
+    try:
+        with Link(f"socket://127.0.0.1:{port}", timeout_s=0.5, retries=40) as link:
+            info = link.board_info()
+            assert info["kind"] == "rpi" and info["name"] == "ser"
+            assert link.ping() > 0
+    finally:
+        stop.set()
+        emu.terminate()
+        emu.wait(timeout=10)
+        th.join(timeout=5)
+        srv.close()
+        os.close(master)
