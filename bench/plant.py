@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import sys
 import time
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "contacts_ratio": round(brute / contacts, 2),
         "targets": {"speedup_min": 20_000, "contacts_24h_s_max": 0.5},
         "repeat": a.repeat,
+        "loadavg_1min": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
     }
     if a.json:
         print(json.dumps(out))
@@ -121,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'figure':34} {'value':>12} {'baseline':>12} {'ratio':>8}")
     print(f"{'env+plant speedup (x real time)':34} {out['speedup']:>12} {out['baseline_speedup']:>12} {out['speedup_ratio']:>8}")
     print(f"{'contacts for 24 h (s)':34} {out['contacts_24h_s']:>12} {out['baseline_contacts_24h_s']:>12} {out['contacts_ratio']:>8}")
-    print(f"baselines: {out['baseline']}; {out['baseline_contacts']}. medians of {a.repeat}.")
+    print(f"{'env+plant speedup from CPU time':34} {out['speedup_cpu']:>12}")
+    print(f"baselines: {out['baseline']}; {out['baseline_contacts']}. medians of {a.repeat}; "
+          f"load average {out['loadavg_1min']} on {out['cpus']} CPUs.")
     return 0
 
 

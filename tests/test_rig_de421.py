@@ -27,7 +27,8 @@ from hil_rig.orbit import Orbit  # noqa: E402
 from hil_rig.sun import sun_teme_m  # noqa: E402
 
 DATA = pathlib.Path(__file__).parent / "data"
-TOLERANCE_S = 0.25
+TOLERANCE_S = 0.25  # the bar
+ACHIEVED_S = 0.05  # measured worst is ~0.01 s; fail on a regression well before the bar
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +110,11 @@ def test_sun_direction_within_0015_deg_of_de421_2000_2050(ref):
     ours = sun_teme_m(ns)
     cos = np.sum(ours * theirs, 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
     err_deg = np.degrees(np.arccos(np.clip(cos, -1, 1)))
-    assert err_deg.max() <= 0.015, err_deg.max()
+    print(f"Sun vs DE421 2000-2050: max {err_deg.max():.5f} deg")
+    assert err_deg.max() <= 0.015, err_deg.max()  # the bar
+    assert err_deg.max() <= 0.001, err_deg.max()  # what truncated VSOP87 gives (0.0004): keep it
     dist = np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1) - 1
-    assert np.abs(dist).max() < 2e-4
+    assert np.abs(dist).max() < 1e-5
 
 
 def test_tle_contacts_match_de421_within_quarter_second(ref):
@@ -123,7 +126,7 @@ def test_tle_contacts_match_de421_within_quarter_second(ref):
     assert len(eclipses) >= 15
     worst, n = _compare(pipe, eclipses, min_count=60)
     print(f"worst contact error vs DE421: {worst:.3f} s over {n} contacts")
-    assert worst <= TOLERANCE_S, f"worst contact error {worst:.3f} s"
+    assert worst <= min(TOLERANCE_S, ACHIEVED_S), f"worst contact error {worst:.3f} s"
 
 
 @pytest.mark.parametrize(
@@ -144,7 +147,7 @@ def test_element_orbit_contacts_match_de421(ref, epoch, ltan):
     eclipses = find_contacts(orbit, epoch, epoch + dt.timedelta(hours=6))
     worst, n = _compare(pipe, eclipses, min_count=1)
     print(f"worst contact error vs DE421: {worst:.3f} s over {n} contacts")
-    assert worst <= TOLERANCE_S, f"worst contact error {worst:.3f} s"
+    assert worst <= min(TOLERANCE_S, ACHIEVED_S), f"worst contact error {worst:.3f} s"
 
 
 def test_illumination_profile_matches_de421_through_penumbra(ref):
