@@ -18,3 +18,11 @@ def _entry_point_loads_it() -> bool:
 
 
 pytest_plugins = [] if _entry_point_loads_it() else ["hil_rig.pytest_plugin"]
+
+# Hypothesis: no per-example wall-clock deadline. The machines that run this
+# suite are shared and noisy, and a deadline is a wall-clock bound in disguise
+# (a test that fails because the machine was busy says nothing about the code).
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("orbit-hil", deadline=None, print_blob=True)
+settings.load_profile("orbit-hil")
