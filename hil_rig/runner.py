@@ -128,7 +128,7 @@ def build_orbit(sc: Scenario) -> Any:
             ltan = f"{int(o.ltan_h):02d}:{round((o.ltan_h % 1) * 60):02d}"
         return Orbit.from_elements(
             alt_km=o.altitude_km, inc_deg="sso" if o.sso else o.inclination_deg, epoch=sc.epoch,
-            ltan=ltan, raan_deg=o.raan_deg, name=sc.name,
+            ltan=ltan, raan_deg=o.raan_deg, mean_anomaly_deg=o.mean_anomaly_deg, name=sc.name,
         )
     except OrbitError as exc:
         where = f"{sc.path or sc.name}: [orbit]"
@@ -310,7 +310,7 @@ class _PlantSensors:
             t_ns=self.run.clock.t_ns, omega_body_rad_s=r.gyro_rad_s, b_body_t=r.mag_body_t,
             sun_body=r.sun_body, sun_valid=r.sun_valid, wheel_speed_rad_s=r.wheel_speed_rad_s,
             battery_v=r.battery_v, battery_i_a=r.battery_a, solar_power_w=r.solar_power_w,
-            load_power_w=float(getattr(self.run.plant, "load_power_w", 0.0)), temps_k=t,
+            load_power_w=float(self.run.plant.truth()["load_power_w"]), temps_k=t,
         )
 
 
@@ -938,7 +938,7 @@ class Run:
         temps = p.temps
         orbit = int(t // self.events.period_ns) + 1
         w = np.asarray(p.omega_body())
-        row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, getattr(p, "load_power_w", 0.0),
+        row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, float(p.truth()["load_power_w"]),
                           self.payload_power_w, temps[0], temps[1], temps[2], temps[3],
                           float(np.linalg.norm(w))]
         hk = fsw.hk

@@ -101,6 +101,8 @@ class OrbitSpec:
     sso: bool = False
     ltan_h: float | None = None  # local time of ascending node, hours
     raan_deg: float | None = None
+    #: Where the satellite is on its (circular) orbit at the epoch: 0 = ascending node.
+    mean_anomaly_deg: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,6 +357,7 @@ def _parse_orbit(file: str, base: pathlib.Path | None, data: object) -> OrbitSpe
     inc = t.raw("inclination_deg")
     ltan = t.get("ltan", str)
     raan = t.get("raan_deg", float, bounds=(-360.0, 360.0))
+    anomaly = t.get("mean_anomaly_deg", float, default=None, bounds=(-360.0, 360.0))
     t.finish()
     if tle is not None and tle_file is not None:
         raise ScenarioError(f"{t.where('tle_file')}: give either tle or tle_file, not both")
@@ -369,7 +372,7 @@ def _parse_orbit(file: str, base: pathlib.Path | None, data: object) -> OrbitSpe
             raise ScenarioError(f"{t.where('tle_file')}: cannot read {str(p)!r}: {exc.strerror}") from None
         source = str(p)
     if tle is not None:
-        if alt is not None or inc is not None or ltan is not None or raan is not None:
+        if alt is not None or inc is not None or ltan is not None or raan is not None or anomaly is not None:
             raise ScenarioError(f"{t.where('tle')}: a TLE orbit takes no elements (altitude_km, ...)")
         lines = [ln for ln in tle.strip().splitlines() if ln.strip()]
         if len(lines) not in (2, 3):
@@ -398,7 +401,7 @@ def _parse_orbit(file: str, base: pathlib.Path | None, data: object) -> OrbitSpe
     if ltan_h is None and raan is None:
         raise ScenarioError(f"{t.where('ltan')}: missing; give ltan ('10:30') or raan_deg")
     return OrbitSpec(altitude_km=alt, inclination_deg=inc_deg, sso=sso, ltan_h=ltan_h,
-                     raan_deg=raan)
+                     raan_deg=raan, mean_anomaly_deg=anomaly or 0.0)
 
 
 def _parse_params(t: _Table, spec: dict[str, _P]) -> dict[str, Any]:
