@@ -84,6 +84,7 @@ class LinkStats:
     reconnects: int = 0
     disconnects: int = 0
     tm_seq_gaps: int = 0  # TM packets missing according to per-APID sequence counts
+    tm_seq_gaps_by_apid: dict = field(default_factory=dict)
     telemetry_dropped: int = 0
     rx_bytes: int = 0
     tx_bytes: int = 0
@@ -226,7 +227,10 @@ class Link:
         if last is not None:
             gap = (pkt.seq - last - 1) % P.SEQ_MODULO
             if gap < P.SEQ_MODULO // 2:  # a big "gap" is a replayed (older) packet
-                self.stats.tm_seq_gaps += gap
+                if gap:
+                    self.stats.tm_seq_gaps += gap
+                    by = self.stats.tm_seq_gaps_by_apid
+                    by[pkt.apid] = by.get(pkt.apid, 0) + gap
                 self._tm_seq[pkt.apid] = pkt.seq
         else:
             self._tm_seq[pkt.apid] = pkt.seq
@@ -245,6 +249,8 @@ class Link:
                 self.stats.crc_errors += 1
                 return
             severity = {v: k for k, v in P.EVENT_SEVERITY_SUBTYPES.items()}.get(pkt.subtype, "info")
+            if name == "boot":  # the board restarted its sequence counts
+                self._tm_seq = {pkt.apid: pkt.seq}
             self._emit(Telemetry("event", name, {**details, "severity": severity}, pkt.time_ns,
                                  pkt.apid, pkt.seq))
             return
@@ -393,7 +399,10 @@ class Link:
         reply = self.request("housekeeping", P.APID_AGENT, P.TC_HK_ONE_SHOT)
         data = reply.data[4:]
         if len(data) >= 2 and int.from_bytes(data[:2], "big") not in self.hk_layouts:
-            self.board_info()
+            try:
+                self.board_info()  # learn the names of temperatures and rails
+            except LinkError:
+                pass  # the report still decodes, with generic names (temp0, rail0, ...)
         try:
             hk = P.decode_hk(data, self.hk_layouts)
         except P.PacketError as exc:

@@ -209,3 +209,26 @@ def test_exclusive_open_refuses_a_second_link(rig) -> None:
         with pytest.raises(LinkError, match="cannot open"):
             Link(path)
     assert CommandRejected  # imported for the API surface
+
+
+def test_lost_telemetry_is_counted_per_apid(rig) -> None:
+    emu, proxy, path = rig
+    with Link(path, timeout_s=0.2, retries=20) as link:
+        link.enable_periodic_hk(0.005)
+        time.sleep(0.2)
+        before: list[int] = []
+        deadline = time.monotonic() + 30
+        while not before and time.monotonic() < deadline:
+            before = [t.seq for t in link.events(timeout_s=0.5) if t.kind == "hk"]
+        assert before, "no periodic housekeeping arrived"
+        gaps0 = link.stats.tm_seq_gaps_by_apid.get(P.APID_HK, 0)
+        proxy.set_faults(drop=0.02, direction="to_link")
+        time.sleep(1.0)
+        proxy.clear_faults()
+        time.sleep(0.2)
+        link.disable_periodic_hk()
+        seqs = sorted({before[-1]} | {t.seq for t in link.events(timeout_s=0.5) if t.kind == "hk"})
+        missing = (seqs[-1] - seqs[0] + 1) - len(seqs)
+        assert missing > 0
+        # exactly the reports missing from the received sequence are counted
+        assert link.stats.tm_seq_gaps_by_apid[P.APID_HK] - gaps0 == missing
