@@ -222,7 +222,8 @@ class Plant:
         st.battery_v = self.ocv(p.soc0)
         self._env_src: EnvSample | tuple[EnvSamples, int] | None = None
         self._pw_buf = ffi.new("double[]", 16)
-        self._rows_cache: tuple[EnvSamples, np.ndarray] | None = None
+        self._rows_cache: tuple[EnvSamples, np.ndarray, object] | None = None  # keeps the buffer alive
+        self._pw_fill: tuple[float, int] | None = None
         self.payload_power_w = 0.0
         self._last_gyro: tuple[float, float, float] | None = None
         self._last_mag: tuple[float, float, float] | None = None
@@ -383,24 +384,28 @@ class Plant:
             self.faults = faults
         if self._cmd_key != (actuators, self.faults):
             self._set_cmd(actuators, self.faults)
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         stop = len(env) if stop is None else min(stop, len(env))
         n = stop - start
         if n <= 0:
             return
         if self._rows_cache is None or self._rows_cache[0] is not env:
-            self._rows_cache = (env, env_rows(env))
-        packed = self._rows_cache[1]
+            packed = env_rows(env)
+            self._rows_cache = (env, packed, ffi.from_buffer("double[]", packed))
+        env_ptr = self._rows_cache[2] + start * lib.OHIL_PLANT_ENV_STRIDE
         if isinstance(payload_power_w, (int, float)):
-            if len(self._pw_buf) < n:
-                self._pw_buf = ffi.new("double[]", n)
-            pw_ptr = self._pw_buf
-            pw_ptr[0:n] = [float(payload_power_w)] * n
             last_pw = float(payload_power_w)
+            if self._pw_fill != (last_pw, n):  # refill the constant-power buffer only on change
+                if len(self._pw_buf) < n:
+                    self._pw_buf = ffi.new("double[]", n)
+                self._pw_buf[0:n] = [last_pw] * n
+                self._pw_fill = (last_pw, n)
+            pw_ptr = self._pw_buf
         else:
             pw = np.ascontiguousarray(np.broadcast_to(np.asarray(payload_power_w, dtype=np.float64), (n,)))
             pw_ptr = ffi.from_buffer("double[]", pw)
             last_pw = float(pw[-1])
-        env_ptr = ffi.from_buffer("double[]", packed) + start * lib.OHIL_PLANT_ENV_STRIDE
         lib.ohil_plant_run(self._cfg, self._st, self._cmd, env_ptr, pw_ptr, n, dt_ns / NS_PER_S)
         self._env_src = (env, stop - 1)
         self.payload_power_w = last_pw
