@@ -131,3 +131,12 @@ def test_parse_modbus_url(url: str, transport: str, unit: int, extra: dict) -> N
 def test_bad_urls_say_what_is_wrong(url: str, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         parse_modbus_url(url)
+
+
+@pytest.mark.parametrize("module", ["hil_rig.instruments.url", "hil_rig.instruments.profiles"])
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
