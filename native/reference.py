@@ -174,9 +174,9 @@ class RefAdcs:
         r, v = np.asarray(i["r_eci_m"], dtype=float), np.asarray(i["v_eci_m_s"], dtype=float)
         bref_in = _bounded(b_eci, _MAX_FIELD)
         orbit_in = _bounded(r, _MAX_POS) and _bounded(v, _MAX_VEL)
-        if not _finite(sun_eci) or not bref_in or not orbit_in:
-            f |= 16
         sref_ok = _unit(sun_eci, 0.1)
+        if (not sref_ok and bool(np.any(sun_eci != 0.0))) or not bref_in or not orbit_in:
+            f |= 16
         s_i = sun_eci / np.linalg.norm(sun_eci) if sref_ok else np.zeros(3)
         bref_ok, bhat_i = False, np.zeros(3)
         if bref_in:

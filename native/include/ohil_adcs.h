@@ -30,7 +30,7 @@ enum {
     OHIL_ADCS_F_GYRO = 2,          /* gyro rate not finite or > 100 rad/s: held rate propagates, wheels zeroed */
     OHIL_ADCS_F_MAG = 4,           /* magnetometer not finite, zero or > 1e-3 T: no mag correction, dipole zeroed */
     OHIL_ADCS_F_SUN = 8,           /* sun flagged valid but vector not finite or not unit: ignored */
-    OHIL_ADCS_F_REF = 16,          /* sun_eci / b_eci_t / r_eci_m / v_eci_m_s not finite or implausible */
+    OHIL_ADCS_F_REF = 16,          /* sun_eci not unit (zero = absent), b_eci_t / r_eci_m / v_eci_m_s not finite or implausible */
     OHIL_ADCS_F_WHEEL_SPEED = 32,  /* wheel speed not finite or > 10x max: wheels zeroed */
     OHIL_ADCS_F_MODE = 64,         /* unknown commanded mode: treated as DETUMBLE */
     OHIL_ADCS_F_WHEEL_SAT = 128,   /* a wheel torque or speed limit was hit */

@@ -214,11 +214,12 @@ void ohil_adcs_step(const ohil_adcs_cfg *c, ohil_adcs_state *st, const ohil_adcs
     const int bref_in = bounded3(in->b_eci_t, OHIL_ADCS_MAX_FIELD_T);
     const int orbit_in = bounded3(in->r_eci_m, OHIL_ADCS_MAX_POS_M) &&
                          bounded3(in->v_eci_m_s, OHIL_ADCS_MAX_VEL_M_S);
-    if (!ohil_finite3(in->sun_eci) || !bref_in || !orbit_in) f |= OHIL_ADCS_F_REF;
     if (unit3(in->sun_eci, 0.1)) {
         ohil_scale3(in->sun_eci, 1.0 / ohil_norm3(in->sun_eci), s_i);
         sref_ok = 1;
     }
+    const int sref_absent = in->sun_eci[0] == 0.0 && in->sun_eci[1] == 0.0 && in->sun_eci[2] == 0.0;
+    if ((!sref_ok && !sref_absent) || !bref_in || !orbit_in) f |= OHIL_ADCS_F_REF;
     if (bref_in) {
         double n = ohil_norm3(in->b_eci_t);
         if (n > 1e-12) {
