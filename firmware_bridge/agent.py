@@ -509,12 +509,20 @@ class Agent:
         if self.hk_period_s is not None and self.hung_until is None:
             waits.append(max(0.0, self.next_hk - mono))
         rlist = list(self.jobs.fds())
-        fd = self.transport.fileno() if mono >= self._peer_absent_until else None
+        fd = None
+        if mono >= self._peer_absent_until:
+            fd = self.transport.fileno()
+            if fd is None:  # the serial device is not there (yet): look again shortly
+                self._peer_absent_until = mono + 0.2
         if fd is not None:
             rlist.append(fd)
         else:
             waits.append(max(0.0, self._peer_absent_until - mono) + 1e-3)
-        ready = select.select(rlist, [], [], min(waits))[0] if rlist else (time.sleep(min(waits)), [])[1]
+        if rlist:
+            ready = select.select(rlist, [], [], min(waits))[0]
+        else:
+            time.sleep(min(waits))
+            ready = []
         if fd is not None and fd in ready:
             data = self.transport.read()
             if data is None:

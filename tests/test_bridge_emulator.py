@@ -322,3 +322,23 @@ def test_emulator_on_a_serial_path_and_link_over_socket(tmp_path) -> None:
         th.join(timeout=5)
         srv.close()
         os.close(master)
+
+
+def test_throttle_zero_pauses_compute_and_one_resumes_it(board) -> None:
+    _, link = board
+    jid = link.start_job("matmul", {"n": 16, "steps": 10_000_000})
+    _wait_state(link, jid, ("running",))
+    try:
+        link.set_throttle(0.0)
+        time.sleep(0.5)  # let the current compute slice and its progress report land
+        a = link.job_status(jid)["step"]
+        time.sleep(0.3)
+        assert link.job_status(jid)["step"] == a  # paused: no progress at all
+        link.set_throttle(1.0)
+        deadline = time.monotonic() + 30
+        while link.job_status(jid)["step"] == a:
+            assert time.monotonic() < deadline, "compute did not resume"
+            time.sleep(0.02)
+    finally:
+        link.set_throttle(1.0)
+        link.cancel(jid)
