@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hil_rig.clock import unix_ns
 from hil_rig.constants import EARTH_RADIUS_M, SUN_RADIUS_M
 from hil_rig.eclipse import beta_angle_rad, find_contacts, illumination, illumination_from_angles
-from hil_rig.orbit import Orbit
+from hil_rig.orbit import Orbit, sso_inclination_rad
 from hil_rig.sun import sun_teme_m
 
 
@@ -143,3 +143,61 @@ def test_window_edges_give_null_contacts():
     assert ecl[0].penumbra_entry is None and ecl[0].umbra_entry is None
     assert ecl[0].umbra_exit is not None and ecl[0].to_json()["umbra_s"] is None
     assert unix_ns(when) < ecl[0].umbra_exit
+
+
+def _orbit_with_beta(alt_km: float, beta_deg: float, when: dt.datetime) -> Orbit:
+    """A sun-synchronous orbit (its plane follows the Sun, so beta barely drifts) whose
+    RAAN puts the Sun at ``beta_deg`` from its plane at ``when``."""
+    s = sun_teme_m(unix_ns(when))
+    s = s / np.linalg.norm(s)
+    inc = sso_inclination_rad(alt_km)
+
+    def beta(raan: float) -> float:
+        h = np.array([math.sin(inc) * math.sin(raan), -math.sin(inc) * math.cos(raan), math.cos(inc)])
+        return math.degrees(math.asin(float(h @ s)))
+
+    grid = np.linspace(0, 2 * math.pi, 721)
+    vals = np.array([beta(x) for x in grid]) - beta_deg
+    i = int(np.nonzero(np.sign(vals[:-1]) != np.sign(vals[1:]))[0][0])
+    lo, hi = grid[i], grid[i + 1]
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if np.sign(beta(mid) - beta_deg) == np.sign(vals[i]):
+            lo = mid
+        else:
+            hi = mid
+    return Orbit.from_elements(alt_km=alt_km, inc_deg=math.degrees(inc), raan_deg=math.degrees(lo), epoch=when)
+
+
+@pytest.mark.parametrize("depth_deg", [0.25, 0.0002])
+def test_penumbral_only_passes_found_even_when_shorter_than_the_scan_step(depth_deg):
+    """Beta near the limit: the Sun's disk is only partly covered, no umbra. With the
+    deepest point just 0.0002 deg inside the penumbra the pass lasts seconds, less than
+    the 30 s scan step: the minimum search must find it wherever the scan grid falls
+    (window starts shifted 0..27 s). A dense brute-force scan (0.2 s) is the reference."""
+    when = dt.datetime(2024, 6, 20, 20, 51, tzinfo=dt.UTC)  # solstice: the Sun's declination stands still
+    a = EARTH_RADIUS_M + 550e3
+    rho_e = math.degrees(math.asin(EARTH_RADIUS_M / a))
+    rho_s = math.degrees(math.asin(SUN_RADIUS_M / np.linalg.norm(sun_teme_m(unix_ns(when)))))
+    # the least angle over an orbit between the Sun and the nadir is |beta|: aim it
+    # depth_deg inside the penumbra's outer edge rho_e + rho_s (the umbra needs < rho_e - rho_s)
+    orbit = _orbit_with_beta(550, -(rho_e + rho_s - depth_deg), when)  # (the SSO reaches -67 deg, not +67)
+    end = when + dt.timedelta(seconds=orbit.period_s * 1.5)
+    t = np.arange(unix_ns(when), unix_ns(end), 200_000_000, dtype=np.int64)
+    r, _ = orbit.propagate(t)
+    f = illumination(r, sun_teme_m(t))
+    assert f.min() > 0.0, "reference sees an umbra: geometry not penumbral-only"
+    runs = np.nonzero(np.diff((f < 1.0).astype(int)) == 1)[0]
+    assert len(runs) >= 1
+    for shift_s in range(0, 30, 3):
+        start = when - dt.timedelta(seconds=shift_s)
+        ecl = find_contacts(orbit, start, end)
+        assert len(ecl) == len(runs), f"window shifted {shift_s} s: found {len(ecl)}, reference {len(runs)}"
+        for e, k in zip(ecl, runs, strict=True):
+            assert e.umbra_entry is None and e.umbra_exit is None
+            assert e.penumbra_entry is not None and e.penumbra_exit is not None
+            assert abs(e.penumbra_entry - t[k + 1]) <= 200_000_000
+            assert e.to_json()["umbra_s"] is None
+            assert e.to_json()["penumbra_s"] == pytest.approx(e.total_s, abs=1e-3)
+            if depth_deg < 0.01:
+                assert e.total_s < 30.0  # shorter than the scan step
