@@ -431,6 +431,11 @@ def _fsw_channels(boards: list[str]) -> list[Channel]:
 _PHYSICS_DT_NS = NS // 10  # 10 Hz physics
 _ENV_CHUNK_S = 600  # environment precomputed for this many seconds at once
 _BOARD_WAIT_S = 60.0  # wall-clock bound on waiting for an emulated board to die or boot
+#: The closed power loop (supply setpoint from the simulated bus, measured board
+#: draw into the power balance) runs every second in real time; in virtual time
+#: every few simulated seconds, since each update costs Modbus round trips.
+_POWER_PERIOD_S = {"realtime": 1, "virtual": 5}
+_POWER_MIN_STEP_V = 0.05
 
 
 class Run:
@@ -597,7 +602,8 @@ class Run:
         sw_name = self._board_specs[next(iter(self._board_specs))].switch
         if sw_name is not None:
             switch = self.switches[sw_name]
-        self.power = PowerLoop(self.supplies[sup_name], switch, bench)
+        self.power = PowerLoop(self.supplies[sup_name], switch, bench, min_step_v=_POWER_MIN_STEP_V)
+        self._power_period_ns = _POWER_PERIOD_S["realtime" if self.realtime else "virtual"] * NS
         self.switch = switch
         # proxies for boards whose link gets faults
         link_fault_boards = {a.target or next(iter(self.boards)) for a in self.actions
@@ -807,13 +813,14 @@ class Run:
         """Once per simulated second: power loop, faults, jobs, archive, judges."""
         if self.pacer is not None:
             self.pacer.wait_until(t)
-        v = float(self.plant.battery_v)
-        up = self.plant.soc > 0.0
-        try:
-            ps = self.power.update(v, up)
-            self.payload_power_w = max(ps.power_w, 0.0)
-        except Exception as exc:  # noqa: BLE001 - a supply error ends the run safely, with the reason
-            raise RunError(f"power loop at t = {t / NS:.0f} s: {exc}") from None
+        if t % self._power_period_ns == 0 and not getattr(self, "_brownout", False):
+            v = float(self.plant.battery_v)
+            up = self.plant.soc > 0.0
+            try:
+                ps = self.power.update(v, up)
+                self.payload_power_w = max(ps.power_w, 0.0)
+            except Exception as exc:  # noqa: BLE001 - a supply error ends the run safely, with the reason
+                raise RunError(f"power loop at t = {t / NS:.0f} s: {exc}") from None
         self._retry_injections(t)
         self._feed_jobs(t)
         self._record(t)

@@ -131,3 +131,50 @@ def test_junit_properties_name_bench_and_boards(pytester: pytest.Pytester) -> No
     text = xml.read_text()
     assert 'name="hil_bench" value="\'virtual\' (built-in virtual bench)"' in text
     assert 'name="hil_boards" value="jetson0:emulated,rpi0:emulated"' in text
+
+
+TINY = """
+[scenario]
+name = "tiny"
+epoch = "2026-03-20T00:00:00Z"
+duration = "20 s"
+seed = 3
+[orbit]
+altitude_km = 550
+inclination_deg = "sso"
+ltan = "10:30"
+[payload]
+workload = "idle"
+[[requirement]]
+kind = "soc_floor"
+min = {floor}
+"""
+
+
+def test_failing_requirement_fails_the_test_and_keeps_its_run_directory(pytester: pytest.Pytester) -> None:
+    sdir = pytester.mkdir("sc")
+    (sdir / "tiny.toml").write_text(TINY.format(floor=0.95))
+    (sdir / "fine.toml").write_text(TINY.format(floor=0.1).replace('"tiny"', '"fine"'))
+    pytester.makepyfile("""
+        import pathlib
+
+        def test_too_demanding(rig):
+            rig.run("tiny")
+
+        def test_fine(rig):
+            result = rig.run("fine")
+            assert result.passed
+            pathlib.Path("fine_run_dir.txt").write_text(str(result.run_dir))
+    """)
+    res = pytester.runpytest_subprocess(f"--scenario-dir={sdir}", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines([
+        "*RequirementFailed: scenario 'tiny' failed; run directory: *tiny-0*",
+        "*soc_floor: lowest SOC 0.900 at t = 0 s (< floor 0.950)*",
+    ])
+    res.stdout.fnmatch_lines(["*orbit-hil run directory*", "run directory kept: *tiny-0"])
+    kept = [ln.split("run directory kept: ", 1)[1].strip() for ln in res.outlines if "run directory kept: " in ln]
+    assert kept and (pathlib.Path(kept[0]) / "telemetry.sqlite").is_file()
+    assert (pathlib.Path(kept[0]) / "summary.json").is_file()
+    fine = pathlib.Path((pytester.path / "fine_run_dir.txt").read_text())
+    assert not fine.exists(), "a passing test's run directory should be removed"

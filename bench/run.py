@@ -1,0 +1,124 @@
+"""Benchmark of the main job: simulated seconds per wall second of the nominal
+scenario in virtual time, with everything in the loop (environment, plant at
+10 Hz, flight software with its C core, the two emulated boards behind ptys
+over their serial links, the simulated Modbus supply and relays, archive,
+judges).
+
+    python bench/run.py [--json] [--duration D] [--scenario NAME]
+
+Baseline, measured in the same run: the rig's environment and plant alone,
+stepped at 10 Hz for the same simulated span (no flight software, no boards,
+no instruments). ``ratio_vs_plant_only`` says how much of the plant-only speed
+the full loop keeps. Each figure is the median of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hil_rig.runner import Run  # noqa: E402
+from hil_rig.scenario import find_scenario, load_scenario, parse_duration  # noqa: E402
+
+NS = 1_000_000_000
+
+
+def full_run(scenario, tmp: pathlib.Path) -> dict:
+    out = tmp / f"run-{time.monotonic_ns()}"
+    run = Run(scenario, out=out)
+    t0 = time.perf_counter()
+    run.start()
+    t1 = time.perf_counter()
+    run.run_until(run.duration_ns)
+    t2 = time.perf_counter()
+    commands = sum(lk.stats.commands for lk in run.links.values())
+    result = run.finish()
+    sim_s = run.duration_ns / NS
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "sim_s": sim_s, "loop_wall_s": t2 - t1, "startup_wall_s": t1 - t0,
+        "speedup": sim_s / (t2 - t1), "speedup_incl_startup": sim_s / (t2 - t0),
+        "link_commands_per_sim_s": commands / sim_s, "passed": result.passed,
+        "jobs_completed": result.summary.get("fsw", {}).get("jobs_completed", 0),
+    }
+
+
+def plant_only(scenario, duration_ns: int) -> float:
+    """Environment + plant at 10 Hz, no flight software, no boards: sim s per wall s."""
+    import dataclasses
+
+    from hil_rig.environment import Environment
+    from hil_rig.plant import Actuators, Plant
+    from hil_rig.runner import Run as _Run
+    from hil_rig.runner import build_orbit
+
+    orbit = build_orbit(scenario)
+    env = Environment(orbit, scenario.epoch)
+    params = _Run(scenario, out=tempfile.mkdtemp())._plant_params()
+    plant = Plant(dataclasses.replace(params), seed=scenario.seed)
+    act = Actuators()
+    dt = NS // 10
+    chunk = 6000
+    t0 = time.perf_counter()
+    import numpy as np
+
+    for c0 in range(0, duration_ns // dt, chunk):
+        n = min(chunk, duration_ns // dt - c0)
+        s = env.sample((np.arange(n) + c0) * dt)
+        for i in range(n):
+            plant.step(dt, act, s.row(i), 10.0)
+            if i % 10 == 0:
+                plant.sensors()
+    return duration_ns / NS / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object on one line")
+    ap.add_argument("--scenario", default="nominal")
+    ap.add_argument("--duration", default=None, help="override the scenario duration, e.g. '30 min'")
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    sc = load_scenario(find_scenario(args.scenario))
+    if args.duration:
+        sc = sc.replace(duration=parse_duration(args.duration, "--duration"))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="hil-bench-run-"))
+    try:
+        runs = [full_run(sc, tmp) for _ in range(args.repeat)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    sim_ns = int(runs[0]["sim_s"] * NS)
+    base = statistics.median(plant_only(sc, min(sim_ns, 3600 * NS)) for _ in range(args.repeat))
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float | int)}
+    res = {
+        "scenario": sc.name, "sim_s": round(med["sim_s"], 1),
+        "speedup": round(med["speedup"], 1),
+        "speedup_incl_startup": round(med["speedup_incl_startup"], 1),
+        "startup_wall_s": round(med["startup_wall_s"], 2),
+        "plant_only_speedup": round(base, 1),
+        "ratio_vs_plant_only": round(med["speedup"] / base, 4),
+        "link_commands_per_sim_s": round(med["link_commands_per_sim_s"], 2),
+        "jobs_completed": int(med["jobs_completed"]),
+        "passed": all(r["passed"] for r in runs),
+        "target_speedup": 1000, "repeat": args.repeat,
+    }
+    if args.json:
+        print(json.dumps(res, separators=(",", ":")))
+    else:
+        print(f"{'figure':<28}{'value':>14}")
+        for k, v in res.items():
+            print(f"{k:<28}{v!s:>14}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
