@@ -87,10 +87,16 @@ def main() -> int:
     ap.add_argument("--scenario", default="nominal")
     ap.add_argument("--duration", default=None, help="override the scenario duration, e.g. '30 min'")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--workload", choices=["compute", "idle"], default=None,
+                    help="override the workload (idle: no jobs on the boards)")
     args = ap.parse_args()
     sc = load_scenario(find_scenario(args.scenario))
     if args.duration:
         sc = sc.replace(duration=parse_duration(args.duration, "--duration"))
+    if args.workload:
+        import dataclasses
+
+        sc = sc.replace(workload=dataclasses.replace(sc.workload, kind=args.workload))
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="hil-bench-run-"))
     try:
         runs = [full_run(sc, tmp) for _ in range(args.repeat)]
@@ -100,7 +106,7 @@ def main() -> int:
     base = statistics.median(plant_only(sc, min(sim_ns, 3600 * NS)) for _ in range(args.repeat))
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float | int)}
     res = {
-        "scenario": sc.name, "sim_s": round(med["sim_s"], 1),
+        "scenario": sc.name, "workload": sc.workload.kind, "sim_s": round(med["sim_s"], 1),
         "speedup": round(med["speedup"], 1),
         "speedup_incl_startup": round(med["speedup_incl_startup"], 1),
         "startup_wall_s": round(med["startup_wall_s"], 2),

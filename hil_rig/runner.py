@@ -310,7 +310,7 @@ class _PlantSensors:
             t_ns=self.run.clock.t_ns, omega_body_rad_s=r.gyro_rad_s, b_body_t=r.mag_body_t,
             sun_body=r.sun_body, sun_valid=r.sun_valid, wheel_speed_rad_s=r.wheel_speed_rad_s,
             battery_v=r.battery_v, battery_i_a=r.battery_a, solar_power_w=r.solar_power_w,
-            load_power_w=float(self.run.plant.truth()["load_power_w"]), temps_k=t,
+            load_power_w=self.run.load_power_w, temps_k=t,
         )
 
 
@@ -503,18 +503,23 @@ class Run:
         self.duration_ns = self.events.duration_ns
         where = str(sc.path or sc.name)
         try:
-            self.actions = resolve(sc.faults, self.events, file=where)
+            spec = load_bench(self.bench_file)
+        except ConfigError as exc:
+            raise RunError(str(exc)) from None
+        boards = [b for b in spec.boards if not sc.workload.boards or b.name in sc.workload.boards]
+        if not boards:
+            raise RunError(f"{where}: bench {spec.name!r} has no board to run the payload on")
+        # a board fault without a board goes to the first board of the run
+        faults = tuple(dataclasses.replace(f, target=boards[0].name)
+                       if f.kind in _BOARD_FAULTS and f.target is None else f for f in sc.faults)
+        try:
+            self.actions = resolve(faults, self.events, file=where)
         except FaultScheduleError as exc:
             raise RunError(str(exc)) from None
         self.schedule = FaultSchedule(self.actions)
         self.judges = make_judges(sc.requirements, self.events, self.actions)
-        try:
-            spec = load_bench(self.bench_file)
-        except ConfigError as exc:
-            raise RunError(str(exc)) from None
         self.bench_spec = spec
         self.bench_label = describe_bench(self.bench_file).label
-        boards = [b for b in spec.boards if not sc.workload.boards or b.name in sc.workload.boards]
         unknown = set(sc.workload.boards) - {b.name for b in spec.boards}
         if unknown:
             raise RunError(f"{where}: [payload] boards: bench {spec.name!r} has no board(s) {sorted(unknown)}")
@@ -663,6 +668,7 @@ class Run:
         self.plant_faults = Faults()
         self.actuators = Actuators()
         self.payload_power_w = 0.0
+        self.load_power_w = 0.0  # bus load, refreshed from the plant once per second
         self._env_t0 = -1
         self._env: Any = None
 
@@ -930,6 +936,7 @@ class Run:
 
     def _record(self, t: int) -> None:
         p, fsw = self.plant, self.fsw
+        self.load_power_w = float(p.truth()["load_power_w"])
         for ev in fsw.events.events[self._fsw_event_idx:]:
             self._event(ev.t_ns, "fsw", ev.name, json.dumps(ev.fields, sort_keys=True, default=str))
         self._fsw_event_idx = len(fsw.events.events)
@@ -945,7 +952,7 @@ class Run:
         temps = p.temps
         orbit = int(t // self.events.period_ns) + 1
         w = np.asarray(p.omega_body())
-        row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, float(p.truth()["load_power_w"]),
+        row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, self.load_power_w,
                           self.payload_power_w, temps[0], temps[1], temps[2], temps[3],
                           float(np.linalg.norm(w))]
         hk = fsw.hk
