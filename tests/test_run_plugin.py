@@ -158,6 +158,8 @@ def test_failing_requirement_fails_the_test_and_keeps_its_run_directory(pytester
     pytester.makepyfile("""
         import pathlib
 
+        import pytest
+
         def test_too_demanding(rig):
             rig.run("tiny")
 
@@ -165,9 +167,17 @@ def test_failing_requirement_fails_the_test_and_keeps_its_run_directory(pytester
             result = rig.run("fine")
             assert result.passed
             pathlib.Path("fine_run_dir.txt").write_text(str(result.run_dir))
+
+        @pytest.mark.board("rpi")
+        def test_fsw_and_board_fixtures(rig, fsw, board):
+            # no run started yet: fsw started the nominal scenario; board is the rpi asked for
+            assert rig.current.scenario.name == "nominal" and fsw is rig.current.fsw
+            assert board == "rpi0" and rig.current.boards[board] == "rpi"
+            rig.current.run_until("5 s")
+            assert fsw.mode in ("DETUMBLE", "SUN_POINT", "COMPUTE")
     """)
     res = pytester.runpytest_subprocess(f"--scenario-dir={sdir}", "-p", "no:cacheprovider")
-    res.assert_outcomes(passed=1, failed=1)
+    res.assert_outcomes(passed=2, failed=1)
     res.stdout.fnmatch_lines([
         "*RequirementFailed: scenario 'tiny' failed; run directory: *tiny-0*",
         "*soc_floor: lowest SOC 0.900 at t = 0 s (< floor 0.950)*",

@@ -119,3 +119,24 @@ def test_summary_and_junit(tmp_path: pathlib.Path) -> None:
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
     assert failed == ["payload_temp_max"] and root.get("failures") == "1"
     assert root.find("properties/property").get("value") == "virtual"
+
+
+def test_progress_display() -> None:
+    import io
+
+    from hil_rig.runner import Progress
+
+    status = {"orbit": 2, "sunlit": False, "soc": 0.71, "temps_c": [31.0, 12.0], "mode": "COMPUTE",
+              "boards": {"jetson0": "BUSY", "rpi0": "SUSPENDED"}, "jobs": 42}
+    tty = io.StringIO()
+    p = Progress(tty, 6000 * S, tty=True)
+    p.update(3000 * S, status, force=True)
+    out = tty.getvalue()
+    assert out.startswith("\r\x1b[K[############------------]  50.0% t=00:50:00 orbit 2 ECL soc 0.71")
+    assert "T 31/12°C COMPUTE jetson0:BUSY rpi0:SUSPENDED jobs 42" in out
+    log = io.StringIO()
+    p = Progress(log, 6000 * S, tty=False, every_s=600)
+    for t in range(0, 6001):
+        p.update(t * S, status)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 11 and lines[0].startswith("hil run:   0.0% t=00:00:00")
