@@ -221,20 +221,16 @@ def find_contacts_ns(orbit, start_ns: int, end_ns: int, step_s: float | None = N
             cur, inside = None, False
     if inside:
         intervals.append((cur, None))
-    u_inside = bool(f_umb[0] < 0)
-    u_events = list(umb)
     for pe, px in intervals:
         lo = pe if pe is not None else start_ns - 1
         hi = px if px is not None else end_ns + 1
         ue = ux = None
-        in_u = (pe is None) and u_inside
-        for tt, kind in u_events:
+        for tt, kind in umb:
             if lo <= tt <= hi:
                 if kind < 0:
-                    ue, in_u = tt, True
+                    ue = tt
                 else:
-                    ux, in_u = tt, False
-        del in_u
+                    ux = tt
         eclipses.append(Eclipse(pe, ue, ux, px))
     return eclipses
 

@@ -159,3 +159,11 @@ def test_bad_elements_rejected(kwargs, match):
 def test_epoch_round_trip():
     o = Orbit.from_tle(DATA / "iss.tle")
     assert abs(o.epoch_ns - unix_ns(dt.datetime(2019, 12, 9, 16, 38, 29, 363441))) < 2000
+
+
+def test_three_line_with_zero_prefix_and_crlf(tmp_path):
+    f = tmp_path / "iss.tle"
+    f.write_bytes(f"0 ISS (ZARYA)\r\n{L1}\r\n{L2}\r\n".encode())
+    o = Orbit.from_tle(f)
+    assert o.name == "ISS (ZARYA)"
+    assert o.propagate(o.epoch_ns)[0].shape == (1, 3)
