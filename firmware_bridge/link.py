@@ -8,7 +8,8 @@
 Thread-safe: any number of threads may issue commands concurrently. A reader
 thread decodes every incoming packet; replies wake their request, housekeeping
 and events go to the telemetry queue (``link.telemetry``) and to the optional
-``on_telemetry`` callback. A command either returns its result or raises a
+``on_telemetry`` callback (called on the reader thread: keep it short, and do
+not issue commands from it). A command either returns its result or raises a
 :class:`LinkError` subclass naming the command: it is never lost silently.
 Retries resend the identical packet (same APID and sequence count), and the
 agent replays its cached reply instead of executing twice.
@@ -130,6 +131,7 @@ class Link:
         self.stats = LinkStats()
         self.fast_retransmit = fast_retransmit
         self.hk_layouts: dict[int, tuple[list[str], list[str]]] = {}
+        self._layout_retry_at = 0.0
         self.history: list[tuple[int, int, str, str]] | None = None  # (apid, seq, cmd, outcome)
         self._seq = {P.APID_AGENT: 0, P.APID_JOBS: 0}
         self._tm_seq: dict[int, int] = {}
@@ -398,11 +400,13 @@ class Link:
     def housekeeping(self) -> dict:
         reply = self.request("housekeeping", P.APID_AGENT, P.TC_HK_ONE_SHOT)
         data = reply.data[4:]
-        if len(data) >= 2 and int.from_bytes(data[:2], "big") not in self.hk_layouts:
+        if (len(data) >= 2 and int.from_bytes(data[:2], "big") not in self.hk_layouts
+                and time.monotonic() >= self._layout_retry_at):
             try:
                 self.board_info()  # learn the names of temperatures and rails
             except LinkError:
-                pass  # the report still decodes, with generic names (temp0, rail0, ...)
+                # the report still decodes, with generic names (temp0, rail0, ...)
+                self._layout_retry_at = time.monotonic() + 1.0
         try:
             hk = P.decode_hk(data, self.hk_layouts)
         except P.PacketError as exc:

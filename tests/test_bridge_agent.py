@@ -214,3 +214,12 @@ def test_agent_answers_any_command_exactly_once_and_never_crashes(tmp_path) -> N
         agent.jobs.shutdown()
         os.close(s)
         os.close(m)
+
+
+def test_agent_source_parses_as_python_3_10() -> None:
+    """Boards run older Pythons (JetPack 6: 3.10): no newer syntax in the package.
+    (Syntax only; the runtime is tested on the interpreter running this suite.)"""
+    import ast
+
+    for path in sorted((ROOT / "firmware_bridge").glob("*.py")):
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 10))
