@@ -436,6 +436,10 @@ _BOARD_WAIT_S = 60.0  # wall-clock bound on waiting for an emulated board to die
 #: every few simulated seconds, since each update costs Modbus round trips.
 _POWER_PERIOD_S = {"realtime": 1, "virtual": 5}
 _POWER_MIN_STEP_V = 0.05
+#: Payload link reply timeout and retries. A board answers in about a millisecond;
+#: a lost or corrupted command waits this long (wall clock) before its retry.
+_LINK_TIMEOUT_S = 0.1
+_LINK_RETRIES = 3
 
 
 class Run:
@@ -639,7 +643,8 @@ class Run:
         from firmware_bridge.link import Link
 
         for name, (path, baud) in self._link_paths.items():
-            link = Link(path, baud, timeout_s=0.25, retries=2, source_id=1 + list(self.boards).index(name))
+            link = Link(path, baud, timeout_s=_LINK_TIMEOUT_S, retries=_LINK_RETRIES,
+                        source_id=1 + list(self.boards).index(name))
             self.links[name] = link
             self._closers.append(link.close)
 
