@@ -80,6 +80,14 @@ def _run(args: argparse.Namespace) -> int:
                               progress="auto", handle_sigterm=True)
     except RunError as exc:
         raise UsageError(str(exc)) from None
+    for v in result.verdicts:
+        print(f"{'PASS' if v.passed else 'FAIL'}  {v.name}: {v.detail}")
+    s = result.summary
+    verdict = "PASSED" if result.passed else ("ABORTED (" + str(result.aborted) + ")" if result.aborted else "FAILED")
+    print(f"{s['scenario']}: {verdict}  {s['sim_seconds']:.0f} s simulated in {s['wall_seconds']:.1f} s "
+          f"({s['speedup']}x)  run directory: {result.run_dir}")
+    if s.get("error"):
+        print(f"error: {s['error']}")
     return result.exit_code
 
 

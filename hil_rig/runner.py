@@ -989,12 +989,13 @@ class Run:
         )
         for j in self.judges:
             j.observe(sample)
+        self._status = {
+            "orbit": orbit, "sunlit": illum > 0.5, "soc": p.soc,
+            "temps_c": [x - 273.15 for x in temps[:2]], "mode": fsw.mode,
+            "boards": states, "jobs": sample.jobs_done,
+        }
         if self.progress is not None:
-            self.progress.update(t, {
-                "orbit": orbit, "sunlit": illum > 0.5, "soc": p.soc,
-                "temps_c": [x - 273.15 for x in temps[:2]], "mode": fsw.mode,
-                "boards": states, "jobs": sample.jobs_done,
-            })
+            self.progress.update(t, self._status)
 
     # ---- history (for tests) ----------------------------------------------------------
     def history(self, column: str) -> np.ndarray:
@@ -1034,6 +1035,8 @@ class Run:
                 self._event(t_end, "rig", "run_aborted", f"{aborted}{': ' + error if error else ''}")
             self._event(t_end, "rig", "run_end", f"t = {t_end / NS:.0f} s")
         if self.progress is not None:
+            if getattr(self, "_status", None):
+                self.progress.update(t_end, self._status, force=True)
             self.progress.close()
         stats: dict[str, Any] = {}
         if self.fsw is not None:
