@@ -17,11 +17,17 @@ Each job runs in its own process (multiprocessing, spawn), throttled by duty
 cycle: after computing for a slice of wall time ``t`` it sleeps
 ``t * (1 - x) / x`` at throttle ``x``; at 0 it pauses. The parent talks to it
 over a pipe; the worker exits when the pipe closes (the agent died).
+
+A checkpoint is a ``job<N>.npz`` (working state) plus ``job<N>.json`` (what the
+job is) in the agent's state directory. After a reboot or a power cycle, each
+checkpointed job comes back as ``suspended`` at its checkpoint, ready to resume.
+Finishing, failing, cancelling or missing the deadline deletes both files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import time
@@ -256,6 +262,44 @@ class JobManager:
         self._next_id = 1
         self._tag = 0
         self._ctx = multiprocessing.get_context("spawn")
+        self._load_checkpointed()
+
+    # -- persistence: a checkpointed job survives a reboot or power cycle as "suspended"
+    def _meta(self, job: Job) -> str:
+        return os.path.join(self.state_dir, f"job{job.job_id}.json")
+
+    def _persist(self, job: Job) -> None:
+        meta = {"job_id": job.job_id, "workload": job.workload, "params": job.params,
+                "deadline_ns": job.deadline_ns, "started_ns": job.started_ns,
+                "checkpoint_step": job.checkpoint_step}
+        tmp = self._meta(job) + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        os.replace(tmp, self._meta(job))
+
+    def _forget(self, job: Job) -> None:
+        for path in (self._meta(job), self._ckpt(job)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def _load_checkpointed(self) -> None:
+        for name in sorted(os.listdir(self.state_dir)):
+            if not (name.startswith("job") and name.endswith(".json")):
+                continue
+            try:
+                with open(os.path.join(self.state_dir, name), encoding="utf-8") as f:
+                    m = json.load(f)
+                job = Job(int(m["job_id"]), m["workload"], validate(m["workload"], m["params"]),
+                          m["deadline_ns"], int(m["started_ns"]), state="suspended",
+                          step=int(m["checkpoint_step"]),
+                          checkpoint_step=int(m["checkpoint_step"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a torn or foreign file: ignore it
+            if os.path.exists(self._ckpt(job)):
+                self.jobs[job.job_id] = job
+                self._next_id = max(self._next_id, job.job_id % 65535 + 1)
 
     # -- helpers
     def _job(self, job_id: int) -> Job:
@@ -341,6 +385,7 @@ class JobManager:
         self._fail_waiters(job, "job cancelled")
         self._stop_worker(job)
         job.state = "cancelled"
+        self._forget(job)
         self.emit_event("job_state", {"job_id": job.job_id, "state": job.state})
         return job
 
@@ -376,11 +421,13 @@ class JobManager:
                 self._fail_waiters(job, "deadline missed")
                 self._stop_worker(job)
                 job.state = "deadline_missed"
+                self._forget(job)
                 self.emit_event("deadline_missed", {"job_id": job.job_id, "step": job.step})
         for job in self.jobs.values():  # a suspended job's deadline still runs
             if (job.conn is None and job.state == "suspended" and job.deadline_ns is not None
                     and now_ns > job.deadline_ns):
                 job.state = "deadline_missed"
+                self._forget(job)
                 self.emit_event("deadline_missed", {"job_id": job.job_id, "step": job.step})
 
     def _drain(self, job: Job) -> None:
@@ -405,6 +452,7 @@ class JobManager:
             elif op == "checkpointed":
                 _, tag, step, stop = msg
                 job.step = job.checkpoint_step = step
+                self._persist(job)
                 if stop:
                     self._stop_worker(job)
                     job.state = "suspended"
@@ -420,9 +468,11 @@ class JobManager:
                 job.digest, job.step, job.state = msg[1], msg[2], "done"
                 self._fail_waiters(job, "job finished")
                 self._stop_worker(job)
+                self._forget(job)
                 self.emit_event("job_done", {"job_id": job.job_id, "digest": job.digest})
             elif op == "error":
                 job.state, job.error = "failed", msg[1]
                 self._fail_waiters(job, job.error)
                 self._stop_worker(job)
+                self._forget(job)
                 self.emit_event("job_failed", {"job_id": job.job_id, "error": job.error})
