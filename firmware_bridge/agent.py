@@ -221,6 +221,7 @@ class Agent:
         test_mode: bool = False,
         state_dir: str | None = None,
         on_tick: Callable[[Agent], None] | None = None,
+        max_job_dim: int | None = None,
     ) -> None:
         self.transport = transport
         self.board = board
@@ -229,6 +230,7 @@ class Agent:
         self.test_mode = test_mode
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="orbit-hil-agent-")
         self.on_tick = on_tick
+        self.max_job_dim = max_job_dim
         self.deframer = Deframer(self._decode, P.MAX_PACKET_BYTES)
         self.running = True
         self.stats = {"commands": 0, "duplicates": 0, "replies": 0, "tx_dropped_bytes": 0,
@@ -248,7 +250,8 @@ class Agent:
         self.hung_until: float | None = None
         self.ledger: list[int] = []
         self.ledger_set: set[int] = set()
-        self.jobs = JobManager(os.path.join(self.state_dir, "jobs"), self.event)
+        self.jobs = JobManager(os.path.join(self.state_dir, "jobs"), self.event,
+                               max_dim=self.max_job_dim)
         self._last_tick_ns = self.clock.now_ns()
         self._peer_absent_until = 0.0
 

@@ -18,6 +18,8 @@ Simulated physics (per board kind, see ``KINDS``):
 
 - power ``P = idle_w + (max_w - idle_w) * load * throttle`` (load is 1 while a
   job computes, else 0);
+- jobs run the real workloads with their size params (n, width, batch) capped
+  at ``--max-job-dim`` (64): job_status reports the params actually used;
 - one-node thermal RC model ``C dT/dt = P - (T - T_amb) / R``, integrated
   exactly for piecewise-constant power; zone temperatures are fixed offsets
   from the node; rails split ``P`` at fixed voltages.
@@ -38,6 +40,7 @@ import tty
 
 from .agent import Agent, FdTransport, RealClock, SerialTransport, VirtualClock
 
+EMULATOR_MAX_JOB_DIM = 64  # jobs on an emulated board: matrices at most 64 x 64
 STATUS_HEARTBEAT_S = 1.0  # a status line at least this often (real time)
 AMBIENT_K = 298.15
 
@@ -156,13 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-mode", action="store_true")
     ap.add_argument("--clock", choices=["virtual", "real"], default="real")
     ap.add_argument("--state-dir", default=None, help="job checkpoints (survive a power cycle)")
+    ap.add_argument("--max-job-dim", type=int, default=EMULATOR_MAX_JOB_DIM,
+                    help="cap of the n/width/batch job params: smaller, still real, compute")
     a = ap.parse_args(argv)
+    if a.max_job_dim < 2:
+        ap.error(f"--max-job-dim must be at least 2, got {a.max_job_dim}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     transport = FdTransport(a.fd) if a.fd is not None else SerialTransport(a.port, a.baud)
     board = SimBoard(a.kind, a.seed)
     status = StatusWriter(a.status_fd, a.name, a.kind) if a.status_fd is not None else None
     agent = Agent(transport, board, clock=VirtualClock() if a.clock == "virtual" else RealClock(),
                   name=a.name, test_mode=a.test_mode, state_dir=a.state_dir,
+                  max_job_dim=a.max_job_dim,
                   on_tick=(lambda ag: status.write(ag)) if status else None)
     if status:
         agent._tick()

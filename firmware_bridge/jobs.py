@@ -37,6 +37,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core per job; deterministic reductions
 
 WORKLOADS = ("matmul", "mlp")
+SIZE_PARAMS = ("n", "width", "batch")  # what an emulator's max_dim caps
 SLICE_S = 0.005  # compute slice between duty-cycle sleeps and control polls
 PROGRESS_EVERY_S = 0.05
 
@@ -252,7 +253,9 @@ ACTIVE = ("starting", "running")
 class JobManager:
     """Owns the worker processes. Driven from the agent's single-threaded loop."""
 
-    def __init__(self, state_dir: str, emit_event, max_jobs: int = 4) -> None:
+    def __init__(self, state_dir: str, emit_event, max_jobs: int = 4,
+                 max_dim: int | None = None) -> None:
+        self.max_dim = max_dim  # emulator: cap n/width/batch so compute stays small
         self.state_dir = state_dir
         os.makedirs(state_dir, exist_ok=True)
         self.emit_event = emit_event
@@ -344,6 +347,8 @@ class JobManager:
             p = validate(workload, params or {})
         except ValueError as exc:
             raise JobError(3, str(exc)) from None
+        if self.max_dim is not None:
+            p = {k: min(v, self.max_dim) if k in SIZE_PARAMS else v for k, v in p.items()}
         if deadline_s is not None and (not isinstance(deadline_s, int | float) or deadline_s <= 0):
             raise JobError(3, f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
         if len(self.running()) >= self.max_jobs:

@@ -370,3 +370,12 @@ def test_checkpoint_survives_power_loss_and_resumes_to_the_same_digest(tmp_path)
     finally:
         emu.stop()
         os.close(master)
+
+
+def test_emulated_jobs_are_capped_to_small_compute(board) -> None:
+    _, link = board
+    jid = link.start_job("matmul", {"n": 1024, "steps": 3})
+    st = link.wait_job(jid, timeout_s=60)
+    assert st["params"]["n"] == 64 and st["state"] == "done"  # emulator default cap
+    same = link.wait_job(link.start_job("matmul", {"n": 64, "steps": 3}), timeout_s=60)
+    assert same["digest"] == st["digest"]
