@@ -873,11 +873,7 @@ class Run:
                 raise RunError(f"fault relay_off: board {self._target(a)} has no relay channel on this bench")
             self._set_channel(ch, not start, cause=a.describe())
         elif a.kind == "brownout":
-            if start:
-                self.power.update(float(a.param("voltage_v", 0.0)), float(a.param("voltage_v", 0.0)) > 0)
-                self._brownout = True
-            else:
-                self._brownout = False
+            self._brownout_fault(self._target(a), float(a.param("voltage_v", 0.0)), start)
         elif a.kind == "payload_hang":
             if start:
                 self._hang_pending.append(a)
@@ -903,6 +899,35 @@ class Run:
         elif a.kind == "hot_case":
             pf = dataclasses.replace(pf, hot_case=float(a.param("heat_load_factor", 1.5)) if start else 1.0)
         self.plant_faults = pf
+
+    def _brownout_fault(self, board: str, volts: float, start: bool) -> None:
+        """The supply that feeds ``board`` sags to ``volts`` (0: output off); every
+        board it feeds below its minimum voltage loses power. At the end the power
+        loop takes the supply back to the simulated bus voltage."""
+        t = self.clock.t_ns
+        supply = self._board_specs[board].supply
+        fed = [n for n, b in self._board_specs.items() if b.supply == supply]
+        if start:
+            self._brownout = True
+            self.payload_power_w = max(self.power.update(volts, volts > 0).power_w, 0.0)
+            for name in fed:
+                if volts < self._board_specs[name].min_voltage_v and self._board_up_at.get(name) is not None:
+                    self._board_up_at[name] = None
+                    self._event(t, "rig", "board_power", f"{name} browned out ({volts:g} V)")
+                    if self.vb is not None and name in self.vb.boards:
+                        self.vb._wake.set()
+                        if not self.vb.wait_board(name, running=False, timeout_s=_BOARD_WAIT_S):
+                            raise RunError(f"board {name}: still running {_BOARD_WAIT_S:.0f} s into a brownout")
+        else:
+            self._brownout = False
+            ps = self.power.update(float(self.plant.battery_v), self.plant.soc > 0.0)
+            self.payload_power_w = max(ps.power_w, 0.0)
+            for name in fed:
+                b = self._board_specs[name]
+                relay_on = b.channel is None or self._channel_on.get(b.channel, False)
+                if relay_on and self._board_up_at.get(name) is None:
+                    self._board_up_at[name] = t + int(b.boot_time_s * NS)
+                    self._event(t, "rig", "board_power", f"{name} power back after brownout")
 
     def _retry_injections(self, t: int) -> None:
         """Hang and SEU go to a board's agent (test mode); an SEU needs a running job,

@@ -184,3 +184,57 @@ def test_sigterm_leaves_a_readable_archive_and_safe_instruments(tmp_path: pathli
     assert "run_aborted" in set(run["events"]["kind"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["aborted"] == "SIGTERM" and summary["passed"] is False
+
+
+FAULTS = """
+[[fault]]
+kind = "relay_off"
+board = "rpi0"
+at = "10 s"
+duration = "20 s"
+
+[[fault]]
+kind = "brownout"
+board = "jetson0"
+at = "45 s"
+duration = "10 s"
+
+[[fault]]
+kind = "sensor_bias"
+sensor = "gyro"
+bias = 0.01
+at = "5 s"
+
+[[fault]]
+kind = "wheel_stuck"
+wheel = "z"
+at = "5 s"
+duration = "30 s"
+"""
+
+
+def test_power_and_plant_faults_reach_the_bench_and_the_flight_software(tmp_path: pathlib.Path) -> None:
+    sc = _scenario(tmp_path, name="faults", duration="90 s")
+    sc.write_text(sc.read_text() + FAULTS)
+    out = tmp_path / "run"
+    res = _hil("run", str(sc), "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = load_run(out)
+    ev = run["events"]
+    rig_power = [(int(t // 10**9), d) for t, s, k, d in zip(ev["t_ns"], ev["source"], ev["kind"], ev["detail"],
+                                                           strict=True) if s == "rig" and k == "board_power"]
+    assert (10, "rpi0 relay off (fault[0] relay_off rpi0 start)") in rig_power
+    assert (45, "jetson0 browned out (0 V)") in rig_power and (45, "rpi0 browned out (0 V)") in rig_power
+    # the flight software noticed the dead board and walked its recovery ladder to a power cycle
+    fdir = [d for s, k, d in zip(ev["source"], ev["kind"], ev["detail"], strict=True)
+            if s == "fsw" and k == "fdir_action"]
+    assert any('"power_cycle"' in d and '"rpi0"' in d for d in fdir), fdir
+    pl = run["payload"]
+    at = {(int(t // 10**9), b): st for t, b, st in zip(pl["t_ns"], pl["board"], pl["state"], strict=True)}
+    assert at[(20, "rpi0")] in ("OFF", "FAULT") and at[(20, "jetson0")] == "IDLE"
+    assert at[(50, "rpi0")] in ("OFF", "FAULT") and at[(50, "jetson0")] in ("OFF", "FAULT")
+    assert at[(90, "rpi0")] == "IDLE" and at[(90, "jetson0")] == "IDLE"
+    # the brownout really cut the supply: the boards' measured draw fell to zero
+    tm = run["telemetry"]
+    p = dict(zip((tm["t_ns"] // 10**9).tolist(), tm["payload_power_w_meas"].tolist(), strict=True))
+    assert p[40] > 1.0 and p[50] == 0.0 and p[85] > 1.0
