@@ -622,9 +622,16 @@ class Run:
             self._board_up_at[name] = None
             path = b.serial
             if name in link_fault_boards:
+                import shutil
+                import tempfile
+
                 from firmware_bridge.proxy import FaultProxy
 
-                px = FaultProxy(b.serial, baud=b.baud, seed=sc.seed * 1000 + i)
+                tmp = tempfile.mkdtemp(prefix="hil-link-")
+                self._closers.append(lambda d=tmp: shutil.rmtree(d, ignore_errors=True))
+                # a stable path, like /dev/serial/by-id/...: the link reopens it after an unplug
+                px = FaultProxy(b.serial, baud=b.baud, seed=sc.seed * 1000 + i,
+                                link_symlink=os.path.join(tmp, name))
                 self.proxies[name] = px
                 self._closers.append(px.close)
                 path = px.link_path

@@ -238,3 +238,18 @@ def test_power_and_plant_faults_reach_the_bench_and_the_flight_software(tmp_path
     tm = run["telemetry"]
     p = dict(zip((tm["t_ns"] // 10**9).tolist(), tm["payload_power_w_meas"].tolist(), strict=True))
     assert p[40] > 1.0 and p[50] == 0.0 and p[85] > 1.0
+
+
+def test_link_disconnect_and_reconnect(tmp_path: pathlib.Path) -> None:
+    """The board's serial port vanishes for 10 s (a pulled USB adapter, through the
+    fault proxy) and comes back under the same path; the link reconnects."""
+    sc = _scenario(tmp_path, name="disc", duration="60 s")
+    sc.write_text(sc.read_text() + '\n[[fault]]\nkind = "link_disconnect"\nboard = "rpi0"\nat = "10 s"\n'
+                  'duration = "10 s"\n\n[[fault]]\nkind = "sensor_stuck"\nsensor = "mag"\nat = "5 s"\n')
+    out = tmp_path / "run"
+    res = _hil("run", str(sc), "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    pl = load_run(out)["payload"]
+    rpi = {int(t // 10**9): st for t, b, st in zip(pl["t_ns"], pl["board"], pl["state"], strict=True)
+           if b == "rpi0"}
+    assert rpi[5] == "IDLE" and rpi[18] == "FAULT" and rpi[60] == "IDLE"
