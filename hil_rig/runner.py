@@ -469,6 +469,8 @@ class Run:
         self.links: dict[str, Any] = {}
         self._log: TextIO | None = None
         self._fsw_event_idx = 0
+        self._jobs_seen = 0
+        self._jobs_by_board: dict[str, int] = {}
         self._queued = 0
         self._hang_pending: list[FaultAction] = []
         self._seu_pending: list[tuple[FaultAction, int]] = []
@@ -1002,6 +1004,11 @@ class Run:
         self.archive.telemetry(t, row)
         from flight_sw.dictionary import BOARD_STATES
 
+        done = fsw.payload.completed  # jobs completed so far, in order: count the new ones
+        for job in done[self._jobs_seen:]:
+            for b in {r.board for r in job.runs}:
+                self._jobs_by_board[b] = self._jobs_by_board.get(b, 0) + 1
+        self._jobs_seen = len(done)
         states = {}
         temps_c = {"payload_node": temps[0] - 273.15}
         for name in self.boards:
@@ -1010,8 +1017,7 @@ class Run:
             states[name] = st
             tk = hk.get(f"board.{name}.temp_k")
             pw = hk.get(f"board.{name}.power_w")
-            jobs = sum(1 for j in fsw.payload.completed if any(r.board == name for r in j.runs))
-            self.archive.payload(t, name, st, _num(pw), _num(tk), jobs)
+            self.archive.payload(t, name, st, _num(pw), _num(tk), self._jobs_by_board.get(name, 0))
         self.archive.commit()
         sample = Sample(
             t_ns=t, soc=p.soc, illumination=illum, sun_err_deg=sun_err, payload_temp_c=temps_c,
