@@ -436,9 +436,11 @@ _BOARD_WAIT_S = 60.0  # wall-clock bound on waiting for an emulated board to die
 #: every few simulated seconds, since each update costs Modbus round trips.
 _POWER_PERIOD_S = {"realtime": 1, "virtual": 5}
 _POWER_MIN_STEP_V = 0.05
-#: Payload link reply timeout and retries. A board answers in about a millisecond;
-#: a lost or corrupted command waits this long (wall clock) before its retry.
-_LINK_TIMEOUT_S = 0.1
+#: Payload link reply timeout and retries. A board answers in about a millisecond
+#: (tens of ms on a loaded machine); a lost or corrupted command waits this long
+#: (wall clock) before its retry. Four attempts: a spurious timeout under CPU load
+#: would change what the flight software sees, and with it the archive.
+_LINK_TIMEOUT_S = 0.2
 _LINK_RETRIES = 3
 
 
