@@ -140,7 +140,14 @@ class StatusWriter:
                "temp_k": round(board.temp_k, 3), "t_ns": agent.clock.now_ns(), "ready": True}
         try:
             os.write(self.fd, (json.dumps(msg) + "\n").encode())
-        except (BlockingIOError, BrokenPipeError, OSError):
+        except BrokenPipeError:
+            # Nobody holds the read end any more: the bench that powers this board
+            # is gone (even SIGKILLed). A board without power does not run on.
+            print(f"emulator {self.name}: bench status pipe closed; powering off",
+                  file=sys.stderr)
+            agent.running = False
+            return
+        except (BlockingIOError, OSError):
             return  # the bench is not reading; the next change retries
         self.last_sent, self.last_mono, self.pending = p, now, False
 
