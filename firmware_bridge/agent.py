@@ -476,6 +476,7 @@ class Agent:
             raise _Reject(P.ERR_BAD_ARGUMENTS, "duration_s must be >= 0 (0 = until power cycle)")
         done({"hang": True, "duration_s": d})
         self.hung_until = float("inf") if d == 0 else time.monotonic() + d
+        self.jobs.freeze()  # the whole board hangs, its compute included
 
     def _fn_test_ledger(self, args, done, failed) -> None:
         off = args.get("offset", 0)
@@ -508,6 +509,7 @@ class Agent:
         mono = time.monotonic()
         if self.hung_until is not None and mono >= self.hung_until:
             self.hung_until = None
+            self.jobs.thaw()
         waits = [timeout_s]
         if self.hk_period_s is not None and self.hung_until is None:
             waits.append(max(0.0, self.next_hk - mono))

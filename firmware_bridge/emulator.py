@@ -234,7 +234,9 @@ class EmulatorProcess:
         env = dict(os.environ)
         pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = pkg_parent + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen(cmd, pass_fds=fds, env=env)
+        # its own process group: the board's job workers are in it too, so a power
+        # loss (kill) takes the whole board down at once, frozen workers included
+        self.proc = subprocess.Popen(cmd, pass_fds=fds, env=env, start_new_session=True)
         os.close(w)
         os.set_blocking(self._status_r, False)
         deadline = time.monotonic() + ready_timeout_s
@@ -287,9 +289,12 @@ class EmulatorProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
-        """Power lost: SIGKILL, no chance to save anything."""
+        """Power lost: SIGKILL to the whole board (agent and job workers), nothing saved."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
         self.power_w = 0.0
         self._close_status()

@@ -30,6 +30,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -401,6 +402,24 @@ class JobManager:
                 try:
                     j.conn.send(("throttle", x))
                 except OSError:
+                    pass
+
+    def freeze(self) -> None:
+        """The board hangs: every worker stops where it is (SIGSTOP), as on a locked-up SoC."""
+        for j in self.jobs.values():
+            if j.proc is not None and j.proc.pid is not None:
+                try:
+                    os.kill(j.proc.pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
+
+    def thaw(self) -> None:
+        """A timed hang ends: the workers carry on (SIGCONT)."""
+        for j in self.jobs.values():
+            if j.proc is not None and j.proc.pid is not None:
+                try:
+                    os.kill(j.proc.pid, signal.SIGCONT)
+                except ProcessLookupError:
                     pass
 
     def shutdown(self) -> None:
