@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 import tty
@@ -48,6 +50,9 @@ class _Board:
         self.boot_at: float | None = None
         self.boots = 0
         self.power_losses = 0
+        # the board's "disk": job checkpoints there survive a power cycle, as on
+        # a real board's eMMC; RAM state (running jobs, throttle) does not
+        self.disk = tempfile.mkdtemp(prefix=f"orbit-hil-{spec.name}-disk-")
 
     def draw_w(self) -> float:
         if not self.powered:
@@ -65,7 +70,7 @@ class _Board:
 
         proc = EmulatorProcess(
             self.master, kind=self.spec.emulates, name=self.spec.name, seed=self.seed,
-            test_mode=self.test_mode, clock=self.clock,
+            test_mode=self.test_mode, clock=self.clock, state_dir=self.disk,
         )
         proc.start()  # returns once the board reported ready (with its power draw)
         self.proc = proc
@@ -86,6 +91,7 @@ class _Board:
                 os.close(fd)
             except OSError:
                 pass
+        shutil.rmtree(self.disk, ignore_errors=True)
 
 
 class VirtualBench:

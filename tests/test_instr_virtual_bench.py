@@ -83,6 +83,31 @@ def test_relay_power_cycle_stops_and_reboots_a_board_and_its_link_sees_it(vbench
         link.close()
 
 
+def test_checkpoint_on_the_boards_disk_survives_a_relay_power_cycle(vbench) -> None:
+    vb, loop = vbench
+    _all_off(vb, loop)
+    loop.update(12.0)
+    loop.set_board_power("rpi0", True)
+    assert vb.wait_board("rpi0", running=True)
+    link = Link(vb.endpoints["boards"]["rpi0"]["serial"], timeout_s=0.5, retries=2)
+    try:
+        _wait_ping(link)
+        jid = link.start_job("matmul", {"n": 16, "steps": 10_000_000, "seed": 3})
+        ck = link.checkpoint(jid)
+        assert ck["checkpoint_step"] >= 0
+        loop.set_board_power("rpi0", False)  # power lost mid-job: RAM gone, disk kept
+        assert vb.wait_board("rpi0", running=False)
+        loop.set_board_power("rpi0", True)
+        assert vb.wait_board("rpi0", running=True)
+        _wait_ping(link)
+        st = link.job_status(jid)
+        assert st["state"] == "suspended" and st["checkpoint_step"] == ck["checkpoint_step"]
+        link.resume(jid)
+        link.cancel(jid)
+    finally:
+        link.close()
+
+
 def test_measured_current_is_the_boards_draw(vbench) -> None:
     vb, loop = vbench
     _all_off(vb, loop)
