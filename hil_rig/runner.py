@@ -538,6 +538,10 @@ class Run:
         self.boards = {b.name: b.emulates for b in boards}
         self._board_specs = {b.name: b for b in boards}
         self.realtime = sc.speed is not None
+        if spec.has_hardware_boards and not self.realtime:
+            print(f"hil run: warning: bench {spec.name!r} has real boards and the run is in virtual "
+                  "time; real boards keep wall-clock time between time syncs (use --speed)",
+                  file=sys.stderr)
         if self.realtime:
             from hil_rig.clock import RealTimeClock
 
