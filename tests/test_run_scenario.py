@@ -169,3 +169,21 @@ def test_starting_in_eclipse() -> None:
                          "[[fault]]\nkind='seu'\nat='eclipse 2'\n")
     starts = [a.t_ns for a in sorted(resolve(sc.faults, ev), key=lambda a: a.fault_index)]
     assert starts == [500 * S, 0, 4000 * S]
+
+
+@given(st.sampled_from(["eclipse_entry", "eclipse_exit", "sunlight", "eclipse", "orbit"]),
+       st.integers(1, 3), st.integers(-4000, 4000))
+def test_resolved_triggers_are_inside_the_run_or_refused(event: str, index: int, offset_s: int) -> None:
+    from hil_rig.faults import resolve_trigger
+    from hil_rig.scenario import Trigger
+
+    trig = Trigger(event, index, offset_s * S)
+    try:
+        t = resolve_trigger(trig, EV)
+    except FaultScheduleError as exc:
+        assert "does not happen" in str(exc) or "outside the run" in str(exc)
+        return
+    assert 0 <= t <= EV.duration_ns
+    # the offset moves the resolved time by exactly itself
+    base = resolve_trigger(Trigger(event, index, 0), EV)
+    assert t - base == offset_s * S
