@@ -12,6 +12,7 @@ periodic housekeeping and the clock tick.
 from __future__ import annotations
 
 import argparse
+import base64
 import errno
 import os
 import select
@@ -31,6 +32,11 @@ REPLY_CACHE_SIZE = 1024
 THERMAL_LIMIT_K = 358.15  # 85 degC: the agent's governor halves the duty cycle above this
 THERMAL_CLEAR_K = 353.15  # ... and restores it below 80 degC
 TICK_S = 0.05
+#: Emulated job throughput (floating-point operations per simulated second) of a
+#: virtual-clock agent when none is given: see ``firmware_bridge.jobs.nominal_rate_usteps``.
+DEFAULT_VIRTUAL_FLOPS_S = 2_000_000
+#: A time-sync report lists at most this many jobs (live ones first, then the newest).
+REPORT_MAX_JOBS = 16
 
 
 class _Reject(Exception):
@@ -222,6 +228,8 @@ class Agent:
         state_dir: str | None = None,
         on_tick: Callable[[Agent], None] | None = None,
         max_job_dim: int | None = None,
+        job_flops_s: int | None = None,
+        seed: int | None = None,
     ) -> None:
         self.transport = transport
         self.board = board
@@ -231,6 +239,8 @@ class Agent:
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="orbit-hil-agent-")
         self.on_tick = on_tick
         self.max_job_dim = max_job_dim
+        self.job_flops_s = (job_flops_s or DEFAULT_VIRTUAL_FLOPS_S) if self.clock.virtual else None
+        self.seed = seed
         self.deframer = Deframer(self._decode, P.MAX_PACKET_BYTES)
         self.running = True
         self.stats = {"commands": 0, "duplicates": 0, "replies": 0, "tx_dropped_bytes": 0,
@@ -247,11 +257,14 @@ class Agent:
         self.thermal_throttle = False
         self.hk_period_s: float | None = None
         self.next_hk = 0.0
+        self.next_hk_ns: int | None = None  # virtual clock: periodic HK paced by sim time
+        self.boot_sim_ns: int | None = None  # virtual clock: sim time of the first sync
         self.hung_until: float | None = None
         self.ledger: list[int] = []
         self.ledger_set: set[int] = set()
         self.jobs = JobManager(os.path.join(self.state_dir, "jobs"), self.event,
-                               max_dim=self.max_job_dim)
+                               max_dim=self.max_job_dim, virtual_flops_s=self.job_flops_s,
+                               seed=self.seed)
         self._last_tick_ns = self.clock.now_ns()
         self._peer_absent_until = 0.0
 
@@ -264,6 +277,9 @@ class Agent:
         return 1.0 if self.jobs.running() else 0.0
 
     def uptime_s(self) -> float:
+        if self.clock.virtual:  # simulation time since the first time sync after boot
+            b = self.boot_sim_ns
+            return 0.0 if b is None else max(0, self.clock.now_ns() - b) / 1e9
         return time.monotonic() - self.boot_mono
 
     # -- sending
@@ -374,6 +390,7 @@ class Agent:
                 raise _Reject(P.ERR_BAD_ARGUMENTS, "period_s must be a number in 0.0001..3600")
             self.hk_period_s = float(period)
             self.next_hk = time.monotonic()
+            self.next_hk_ns = None
             return ok(P.TM_COMPLETE_OK)
         if kind == P.TC_HK_DISABLE_PERIODIC:
             self.hk_period_s = None
@@ -400,9 +417,11 @@ class Agent:
             "model": self.board.model,
             "agent_version": AGENT_VERSION,
             "protocol_version": P.PROTOCOL_VERSION,
+            "protocol_minor": P.PROTOCOL_MINOR,
             "uptime_s": self.uptime_s(),
             "capabilities": sorted(["ping", "housekeeping", "jobs:matmul", "jobs:mlp",
-                                    "checkpoint", "throttle", "time_sync", "reboot"]
+                                    "checkpoint", "throttle", "time_sync", "time_sync_report",
+                                    "reboot"]
                                    + (["inject"] if self.test_mode else [])),
             "test_mode": self.test_mode,
             "clock": "virtual" if self.clock.virtual else "real",
@@ -432,12 +451,39 @@ class Agent:
         t = args.get("t_ns")
         if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 2**63:
             raise _Reject(P.ERR_BAD_ARGUMENTS, f"t_ns must be a non-negative integer, got {t!r}")
+        report = args.get("report", False)
+        if not isinstance(report, bool):
+            raise _Reject(P.ERR_BAD_ARGUMENTS, f"report must be true or false, got {report!r}")
         prev = self.clock.now_ns()
-        if self.clock.virtual:
-            self._tick(t)  # integrate the board model up to t with the power it had
+        if not self.clock.virtual:
+            self.clock.sync(t)
+            self._last_tick_ns = t
+            done(self._sync_result(t, prev, report))
+            return
+        # virtual clock: the jobs compute what they earned up to t (at the throttle held
+        # since the last sync), then the board model is integrated up to t, then the reply
+        throttle = self.effective_throttle
+        if self.boot_sim_ns is None:
+            self.boot_sim_ns = t
         self.clock.sync(t)
-        self._last_tick_ns = t
-        done({"t_ns": t, "previous_ns": prev})
+
+        def finish() -> None:
+            self._tick(t)  # integrate the board model up to t with the power it had
+            if self.hk_period_s is not None and (self.next_hk_ns is None or t >= self.next_hk_ns):
+                self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
+                self.next_hk_ns = t + int(self.hk_period_s * 1e9)
+            done(self._sync_result(t, prev, report))
+
+        self.jobs.advance(t, throttle, finish)
+
+    def _sync_result(self, t: int, prev: int, report: bool) -> dict:
+        out = {"t_ns": t, "previous_ns": prev}
+        if report:  # one round trip instead of time_sync + housekeeping + job_status
+            live = ("starting", "running", "suspended")
+            jobs = sorted(self.jobs.jobs.values(), key=lambda j: (j.state not in live, -j.job_id))
+            out["hk"] = base64.b64encode(self._hk_bytes()).decode()
+            out["jobs"] = [j.brief() for j in jobs[:REPORT_MAX_JOBS]]
+        return out
 
     def _fn_start_job(self, args, done, failed) -> None:
         job = self.jobs.start(args.get("workload"), args.get("params", {}), args.get("deadline_s"),
@@ -455,7 +501,7 @@ class Agent:
         self.jobs.checkpoint(args.get("job_id"), _cb(done, failed), stop=True)
 
     def _fn_resume(self, args, done, failed) -> None:
-        job = self.jobs.resume(args.get("job_id"))
+        job = self.jobs.resume(args.get("job_id"), self.clock.now_ns())
         done({"job_id": job.job_id, "state": job.state})
 
     def _fn_cancel(self, args, done, failed) -> None:
@@ -511,7 +557,8 @@ class Agent:
             self.hung_until = None
             self.jobs.thaw()
         waits = [timeout_s]
-        if self.hk_period_s is not None and self.hung_until is None:
+        periodic = self.hk_period_s is not None and not self.clock.virtual
+        if periodic and self.hung_until is None:
             waits.append(max(0.0, self.next_hk - mono))
         rlist = list(self.jobs.fds())
         fd = None
@@ -543,7 +590,7 @@ class Agent:
         now_ns = self.clock.now_ns()
         self.jobs.poll([c for c in ready if c is not fd], now_ns)
         mono = time.monotonic()
-        if self.hk_period_s is not None and self.hung_until is None and mono >= self.next_hk:
+        if periodic and self.hung_until is None and mono >= self.next_hk:
             self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
             self.next_hk += self.hk_period_s
             if self.next_hk < mono - 0.1:  # fell far behind: do not burst to catch up

@@ -35,6 +35,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tty
 
@@ -48,6 +49,9 @@ KINDS = {
     "jetson": {
         "model": "NVIDIA Jetson Orin Nano Developer Kit (emulated)",
         "idle_w": 5.0, "max_w": 15.0, "r_k_w": 2.2, "c_j_k": 60.0,
+        # emulated job throughput in virtual time (FLOP per simulated second): deliberately
+        # low, so the real compute behind it stays cheap at 1000x real time
+        "job_flops_s": 2_000_000,
         # zone name -> offset from the thermal node (K) per unit of load
         "zones": {"cpu-thermal": 1.5, "gpu-thermal": 0.5, "cv0-thermal": 0.0,
                   "soc0-thermal": 0.8, "tj-thermal": 2.0},
@@ -58,6 +62,7 @@ KINDS = {
     "rpi": {
         "model": "Raspberry Pi 4 Model B Rev 1.4 (emulated)",
         "idle_w": 2.7, "max_w": 6.4, "r_k_w": 7.0, "c_j_k": 20.0,
+        "job_flops_s": 800_000,
         "zones": {"cpu-thermal": 0.0},
         "rails": {},
         "mem_total_kib": 3_884_000,
@@ -82,6 +87,7 @@ class SimBoard:
         self.throttle = 1.0
         self.t_ns: int | None = None
         self.seed = seed
+        self._read: tuple[tuple, dict] | None = None  # (state it was read in, reading)
 
     def power_w(self, load: float | None = None, throttle: float | None = None) -> float:
         load = self.load if load is None else load
@@ -100,6 +106,14 @@ class SimBoard:
         self.load, self.throttle = load, throttle
 
     def read(self, now_ns: int) -> dict:
+        key = (self.temp_k, self.load, self.throttle)
+        if self._read is not None and self._read[0] == key:
+            return self._read[1]  # nothing changed: the same reading (a fresh dict each time cost)
+        out = self._reading()
+        self._read = (key, out)
+        return out
+
+    def _reading(self) -> dict:
         p = self.power_w()
         lt = self.load * self.throttle
         temps = {n: round(self.temp_k + off * lt, 3) for n, off in self.cfg["zones"].items()}
@@ -177,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     status = StatusWriter(a.status_fd, a.name, a.kind) if a.status_fd is not None else None
     agent = Agent(transport, board, clock=VirtualClock() if a.clock == "virtual" else RealClock(),
                   name=a.name, test_mode=a.test_mode, state_dir=a.state_dir,
-                  max_job_dim=a.max_job_dim,
+                  max_job_dim=a.max_job_dim, job_flops_s=KINDS[a.kind]["job_flops_s"], seed=a.seed,
                   on_tick=(lambda ag: status.write(ag)) if status else None)
+    if agent.jobs.virtual:
+        agent.jobs.wait_ready()  # warm workers before "ready": a first job never waits
     if status:
         agent._tick()
         status.write(agent, force=True)
@@ -210,7 +226,8 @@ class EmulatorProcess:
         self.master_fd, self.kind, self.name, self.seed = master_fd, kind, name, seed
         self.test_mode, self.clock, self.status, self.state_dir = test_mode, clock, status, state_dir
         self.proc: subprocess.Popen | None = None
-        self.power_w: float | None = None
+        self._power_w: float | None = None
+        self._status_lock = threading.RLock()
         self.last_status: dict | None = None
         self._status_r: int | None = None
         self._buf = b""
@@ -249,8 +266,22 @@ class EmulatorProcess:
             self.poll_status()
         return self
 
+    @property
+    def power_w(self) -> float | None:
+        """The board's draw as last reported, reading pending status lines first.
+
+        The emulator writes a changed power before it replies to the command that
+        changed it, so a reader that got the reply sees the new power here: the
+        value does not depend on when a supervising thread last polled."""
+        self.poll_status()
+        return self._power_w
+
     def poll_status(self) -> list[dict]:
         """Read status lines reported since the last call (updates ``power_w``)."""
+        with self._status_lock:
+            return self._poll_status()
+
+    def _poll_status(self) -> list[dict]:
         if self._status_r is None:
             return []
         try:
@@ -272,7 +303,7 @@ class EmulatorProcess:
                 continue
             out.append(msg)
             self.last_status = msg
-            self.power_w = msg.get("power_w", self.power_w)
+            self._power_w = msg.get("power_w", self._power_w)
         return out
 
     @property
@@ -296,7 +327,7 @@ class EmulatorProcess:
             except ProcessLookupError:
                 pass
             self.proc.wait()
-        self.power_w = 0.0
+        self._power_w = 0.0
         self._close_status()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -307,15 +338,16 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.power_w = 0.0
+        self._power_w = 0.0
         self._close_status()
 
     def _close_status(self) -> None:
-        if self._status_r is not None:
-            os.close(self._status_r)
-            self._status_r = None
-        self.last_status = None
-        self._buf = b""
+        with self._status_lock:
+            if self._status_r is not None:
+                os.close(self._status_r)
+                self._status_r = None
+            self.last_status = None
+            self._buf = b""
 
     def __enter__(self) -> EmulatorProcess:
         return self.start() if not self.alive else self

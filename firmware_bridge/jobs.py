@@ -18,6 +18,16 @@ cycle: after computing for a slice of wall time ``t`` it sleeps
 ``t * (1 - x) / x`` at throttle ``x``; at 0 it pauses. The parent talks to it
 over a pipe; the worker exits when the pipe closes (the agent died).
 
+Virtual clock (the emulator with ``--clock virtual``): workers do not compute
+on their own. Each job has a nominal rate (:func:`nominal_rate_usteps`, steps
+per simulated second from the workload, its params and the board's emulated
+throughput); on every time sync the agent calls :meth:`JobManager.advance`,
+which tells each running worker to compute exactly up to the step the job has
+reached in simulation time (rate x throttle x dt, accumulated exactly in
+integers), and reports back when every worker has acknowledged. So progress,
+completion and deadline sim times do not depend on the machine's speed. The
+workers are pre-spawned and reused (a spawn costs a numpy import).
+
 A checkpoint is a ``job<N>.npz`` (working state) plus ``job<N>.json`` (what the
 job is) in the agent's state directory. After a reboot or a power cycle, each
 checkpointed job comes back as ``suspended`` at its checkpoint, ready to resume.
@@ -203,6 +213,79 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
             last_progress = t1
 
 
+def virtual_worker_main(conn, seed: int | None) -> None:  # pragma: no cover - child process
+    """A reusable worker that computes only when told to (virtual clock).
+
+    Idle until ``("job", job_id, workload, params, ckpt_path, resume)``; then serves
+    ``("advance", tag, target)`` (compute up to ``target`` steps), checkpoint, seu and
+    progress; after ``done``, an error or a stopping checkpoint it is idle again."""
+    import numpy as np
+
+    conn.send(("ready",))
+    work = None
+    ckpt = ""
+    steps = 0
+    rng = None
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return  # agent gone
+        op = msg[0]
+        if op == "job":
+            _, job_id, workload, params, ckpt, resume = msg
+            try:
+                work = _Work(workload, params, np)
+                if resume:
+                    work.load(ckpt)
+            except Exception as exc:  # noqa: BLE001 - reported to the agent
+                work = None
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+                continue
+            steps = params["steps"]
+            rng = np.random.default_rng(None if seed is None else [seed, job_id])
+            conn.send(("running", work.step, steps))
+        elif work is None:
+            continue  # a request for a job this worker no longer holds: its waiter was failed
+        elif op == "advance":
+            target = min(int(msg[2]), steps)
+            while work.step < target:
+                work.run_step()
+            if work.step >= steps:
+                conn.send(("done", work.digest(), work.step))
+                work = None
+            else:
+                conn.send(("advanced", msg[1], work.step))
+        elif op == "checkpoint":
+            work.save(ckpt)
+            conn.send(("checkpointed", msg[1], work.step, msg[2]))
+            if msg[2]:
+                work = None
+        elif op == "seu":
+            conn.send(("seu_done", msg[1], work.flip_bit(msg[2], msg[3], rng)))
+        elif op == "progress":
+            conn.send(("progress", work.step, steps))
+        elif op == "drop":
+            work = None
+
+
+def step_flops(workload: str, p: dict) -> int:
+    """Floating-point operations of one step of a job (the nominal cost model)."""
+    if workload == "matmul":
+        n = p["n"]
+        return 2 * n**3 + 3 * n * n
+    b, w, nl = p["batch"], p["width"], p["layers"]
+    return b * (2 * w * w * nl + 2 * w * 10 + w)
+
+
+def nominal_rate_usteps(workload: str, p: dict, flops_s: int) -> int:
+    """Steps per simulated second at throttle 1, in micro-steps (an exact integer)."""
+    return max(1, int(flops_s) * 1_000_000 // step_flops(workload, p))
+
+
+_ACC_UNIT = 10**21  # micro-steps/s x ppm throttle x ns = 1e-21 step
+
+
 # --- the agent side -------------------------------------------------------------
 
 
@@ -221,6 +304,12 @@ class Job:
     proc: object = None
     conn: object = None
     waiters: dict = field(default_factory=dict)  # tag -> callback(ok, result)
+    # virtual clock: exact progress accounting in simulation time
+    rate_usteps: int = 0
+    acc: int = 0  # fraction of a step earned but not yet computed, in 1e-21 steps
+    target: int = 0  # steps earned up to last_ns
+    last_ns: int = 0
+    done_ns: int | None = None
 
     def status(self) -> dict:
         steps = self.params["steps"]
@@ -237,7 +326,18 @@ class Job:
             "checkpoint_step": self.checkpoint_step,
             "started_ns": self.started_ns,
             "deadline_ns": self.deadline_ns,
+            "done_ns": self.done_ns,
         }
+
+    def brief(self) -> dict:
+        """The short status carried by a time-sync report."""
+        out = {"job_id": self.job_id, "state": self.state, "step": self.step,
+               "checkpoint_step": self.checkpoint_step}
+        if self.digest:
+            out["digest"] = self.digest
+        if self.error:
+            out["error"] = self.error
+        return out
 
 
 class JobError(Exception):
@@ -249,14 +349,28 @@ class JobError(Exception):
 
 
 ACTIVE = ("starting", "running")
+SPARE_WORKERS = 1  # virtual clock: idle, warmed-up workers kept ready for the next job
+
+
+@dataclass
+class _Worker:
+    proc: object
+    conn: object
+    ready: bool = False
 
 
 class JobManager:
     """Owns the worker processes. Driven from the agent's single-threaded loop."""
 
     def __init__(self, state_dir: str, emit_event, max_jobs: int = 4,
-                 max_dim: int | None = None) -> None:
+                 max_dim: int | None = None, *, virtual_flops_s: int | None = None,
+                 seed: int | None = None) -> None:
         self.max_dim = max_dim  # emulator: cap n/width/batch so compute stays small
+        # virtual clock: jobs progress in simulation time at this emulated throughput
+        self.virtual = virtual_flops_s is not None
+        self.flops_s = int(virtual_flops_s or 0)
+        self.seed = seed  # seeds the SEU position of virtual-clock workers
+        self._idle: list[_Worker] = []
         self.state_dir = state_dir
         os.makedirs(state_dir, exist_ok=True)
         self.emit_event = emit_event
@@ -267,6 +381,46 @@ class JobManager:
         self._tag = 0
         self._ctx = multiprocessing.get_context("spawn")
         self._load_checkpointed()
+        if self.virtual:
+            self._ensure_spare()
+
+    # -- virtual clock: a pool of reusable workers
+    def _new_worker(self) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=virtual_worker_main, args=(child, self.seed), daemon=True,
+                                 name="job-worker")
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def _ensure_spare(self) -> None:
+        while len(self._idle) < SPARE_WORKERS:
+            self._idle.append(self._new_worker())
+
+    def wait_ready(self, timeout_s: float = 60.0) -> bool:
+        """Block until the spare workers have started (so a first job does not wait)."""
+        deadline = time.monotonic() + timeout_s
+        for w in self._idle:
+            while not w.ready:
+                left = deadline - time.monotonic()
+                if left <= 0 or not w.conn.poll(left):
+                    return False
+                try:
+                    w.ready = w.conn.recv()[0] == "ready"
+                except (EOFError, OSError):
+                    return False
+        return True
+
+    def _release_worker(self, job: Job) -> None:
+        """The job no longer needs its worker: back to the pool (virtual) or stopped."""
+        if not self.virtual or job.proc is None:
+            self._stop_worker(job)
+            return
+        if len(self._idle) < SPARE_WORKERS + 1:
+            self._idle.append(_Worker(job.proc, job.conn, ready=True))
+            job.proc = job.conn = None
+        else:
+            self._stop_worker(job)
 
     # -- persistence: a checkpointed job survives a reboot or power cycle as "suspended"
     def _meta(self, job: Job) -> str:
@@ -302,6 +456,7 @@ class JobManager:
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a torn or foreign file: ignore it
             if os.path.exists(self._ckpt(job)):
+                self._set_rate(job)
                 self.jobs[job.job_id] = job
                 self._next_id = max(self._next_id, job.job_id % 65535 + 1)
 
@@ -315,7 +470,19 @@ class JobManager:
     def _ckpt(self, job: Job) -> str:
         return os.path.join(self.state_dir, f"job{job.job_id}.npz")
 
-    def _spawn(self, job: Job, resume: bool) -> None:
+    def _set_rate(self, job: Job) -> None:
+        if self.virtual:
+            job.rate_usteps = nominal_rate_usteps(job.workload, job.params, self.flops_s)
+
+    def _spawn(self, job: Job, resume: bool, now_ns: int = 0) -> None:
+        if self.virtual:
+            w = self._idle.pop(0) if self._idle else self._new_worker()
+            job.proc, job.conn = w.proc, w.conn
+            job.conn.send(("job", job.job_id, job.workload, job.params, self._ckpt(job), resume))
+            # running from now on in simulation time; the worker computes when told to
+            job.state, job.acc, job.target, job.last_ns = "running", 0, job.step, now_ns
+            self._ensure_spare()
+            return
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
             target=worker_main,
@@ -335,12 +502,17 @@ class JobManager:
         if job.conn is not None:
             job.conn.close()
         job.proc = job.conn = None
+        if self.virtual and not self._closing:
+            self._ensure_spare()
+
+    _closing = False
 
     def running(self) -> list[Job]:
         return [j for j in self.jobs.values() if j.state in ACTIVE]
 
     def fds(self) -> list:
-        return [j.conn for j in self.jobs.values() if j.conn is not None]
+        return [j.conn for j in self.jobs.values() if j.conn is not None] + [
+            w.conn for w in self._idle]
 
     # -- commands
     def start(self, workload: str, params: dict, deadline_s: float | None, now_ns: int) -> Job:
@@ -357,11 +529,12 @@ class JobManager:
         job = Job(self._next_id, workload, p,
                   None if deadline_s is None else now_ns + int(deadline_s * 1e9), now_ns)
         self._next_id = self._next_id % 65535 + 1
+        self._set_rate(job)
         self.jobs[job.job_id] = job
         if len(self.jobs) > 64:  # forget the oldest finished jobs
             for jid in [j for j, v in self.jobs.items() if v.conn is None][:-32]:
                 del self.jobs[jid]
-        self._spawn(job, resume=False)
+        self._spawn(job, resume=False, now_ns=now_ns)
         return job
 
     def request(self, job_id: int, op: str, args: tuple, callback) -> None:
@@ -376,11 +549,11 @@ class JobManager:
     def checkpoint(self, job_id: int, callback, stop: bool = False) -> None:
         self.request(job_id, "checkpoint", (stop,), callback)
 
-    def resume(self, job_id: int) -> Job:
+    def resume(self, job_id: int, now_ns: int = 0) -> Job:
         job = self._job(job_id)
         if job.state != "suspended":
             raise JobError(6, f"job {job.job_id} is {job.state}, not suspended")
-        self._spawn(job, resume=True)
+        self._spawn(job, resume=True, now_ns=now_ns)
         self.emit_event("job_state", {"job_id": job.job_id, "state": job.state})
         return job
 
@@ -404,29 +577,90 @@ class JobManager:
                 except OSError:
                     pass
 
-    def freeze(self) -> None:
-        """The board hangs: every worker stops where it is (SIGSTOP), as on a locked-up SoC."""
-        for j in self.jobs.values():
-            if j.proc is not None and j.proc.pid is not None:
+    def _procs(self) -> list:
+        return [j.proc for j in self.jobs.values() if j.proc is not None] + [
+            w.proc for w in self._idle]
+
+    def _signal_all(self, sig: int) -> None:
+        for proc in self._procs():
+            if proc.pid is not None:
                 try:
-                    os.kill(j.proc.pid, signal.SIGSTOP)
+                    os.kill(proc.pid, sig)
                 except ProcessLookupError:
                     pass
+
+    def freeze(self) -> None:
+        """The board hangs: every worker stops where it is (SIGSTOP), as on a locked-up SoC."""
+        self._signal_all(signal.SIGSTOP)
 
     def thaw(self) -> None:
         """A timed hang ends: the workers carry on (SIGCONT)."""
-        for j in self.jobs.values():
-            if j.proc is not None and j.proc.pid is not None:
-                try:
-                    os.kill(j.proc.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
+        self._signal_all(signal.SIGCONT)
 
     def shutdown(self) -> None:
-        for j in list(self.jobs.values()):
-            self._fail_waiters(j, "agent reboot")
-            self._stop_worker(j)
-        self.jobs.clear()
+        self._closing = True
+        try:
+            for j in list(self.jobs.values()):
+                self._fail_waiters(j, "agent reboot")
+                self._stop_worker(j)
+            self.jobs.clear()
+            for w in self._idle:
+                w.proc.kill()
+                w.proc.join(timeout=2)
+                w.proc.close()
+                w.conn.close()
+            self._idle.clear()
+        finally:
+            self._closing = False
+
+    # -- virtual clock: progress in simulation time
+    def advance(self, t_ns: int, throttle: float, callback) -> None:
+        """Bring every running job to the step it has earned by ``t_ns`` at ``throttle``
+        (held since the previous call); ``callback()`` once every worker has computed,
+        jobs that finished are ``done`` and deadlines up to ``t_ns`` are applied."""
+        thr_ppm = int(round(max(0.0, min(1.0, throttle)) * 1_000_000))
+        waiting = {"n": 1}
+
+        def acked(ok: bool = True, result=None) -> None:
+            waiting["n"] -= 1
+            if waiting["n"] == 0:
+                self._deadlines(t_ns)
+                callback()
+
+        for job in sorted(self.jobs.values(), key=lambda j: j.job_id):
+            if job.state not in ACTIVE or job.conn is None:
+                continue
+            end = t_ns if job.deadline_ns is None else min(t_ns, job.deadline_ns)
+            steps = job.params["steps"]
+            if end > job.last_ns and job.target < steps:
+                gain = job.rate_usteps * thr_ppm  # per ns, in 1e-21 steps
+                need = (steps - job.target) * _ACC_UNIT - job.acc
+                whole, job.acc = divmod(job.acc + gain * (end - job.last_ns), _ACC_UNIT)
+                if job.target + whole >= steps:  # finishes inside this interval: exactly when
+                    job.done_ns = job.last_ns + -(-need // gain)
+                    whole, job.acc = steps - job.target, 0
+                job.target += whole
+            job.last_ns = max(job.last_ns, end)
+            if job.target > job.step:
+                waiting["n"] += 1
+                self._tag += 1
+                job.waiters[self._tag] = acked
+                try:
+                    job.conn.send(("advance", self._tag, job.target))
+                except OSError:
+                    job.waiters.pop(self._tag)(False, "worker gone")
+        acked()
+
+    def _deadlines(self, now_ns: int) -> None:
+        """Live or suspended jobs past their deadline (simulation time) are stopped."""
+        for job in sorted(self.jobs.values(), key=lambda j: j.job_id):
+            if (job.deadline_ns is not None and now_ns > job.deadline_ns
+                    and job.state in ("starting", "running", "suspended")):
+                self._fail_waiters(job, "deadline missed")
+                self._stop_worker(job)
+                job.state = "deadline_missed"
+                self._forget(job)
+                self.emit_event("deadline_missed", {"job_id": job.job_id, "step": job.step})
 
     # -- worker messages and deadlines
     def _fail_waiters(self, job: Job, why: str) -> None:
@@ -435,24 +669,26 @@ class JobManager:
             cb(False, why)
 
     def poll(self, ready_conns, now_ns: int) -> None:
+        for w in list(self._idle):
+            if w.conn in ready_conns:
+                self._drain_idle(w)
         for job in list(self.jobs.values()):
-            if job.conn is None:
-                continue
-            if job.conn in ready_conns:
+            if job.conn is not None and job.conn in ready_conns:
                 self._drain(job)
-            if (job.deadline_ns is not None and now_ns > job.deadline_ns
-                    and job.state in ("starting", "running", "suspended")):
-                self._fail_waiters(job, "deadline missed")
-                self._stop_worker(job)
-                job.state = "deadline_missed"
-                self._forget(job)
-                self.emit_event("deadline_missed", {"job_id": job.job_id, "step": job.step})
-        for job in self.jobs.values():  # a suspended job's deadline still runs
-            if (job.conn is None and job.state == "suspended" and job.deadline_ns is not None
-                    and now_ns > job.deadline_ns):
-                job.state = "deadline_missed"
-                self._forget(job)
-                self.emit_event("deadline_missed", {"job_id": job.job_id, "step": job.step})
+        if not self.virtual:  # virtual clock: deadlines are applied at time syncs (advance)
+            self._deadlines(now_ns)
+
+    def _drain_idle(self, w: _Worker) -> None:
+        try:
+            while w.conn.poll():
+                if w.conn.recv()[0] == "ready":
+                    w.ready = True
+        except (EOFError, OSError):  # an idle worker died: replace it
+            self._idle.remove(w)
+            w.conn.close()
+            w.proc.join(timeout=1)
+            if not self._closing:
+                self._ensure_spare()
 
     def _drain(self, job: Job) -> None:
         conn = job.conn
@@ -470,7 +706,15 @@ class JobManager:
                 return
             op = msg[0]
             if op == "running":
-                job.state, job.step = "running", msg[1]
+                if not self.virtual:
+                    job.state, job.step = "running", msg[1]
+            elif op == "ready":
+                pass
+            elif op == "advanced":
+                job.step = msg[2]
+                cb = job.waiters.pop(msg[1], None)
+                if cb:
+                    cb(True, msg[2])
             elif op == "progress":
                 job.step = msg[1]
             elif op == "checkpointed":
@@ -478,7 +722,7 @@ class JobManager:
                 job.step = job.checkpoint_step = step
                 self._persist(job)
                 if stop:
-                    self._stop_worker(job)
+                    self._release_worker(job)
                     job.state = "suspended"
                     self.emit_event("job_state", {"job_id": job.job_id, "state": job.state})
                 cb = job.waiters.pop(tag, None)
@@ -490,13 +734,13 @@ class JobManager:
                     cb(True, {"job_id": job.job_id, **msg[2]})
             elif op == "done":
                 job.digest, job.step, job.state = msg[1], msg[2], "done"
-                self._fail_waiters(job, "job finished")
-                self._stop_worker(job)
+                self._release_worker(job)
                 self._forget(job)
                 self.emit_event("job_done", {"job_id": job.job_id, "digest": job.digest})
+                self._fail_waiters(job, "job finished")  # last: a time sync may complete here
             elif op == "error":
                 job.state, job.error = "failed", msg[1]
-                self._fail_waiters(job, job.error)
-                self._stop_worker(job)
+                self._release_worker(job)
                 self._forget(job)
                 self.emit_event("job_failed", {"job_id": job.job_id, "error": job.error})
+                self._fail_waiters(job, job.error)

@@ -17,6 +17,8 @@ agent replays its cached reply instead of executing twice.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import queue
 import random
@@ -399,7 +401,9 @@ class Link:
 
     def housekeeping(self) -> dict:
         reply = self.request("housekeeping", P.APID_AGENT, P.TC_HK_ONE_SHOT)
-        data = reply.data[4:]
+        return self._decode_hk(reply.data[4:], reply.time_ns, "housekeeping")
+
+    def _decode_hk(self, data: bytes, time_ns: int, what: str) -> dict:
         if (len(data) >= 2 and int.from_bytes(data[:2], "big") not in self.hk_layouts
                 and time.monotonic() >= self._layout_retry_at):
             try:
@@ -410,8 +414,8 @@ class Link:
         try:
             hk = P.decode_hk(data, self.hk_layouts)
         except P.PacketError as exc:
-            raise LinkError(f"housekeeping: {exc}") from None
-        hk["time_ns"] = reply.time_ns
+            raise LinkError(f"{what}: {exc}") from None
+        hk["time_ns"] = time_ns
         return hk
 
     def enable_periodic_hk(self, period_s: float) -> None:
@@ -461,8 +465,22 @@ class Link:
     def reboot(self) -> dict:
         return self.call("reboot")
 
-    def time_sync(self, t_ns: int) -> dict:
-        return self.call("time_sync", {"t_ns": int(t_ns)})
+    def time_sync(self, t_ns: int, report: bool = True) -> dict:
+        """Set the board's clock. With ``report`` (protocol 1.1) the reply also carries
+        ``hk`` (decoded, as :meth:`housekeeping` returns it) and ``jobs`` (brief states,
+        live jobs first): one round trip per frame. A 1.0 agent ignores the flag."""
+        args: dict = {"t_ns": int(t_ns)}
+        if report:
+            args["report"] = True
+        res = self.call("time_sync", args)
+        hk = res.get("hk")
+        if isinstance(hk, str):
+            try:
+                raw = base64.b64decode(hk, validate=True)
+            except (ValueError, binascii.Error):
+                raise LinkError("time_sync: report hk is not base64") from None
+            res["hk"] = self._decode_hk(raw, int(res.get("t_ns", t_ns)), "time_sync")
+        return res
 
     def inject_seu(self, job_id: int, index: int | None = None, bit: int | None = None) -> dict:
         return self.call("inject_seu", {"job_id": job_id, "index": index, "bit": bit})

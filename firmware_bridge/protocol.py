@@ -20,6 +20,8 @@ import struct
 from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
+#: Minor version: additions an old peer safely ignores (1: time_sync "report").
+PROTOCOL_MINOR = 1
 PUS_VERSION = 2  # PUS-C
 
 TM = 0

@@ -3,6 +3,10 @@
 Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
 
 1. housekeeping from every powered board: its heartbeat, temperature, power;
+   with time sync on, one ``time_sync`` whose reply (protocol 1.1) carries the
+   housekeeping record and the board's job states, so the common frame costs one
+   link round trip per board (a 1.0 board gets ``housekeeping`` and
+   ``job_status`` calls instead);
 2. boards that came back from a reset or power cycle: time sync, then each of
    their runs is resumed from its checkpoint (``resume``); a board that no
    longer knows the job gets it restarted from the start, and that is counted;
@@ -93,6 +97,8 @@ class Board:
     power_w: float = 0.0
     throttle_sent: float = -1.0
     link_errors: int = 0
+    report_ns: int = -1  # frame of the last time-sync report ...
+    job_report: dict = field(default_factory=dict)  # ... and its job states by remote id
     digest_fail_streak: int = 0
     run: tuple[Job, Run] | None = None
 
@@ -199,12 +205,27 @@ class PayloadManager(Component):
             return _FAILED
 
     def _housekeeping(self, t_ns: int, b: Board) -> None:
+        hk: Any = None
         if self.time_sync:
-            if self._call(b, "time_sync", t_ns) is _FAILED:
+            res = self._call(b, "time_sync", t_ns)
+            if res is _FAILED:
                 return
-        hk = self._call(b, "housekeeping")
-        if hk is _FAILED:
-            return
+            hk = _get(res, "hk")
+            jobs = _get(res, "jobs")
+            if hk is not None and isinstance(jobs, list):
+                b.report_ns = t_ns
+                b.job_report = {_get(j, "job_id"): j for j in jobs}
+        if hk is None:
+            hk = self._call(b, "housekeeping")
+            if hk is _FAILED:
+                return
+        thr = _get(hk, "throttle")
+        if thr is not None and b.throttle_sent >= 0:
+            # a board that restarted behind our back (brownout, relay) runs at its
+            # default throttle: send ours again
+            board_x = float(thr) / (0.5 if _get(hk, "thermal_throttle") else 1.0)
+            if abs(board_x - round(b.throttle_sent, 4)) > 1e-3:
+                b.throttle_sent = -1.0
         b.last_ok_ns = t_ns
         b.link_errors = 0
         temps = _get(hk, "temps_k") or {}
@@ -222,6 +243,7 @@ class PayloadManager(Component):
             return
         job, run = b.run
         res = self._call(b, "resume", run.remote_id)
+        b.job_report.pop(run.remote_id, None)  # the report predates the resume
         if res is not _FAILED:
             run.state = "running"
             self.stats["resumed_from_checkpoint"] += 1
@@ -246,7 +268,9 @@ class PayloadManager(Component):
             job, run = b.run
             if run.state != "running":
                 continue
-            st = self._call(b, "job_status", run.remote_id)
+            st = b.job_report.get(run.remote_id) if b.report_ns == t_ns else None
+            if st is None:
+                st = self._call(b, "job_status", run.remote_id)
             if st is _FAILED:
                 continue
             state = _get(st, "state")
@@ -413,7 +437,6 @@ class PayloadManager(Component):
             if job.state != "running":
                 self._set_state(job, "running")
             b.run = (job, run)
-            b.throttle_sent = -1.0
             self.events.emit(t_ns, "job_started", job=job.id, board=b.cfg.name, remote_id=run.remote_id,
                              resumed=False)
 

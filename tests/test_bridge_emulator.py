@@ -15,16 +15,27 @@ from firmware_bridge.link import CommandFailed, CommandRejected, Link, LinkTimeo
 JOB = {"n": 16, "steps": 60000, "seed": 3}
 
 
-@pytest.fixture(scope="module")
-def board():
+def _board(clock: str):
     master, path = open_pty()
     emu = EmulatorProcess(master, kind="jetson", name="b0", seed=1, test_mode=True,
-                          clock="virtual").start()
+                          clock=clock).start()
     link = Link(path, timeout_s=1.0, retries=3)
     yield emu, link
     link.close()
     emu.stop()
     os.close(master)
+
+
+@pytest.fixture(scope="module")
+def board():
+    """A real-clock board: jobs compute on their own, paced by wall time (a real board)."""
+    yield from _board("real")
+
+
+@pytest.fixture(scope="module")
+def vboard():
+    """A virtual-clock board: jobs compute only as time syncs move simulation time."""
+    yield from _board("virtual")
 
 
 def _wait_state(link: Link, job_id: int, states: tuple[str, ...], timeout_s: float = 60) -> dict:
@@ -103,8 +114,8 @@ def test_jobs_digest_checkpoint_resume_and_seu(board) -> None:
         link.cancel(jid)
 
 
-def test_virtual_clock_thermal_model_and_status_power(board) -> None:
-    emu, link = board
+def test_virtual_clock_thermal_model_and_status_power(vboard) -> None:
+    emu, link = vboard
     cfg = KINDS["jetson"]
     link.set_throttle(0.5)
     t0 = 10**12
@@ -231,8 +242,8 @@ def _state(pid: int) -> str:
         return "X"
 
 
-def test_deadline_in_simulation_time(board) -> None:
-    _, link = board
+def test_deadline_in_simulation_time(vboard) -> None:
+    _, link = vboard
     link.events()
     t0 = 2 * 10**12
     link.time_sync(t0)
@@ -351,7 +362,7 @@ def test_checkpoint_survives_power_loss_and_resumes_to_the_same_digest(tmp_path)
     params = {"n": 16, "steps": 40000, "seed": 11}
     master, path = open_pty()
     emu = EmulatorProcess(master, kind="jetson", name="ck", state_dir=str(tmp_path / "flash"),
-                          clock="virtual").start()
+                          clock="real").start()
     try:
         with Link(path, timeout_s=1.0, retries=3) as link:
             ref = link.wait_job(link.start_job("matmul", params), timeout_s=120)

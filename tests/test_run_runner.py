@@ -120,6 +120,31 @@ def test_same_scenario_and_seed_give_identical_archives(tmp_path: pathlib.Path) 
     assert table_rows(outs[0], "telemetry") != table_rows(tmp_path / "c", "telemetry")
 
 
+def test_compute_workload_gives_identical_archives_even_under_cpu_load(tmp_path: pathlib.Path) -> None:
+    """Jobs on the emulated boards progress in simulation time, so a compute run is
+    reproducible too: job completions, board power and temperatures, row for row,
+    also when CPU hogs slow the machine down during the second run."""
+    sc = _scenario(tmp_path, name="compute", duration="4 min", seed=11, workload="compute")
+    outs = [tmp_path / "a", tmp_path / "b"]
+    hog = "while True:\n    sum(i * i for i in range(10000))\n"
+    for k, out in enumerate(outs):
+        hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2 * k)]
+        try:
+            res = _hil("run", str(sc), "--out", str(out))
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+        assert res.returncode == 0, res.stderr[-3000:]
+    for table in TABLES:
+        a, b = (table_rows(o, table) for o in outs)
+        assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
+        for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
+            assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
+    events = [r for r in table_rows(outs[0], "events") if "job_completed" in map(str, r)]
+    assert len(events) >= 2  # the run really computed: jobs finished on the boards
+
+
 def _external_bench(tmp: pathlib.Path):  # type: ignore[no-untyped-def]
     """Simulated instruments and emulated boards hosted by this test process (so they
     outlive the runner), and a bench file that points the runner at them as it would

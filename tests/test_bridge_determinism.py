@@ -1,0 +1,119 @@
+"""Virtual-clock boards are deterministic: job progress follows simulation time only.
+
+Two emulator processes get the same command sequence; every reply (time-sync
+reports with housekeeping and job states, job status with completion sim times
+and digests, checkpoints, SEU positions) must be identical, also when CPU hogs
+compete for the machine. No wall-clock bounds are asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from firmware_bridge.emulator import KINDS, EmulatorProcess, open_pty
+from firmware_bridge.jobs import nominal_rate_usteps
+from firmware_bridge.link import Link
+
+NS = 1_000_000_000
+HOG = "import time\nwhile True:\n    sum(i * i for i in range(10000))\n"
+
+
+def _script(link: Link) -> list:
+    """One fixed command sequence; returns every reply (wall-clock free fields only)."""
+    out: list = []
+    out.append(link.time_sync(0))
+    out.append(link.set_throttle(0.7))
+    j1 = link.start_job("matmul", {"n": 32, "steps": 300, "seed": 4}, deadline_s=1000)
+    j2 = link.start_job("mlp", {"batch": 8, "width": 16, "layers": 2, "steps": 3000, "seed": 9})
+    j3 = link.start_job("matmul", {"n": 48, "steps": 10_000, "seed": 2}, deadline_s=7.5)
+    j4 = link.start_job("matmul", {"n": 16, "steps": 10_000_000, "seed": 1})
+    out.append([j1, j2, j3, j4])
+    for s in range(1, 41):
+        t = s * NS + (s % 3) * 123_456_789  # uneven steps: exercises the exact accumulation
+        out.append(link.time_sync(t))
+        if s == 3:
+            out.append(link.checkpoint(j1))
+            out.append(link.inject_seu(j4))  # position drawn from the board's seed
+        if s == 5:
+            out.append(link.suspend(j2))
+        if s == 9:
+            out.append(link.resume(j2))
+            out.append(link.set_throttle(0.3))
+        if s == 12:
+            out.append(link.cancel(j4))
+        if s == 15:
+            out.append(link.set_throttle(1.0))
+    out.append([link.job_status(j) for j in (j1, j2, j3, j4)])
+    out.append(link.housekeeping())
+    return out
+
+
+def _run(tmp, name: str, hogs: int = 0) -> list:
+    master, path = open_pty()
+    procs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(hogs)]
+    emu = EmulatorProcess(master, kind="jetson", name="det", seed=5, test_mode=True, clock="virtual",
+                          state_dir=str(tmp / name))
+    try:
+        emu.start()
+        with Link(path, timeout_s=2.0, retries=5) as link:
+            return _script(link)
+    finally:
+        emu.stop()
+        for p in procs:
+            p.kill()
+            p.wait()
+        os.close(master)
+
+
+def test_same_commands_give_identical_replies_even_under_cpu_load(tmp_path) -> None:
+    a = _run(tmp_path, "a")
+    b = _run(tmp_path, "b", hogs=2)
+    assert len(a) == len(b)
+    for k, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert x == y, f"reply {k} differs:\n{x}\n{y}"
+    status = {s["job_id"]: s for s in a[-2]}
+    j1, j2, j3, j4 = a[2]
+    # j1 ran at throttle 0.7, 0.3, 1.0 and finished at an exact, predictable sim time
+    assert status[j1]["state"] == "done" and len(status[j1]["digest"]) == 32
+    assert status[j2]["state"] == "done"  # suspended and resumed on the way
+    assert status[j3]["state"] == "deadline_missed" and status[j3]["step"] < 10_000
+    assert status[j4]["state"] == "cancelled"
+    rate = nominal_rate_usteps("matmul", {"n": 32}, KINDS["jetson"]["job_flops_s"]) / 1e6
+    # steps done by the end of throttle 0.7 (up to t=9.0 s) and 0.3 (to 15.0 s), rest at 1.0
+    s1 = rate * 0.7 * 9.0 + rate * 0.3 * 6.0
+    expect_s = 15.0 + (300 - s1) / rate
+    assert status[j1]["done_ns"] == pytest.approx(expect_s * NS, abs=0.01 * NS)
+    # time-sync reports carry housekeeping and job states in the same reply
+    reports = [r for r in a if isinstance(r, dict) and "hk" in r]
+    assert reports and all(r["hk"]["time_ns"] == r["t_ns"] for r in reports)
+    assert any(r["hk"]["jobs_running"] == 3 for r in reports)
+    # power follows job states and throttle only: full load at 0.7 then idle at the end
+    cfg = KINDS["jetson"]
+    assert reports[1]["hk"]["power_w"] == pytest.approx(cfg["idle_w"] + (cfg["max_w"] - cfg["idle_w"]) * 0.7,
+                                                         rel=1e-6)
+    assert a[-1]["power_w"] == pytest.approx(cfg["idle_w"])
+
+
+def test_virtual_jobs_do_not_move_without_time_sync(tmp_path) -> None:
+    master, path = open_pty()
+    emu = EmulatorProcess(master, kind="rpi", name="still", clock="virtual").start()
+    try:
+        with Link(path, timeout_s=2.0, retries=3) as link:
+            link.time_sync(10 * NS)
+            jid = link.start_job("matmul", {"n": 16, "steps": 1000})
+            time.sleep(0.3)  # wall time passes; simulation time does not
+            assert link.job_status(jid)["step"] == 0
+            rate = nominal_rate_usteps("matmul", {"n": 16}, KINDS["rpi"]["job_flops_s"])
+            res = link.time_sync(11 * NS)
+            [brief] = [j for j in res["jobs"] if j["job_id"] == jid]
+            assert brief["step"] == rate // 1_000_000 and brief["state"] == "running"
+            assert link.job_status(jid)["step"] == rate // 1_000_000
+            assert res["hk"]["uptime_s"] == pytest.approx(1.0)  # sim time since the first sync
+    finally:
+        emu.stop()
+        os.close(master)
