@@ -7,7 +7,8 @@ matrix, i.e. ``v_b = q (x) v_i (x) q*``. Wheels 0, 1, 2 spin about body x, y, z.
 
 The physics step is C (``native/plant/plant.c`` built as ``native._plant``: ground
 code, kept apart from the flight core) so a day at 10 Hz runs in well under a
-second; sensors are modelled in Python from its state, at the rate they are read.
+second; sensors are modelled in scalar Python from its state, at the rate they are read, with
+noise drawn in blocks.
 
 Attitude integrator: Strang splitting of the free rigid body (with wheel momentum)
 into exact rotations about the three body axes (1/2, 1/2, 1, 1/2, 1/2), between
@@ -23,6 +24,7 @@ numpy Generators spawned from the seed.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from native._plant import ffi, lib  # the C plant (ground code, native/plant)
@@ -30,6 +32,7 @@ from native._plant import ffi, lib  # the C plant (ground code, native/plant)
 from hil_rig.constants import EARTH_MU_M3_S2, NS_PER_S, SPACE_TEMP_K, STEFAN_BOLTZMANN_W_M2_K4
 from hil_rig.environment import EnvSample, EnvSamples
 
+_NOISE_BLOCK = 100  # sensor-noise rows drawn per Generator call (10 s of 10 Hz reads)
 NODES = ("payload", "battery", "radiator", "structure")
 LEDGER_KEYS = ("solar_j", "load_j", "shunt_j", "unmet_j", "battery_heat_j", "stored_j")
 
@@ -227,6 +230,11 @@ class Plant:
         self.payload_power_w = 0.0
         self._last_gyro: tuple[float, float, float] | None = None
         self._last_mag: tuple[float, float, float] | None = None
+        self._gyro_bias = self.gyro_bias_rad_s.tolist()
+        self._noise_src = {"gyro": (self._rng_gyro, 3), "mag": (self._rng_mag, 3), "css": (self._rng_css, 6),
+                           "meas": (self._rng_meas, 7)}
+        self._noise_blocks: dict[str, list[list[float]]] = {k: [] for k in self._noise_src}
+        self._noise_idx = dict.fromkeys(self._noise_src, 0)
 
     def _fill_config(self) -> None:
         p, c = self.p, self._cfg
@@ -342,6 +350,11 @@ class Plant:
     def solar_power_w(self) -> float:
         return self._st.solar_w
 
+    @property
+    def load_power_w(self) -> float:
+        """Bus load of the last step (incl. payloads), W."""
+        return self._st.load_w
+
     def ocv(self, soc: float) -> float:
         return float(lib.ohil_plant_ocv(self._cfg, soc))
 
@@ -429,55 +442,109 @@ class Plant:
             "ledger_j": self.ledger,
         }
 
+    def _noise(self, which: str) -> list[float]:
+        """The next row of standard-normal noise of one sensor's Generator.
+
+        Drawn in blocks of ``_NOISE_BLOCK`` rows from that sensor's own Generator:
+        the values, in order, are exactly those of one ``normal(0, 1, k)`` draw per
+        reading (each Generator feeds one sensor only), so block size never changes
+        the stream."""
+        blk = self._noise_blocks[which]
+        i = self._noise_idx[which]
+        if i >= len(blk):
+            rng, k = self._noise_src[which]
+            blk = self._noise_blocks[which] = rng.standard_normal((_NOISE_BLOCK, k)).tolist()
+            i = 0
+        self._noise_idx[which] = i + 1
+        return blk[i]
+
+    def _env_now(self) -> tuple[list[float], list[float], float, float] | None:
+        """(b_teme_t, sun_unit_teme, illumination, solar_flux_w_m2) of the last step,
+        read from the batch rows without materializing an EnvSample."""
+        src = self._env_src
+        if src is None:
+            return None
+        if isinstance(src, tuple):
+            env, k = src
+            cache = self._rows_cache
+            if cache is not None and cache[0] is env:
+                row = cache[1][k]
+                return row[6:9].tolist(), row[3:6].tolist(), float(env.illumination[k]), float(row[9])
+            src = self.env
+        return list(src.b_teme_t), list(src.sun_unit_teme), float(src.illumination), float(src.solar_flux_w_m2)
+
     def sensors(self, faults: Faults | None = None) -> Readings:
-        """Sensor readings now, with seeded noise and bias; faults as inputs."""
+        """Sensor readings now, with seeded noise and bias; faults as inputs.
+
+        Scalar Python on the C plant's state (a 10 Hz read costs a few microseconds);
+        noise comes in blocks from per-sensor Generators (see :meth:`_noise`)."""
         if faults is not None:
             self.faults = faults
-        f, p = self.faults, self.p
-        w = np.array(self.omega_body())
-        gyro = tuple(w + self.gyro_bias_rad_s + np.array(f.gyro_bias_rad_s)
-                     + self._rng_gyro.normal(0.0, p.gyro_noise_rad_s, 3))
+        f, p, st = self.faults, self.p, self._st
+        jw, inertia = p.wheel_inertia_kg_m2, p.inertia_kg_m2
+        pi, ws = st.pi_body_nms, st.wheel_speed_rad_s
+        bias, fb = self._gyro_bias, f.gyro_bias_rad_s
+        sg = p.gyro_noise_rad_s
+        ng = self._noise("gyro")
+        gyro = ((pi[0] - jw * ws[0]) / inertia[0] + bias[0] + fb[0] + sg * ng[0],
+                (pi[1] - jw * ws[1]) / inertia[1] + bias[1] + fb[1] + sg * ng[1],
+                (pi[2] - jw * ws[2]) / inertia[2] + bias[2] + fb[2] + sg * ng[2])
         if f.gyro_stuck and self._last_gyro is not None:
             gyro = self._last_gyro
         self._last_gyro = gyro
         if f.gyro_dead:
             gyro = (0.0, 0.0, 0.0)
-        rot = rotation_matrix(self.q)
-        if self.env is None:
-            b_b = np.zeros(3)
-            s_b = np.zeros(3)
+        envv = self._env_now()
+        if envv is None:
+            b_b = s_b = (0.0, 0.0, 0.0)
             illum = flux_ratio = 0.0
         else:
-            b_b = rot @ self.env.b_teme_t
-            s_b = rot @ self.env.sun_unit_teme
-            illum = self.env.illumination
-            flux_ratio = self.env.solar_flux_w_m2 / max(illum, 1e-12) / 1361.0 if illum > 0 else 0.0
-        mag = tuple(b_b + np.array(f.mag_bias_t) + self._rng_mag.normal(0.0, p.mag_noise_t, 3))
+            b_i, s_i, illum, flux = envv
+            w, x, y, z = st.q_bi
+            r00, r01, r02 = 1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)
+            r10, r11, r12 = 2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)
+            r20, r21, r22 = 2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
+            b_b = (r00 * b_i[0] + r01 * b_i[1] + r02 * b_i[2], r10 * b_i[0] + r11 * b_i[1] + r12 * b_i[2],
+                   r20 * b_i[0] + r21 * b_i[1] + r22 * b_i[2])
+            s_b = (r00 * s_i[0] + r01 * s_i[1] + r02 * s_i[2], r10 * s_i[0] + r11 * s_i[1] + r12 * s_i[2],
+                   r20 * s_i[0] + r21 * s_i[1] + r22 * s_i[2])
+            flux_ratio = flux / max(illum, 1e-12) / 1361.0 if illum > 0 else 0.0
+        mb, sm = f.mag_bias_t, p.mag_noise_t
+        nm = self._noise("mag")
+        mag = (b_b[0] + mb[0] + sm * nm[0], b_b[1] + mb[1] + sm * nm[1], b_b[2] + mb[2] + sm * nm[2])
         if f.mag_stuck and self._last_mag is not None:
             mag = self._last_mag
         self._last_mag = mag
         if f.mag_dead:
             mag = (0.0, 0.0, 0.0)
-        normals = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
-        cosines = np.clip(normals @ s_b, 0.0, None)
-        noise = self._rng_css.normal(0.0, p.css_noise_frac, 6)
-        css = p.css_full_scale_a * cosines * illum * flux_ratio * np.clip(1.0 + noise, 0.0, None)
+        nc = self._noise("css")  # drawn even when dead: the stream does not depend on faults
         if f.css_dead:
-            css = np.zeros(6)
-        vec = np.array([css[0] - css[1], css[2] - css[3], css[4] - css[5]])
-        nv = float(np.linalg.norm(vec))
+            css = (0.0,) * 6
+        else:
+            scale = p.css_full_scale_a
+            sc = p.css_noise_frac
+            out = []
+            for c, n in zip((s_b[0], -s_b[0], s_b[1], -s_b[1], s_b[2], -s_b[2]), nc, strict=True):  # +x, -x, +y, -y, +z, -z
+                if c <= 0.0 or illum <= 0.0:
+                    out.append(0.0)
+                else:
+                    g = 1.0 + sc * n
+                    out.append(scale * c * illum * flux_ratio * g if g > 0.0 else 0.0)
+            css = tuple(out)
+        vx, vy, vz = css[0] - css[1], css[2] - css[3], css[4] - css[5]
+        nv = math.sqrt(vx * vx + vy * vy + vz * vz)
         sun_valid = nv > 0.1 * p.css_full_scale_a
-        sun_body = tuple(vec / nv) if sun_valid else (0.0, 0.0, 0.0)
-        meas = self._rng_meas.normal(0.0, 1.0, 7)
-        temps = {n: float(t + p.temp_noise_k * meas[i]) for i, (n, t) in enumerate(zip(NODES, self.temps, strict=True))}
+        sun_body = (vx / nv, vy / nv, vz / nv) if sun_valid else (0.0, 0.0, 0.0)
+        meas = self._noise("meas")
+        tn, pn = p.temp_noise_k, p.power_noise_frac
+        temps = st.temps_k
         return Readings(
-            gyro_rad_s=tuple(float(x) for x in gyro), gyro_valid=not f.gyro_dead,
-            mag_body_t=tuple(float(x) for x in mag), mag_valid=not f.mag_dead,
-            css_a=tuple(float(x) for x in css), sun_body=tuple(float(x) for x in sun_body),
-            sun_valid=bool(sun_valid),
-            wheel_speed_rad_s=tuple(float(x) for x in self.wheel_speed),
-            battery_v=float(self.battery_v * (1 + p.power_noise_frac * meas[4])),
-            battery_a=float(self.battery_a * (1 + p.power_noise_frac * meas[5])),
-            solar_power_w=float(self.solar_power_w * (1 + p.power_noise_frac * meas[6])),
-            temps_k=temps,
+            gyro_rad_s=gyro, gyro_valid=not f.gyro_dead,
+            mag_body_t=mag, mag_valid=not f.mag_dead,
+            css_a=css, sun_body=sun_body, sun_valid=sun_valid,
+            wheel_speed_rad_s=(ws[0], ws[1], ws[2]),
+            battery_v=st.battery_v * (1 + pn * meas[4]),
+            battery_a=st.battery_a * (1 + pn * meas[5]),
+            solar_power_w=st.solar_w * (1 + pn * meas[6]),
+            temps_k={NODES[i]: temps[i] + tn * meas[i] for i in range(4)},
         )

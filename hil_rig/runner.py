@@ -691,6 +691,7 @@ class Run:
         self.load_power_w = 0.0  # bus load, refreshed from the plant once per second
         self._env_t0 = -1
         self._env: Any = None
+        self._hk_cols: list[tuple[str, bool]] | None = None
 
     def _fsw_config(self) -> Any:
         import native
@@ -783,7 +784,8 @@ class Run:
             time.sleep(0.005)
 
     # ---- the loop ---------------------------------------------------------------
-    def _env_row(self, t_ns: int) -> Any:
+    def _env_index(self, t_ns: int) -> int:
+        """Row of ``self._env`` (the precomputed environment chunk) for ``t_ns``."""
         k = t_ns // _PHYSICS_DT_NS
         chunk = _ENV_CHUNK_S * 10
         c0 = (k // chunk) * chunk
@@ -791,7 +793,10 @@ class Run:
             t = (np.arange(chunk) + c0) * _PHYSICS_DT_NS
             self._env = self.env.sample(t)
             self._env_t0 = c0
-        return self._env.row(int(k - c0))
+        return int(k - c0)
+
+    def _env_row(self, t_ns: int) -> Any:
+        return self._env.row(self._env_index(t_ns))
 
     def resolve_time(self, target: int | str) -> int:
         """Simulation ns of a target: ns, or a trigger text ('eclipse_entry + 60 s')."""
@@ -827,7 +832,12 @@ class Run:
             for a in self.schedule.due(t):
                 self._apply_fault(a)
             dt = min(_PHYSICS_DT_NS - t % _PHYSICS_DT_NS, t1 - t)
-            plant.step(dt, self.actuators, self._env_row(t), self.payload_power_w, self.plant_faults)
+            if dt == _PHYSICS_DT_NS:  # a whole step: straight from the packed rows (no EnvSample)
+                k = self._env_index(t)
+                plant.run(self._env, dt, self.actuators, self.payload_power_w, self.plant_faults,
+                          start=k, stop=k + 1)
+            else:
+                plant.step(dt, self.actuators, self._env_row(t), self.payload_power_w, self.plant_faults)
             t += dt
             self.clock.t_ns = t
             for name, up in self._board_up_at.items():
@@ -981,7 +991,7 @@ class Run:
 
     def _record(self, t: int) -> None:
         p, fsw = self.plant, self.fsw
-        self.load_power_w = float(p.truth()["load_power_w"])
+        self.load_power_w = float(p.load_power_w)
         for ev in fsw.events.events[self._fsw_event_idx:]:
             self._event(ev.t_ns, "fsw", ev.name, json.dumps(ev.fields, sort_keys=True, default=str))
         self._fsw_event_idx = len(fsw.events.events)
@@ -996,17 +1006,19 @@ class Run:
             sun_err = math.degrees(math.acos(max(-1.0, min(1.0, c))))
         temps = p.temps
         orbit = int(t // self.events.period_ns) + 1
-        w = np.asarray(p.omega_body())
+        wx, wy, wz = p.omega_body()
         row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, self.load_power_w,
                           self.payload_power_w, temps[0], temps[1], temps[2], temps[3],
-                          float(np.linalg.norm(w))]
+                          float(np.linalg.norm((wx, wy, wz)))]
         hk = fsw.hk
-        for c in self.channels[len(TRUTH_CHANNELS):]:
-            v = hk.get(c.name[4:])
+        if self._hk_cols is None:  # (hk key, is integer) per flight-software column, built once
+            self._hk_cols = [(c.name[4:], c.kind == "INTEGER") for c in self.channels[len(TRUTH_CHANNELS):]]
+        for key, is_int in self._hk_cols:
+            v = hk.get(key)
             if v is None or (isinstance(v, float) and not math.isfinite(v)):
                 row.append(None)
             else:
-                row.append(int(v) if c.kind == "INTEGER" else float(v))
+                row.append(int(v) if is_int else float(v))
         self.archive.telemetry(t, row)
         from flight_sw.dictionary import BOARD_STATES
 
