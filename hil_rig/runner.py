@@ -834,8 +834,7 @@ class Run:
             dt = min(_PHYSICS_DT_NS - t % _PHYSICS_DT_NS, t1 - t)
             if dt == _PHYSICS_DT_NS:  # a whole step: straight from the packed rows (no EnvSample)
                 k = self._env_index(t)
-                plant.run(self._env, dt, self.actuators, self.payload_power_w, self.plant_faults,
-                          start=k, stop=k + 1)
+                plant.step_row(self._env, k, dt, self.actuators, self.payload_power_w, self.plant_faults)
             else:
                 plant.step(dt, self.actuators, self._env_row(t), self.payload_power_w, self.plant_faults)
             t += dt
