@@ -34,7 +34,7 @@ THERMAL_CLEAR_K = 353.15  # ... and restores it below 80 degC
 TICK_S = 0.05
 #: Emulated job throughput (floating-point operations per simulated second) of a
 #: virtual-clock agent when none is given: see ``firmware_bridge.jobs.nominal_rate_usteps``.
-DEFAULT_VIRTUAL_FLOPS_S = 2_000_000
+DEFAULT_VIRTUAL_FLOPS_S = 1_000_000
 #: A time-sync report lists at most this many jobs (live ones first, then the newest).
 REPORT_MAX_JOBS = 16
 

@@ -51,7 +51,7 @@ KINDS = {
         "idle_w": 5.0, "max_w": 15.0, "r_k_w": 2.2, "c_j_k": 60.0,
         # emulated job throughput in virtual time (FLOP per simulated second): deliberately
         # low, so the real compute behind it stays cheap at 1000x real time
-        "job_flops_s": 2_000_000,
+        "job_flops_s": 1_000_000,
         # zone name -> offset from the thermal node (K) per unit of load
         "zones": {"cpu-thermal": 1.5, "gpu-thermal": 0.5, "cv0-thermal": 0.0,
                   "soc0-thermal": 0.8, "tj-thermal": 2.0},
@@ -62,7 +62,7 @@ KINDS = {
     "rpi": {
         "model": "Raspberry Pi 4 Model B Rev 1.4 (emulated)",
         "idle_w": 2.7, "max_w": 6.4, "r_k_w": 7.0, "c_j_k": 20.0,
-        "job_flops_s": 800_000,
+        "job_flops_s": 400_000,
         "zones": {"cpu-thermal": 0.0},
         "rails": {},
         "mem_total_kib": 3_884_000,

@@ -209,6 +209,7 @@ class FlightSoftware:
         return s
 
     def close(self) -> None:
+        self.payload.close()
         if self.ground is not None:
             self.ground.close()
 

@@ -6,7 +6,10 @@ Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
    with time sync on, one ``time_sync`` whose reply (protocol 1.1) carries the
    housekeeping record and the board's job states, so the common frame costs one
    link round trip per board (a 1.0 board gets ``housekeeping`` and
-   ``job_status`` calls instead);
+   ``job_status`` calls instead). The boards' time syncs go out concurrently
+   (one thread per board; results handled in board order, so the outcome does
+   not depend on which board answers first): a frame waits for the slowest
+   board, not for the sum of all;
 2. boards that came back from a reset or power cycle: time sync, then each of
    their runs is resumed from its checkpoint (``resume``); a board that no
    longer knows the job gets it restarted from the start, and that is counted;
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +148,7 @@ class PayloadManager(Component):
         self.completed: list[Job] = []
         self._state_counts: Counter[str] = Counter()
         self._booted = False
+        self._pool: ThreadPoolExecutor | None = None  # concurrent time syncs
 
     # --- ground-facing ----------------------------------------------------------------
     def queue(self, t_ns: int, workload: str, params: dict, deadline_s: float,
@@ -182,9 +187,10 @@ class PayloadManager(Component):
             for b in self.boards.values():  # power every board the relay left off
                 if not self.switches.get(b.cfg.channel):
                     self._power(t_ns, b, True, "boot")
-        for b in self.boards.values():
-            if b.powered and not b.isolated:
-                self._housekeeping(t_ns, b)
+        live = [b for b in self.boards.values() if b.powered and not b.isolated]
+        synced = self._time_sync_all(t_ns, live) if self.time_sync else {}
+        for b in live:
+            self._housekeeping(t_ns, b, synced.get(b.cfg.name))
         for b in self.boards.values():
             if b.recovering and b.powered and b.last_ok_ns == t_ns:
                 self._recover(t_ns, b)
@@ -199,15 +205,43 @@ class PayloadManager(Component):
         try:
             return getattr(b.link, method)(*args)
         except LINK_ERRORS as e:
-            b.link_errors += 1
-            self.stats["link_errors"] += 1
-            self._last_error = f"{b.cfg.name}.{method}: {e!r}"[:200]
-            return _FAILED
+            return self._link_error(b, method, e)
 
-    def _housekeeping(self, t_ns: int, b: Board) -> None:
+    def _link_error(self, b: Board, method: str, e: BaseException) -> Any:
+        b.link_errors += 1
+        self.stats["link_errors"] += 1
+        self._last_error = f"{b.cfg.name}.{method}: {e!r}"[:200]
+        return _FAILED
+
+    def _time_sync_all(self, t_ns: int, boards: list[Board]) -> dict[str, Any]:
+        """``time_sync`` on every board at once; results (or _FAILED) by board name."""
+        if len(boards) < 2:
+            return {b.cfg.name: self._call(b, "time_sync", t_ns) for b in boards}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self.boards), thread_name_prefix="payload-sync")
+        futures = [self._pool.submit(b.link.time_sync, t_ns) for b in boards]
+        out: dict[str, Any] = {}
+        for b, f in zip(boards, futures, strict=True):
+            exc = f.exception()
+            if exc is None:
+                out[b.cfg.name] = f.result()
+            elif isinstance(exc, LINK_ERRORS):
+                out[b.cfg.name] = self._link_error(b, "time_sync", exc)
+            else:
+                raise exc
+        return out
+
+    def close(self) -> None:
+        """Stop the time-sync threads (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _housekeeping(self, t_ns: int, b: Board, res: Any = None) -> None:
         hk: Any = None
         if self.time_sync:
-            res = self._call(b, "time_sync", t_ns)
+            if res is None:
+                res = self._call(b, "time_sync", t_ns)
             if res is _FAILED:
                 return
             hk = _get(res, "hk")

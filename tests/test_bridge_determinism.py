@@ -29,7 +29,7 @@ def _script(link: Link) -> list:
     out.append(link.time_sync(0))
     out.append(link.set_throttle(0.7))
     j1 = link.start_job("matmul", {"n": 32, "steps": 300, "seed": 4}, deadline_s=1000)
-    j2 = link.start_job("mlp", {"batch": 8, "width": 16, "layers": 2, "steps": 3000, "seed": 9})
+    j2 = link.start_job("mlp", {"batch": 8, "width": 16, "layers": 2, "steps": 1500, "seed": 9})
     j3 = link.start_job("matmul", {"n": 48, "steps": 10_000, "seed": 2}, deadline_s=7.5)
     j4 = link.start_job("matmul", {"n": 16, "steps": 10_000_000, "seed": 1})
     out.append([j1, j2, j3, j4])

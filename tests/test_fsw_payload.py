@@ -131,11 +131,11 @@ def test_jobs_complete_redundant_and_throttle_follows_budget(fsw_bench) -> None:
 def test_seu_caught_by_redundant_run_and_known_answer(fsw_bench) -> None:
     emus, links, _, _ = fsw_bench
     fsw, clock, plant = make_fsw(fsw_bench)
-    ref = queue(fsw, steps=3000)
+    ref = queue(fsw, steps=1500)
     assert run_until(fsw, clock, lambda: fsw.payload.jobs[ref].state == "done")
     good = fsw.payload.jobs[ref].digest
     # redundant job; flip a bit in b0's copy while it runs
-    jid = queue(fsw, steps=3000, verify="redundant")
+    jid = queue(fsw, steps=1500, verify="redundant")
     job = fsw.payload.jobs[jid]
     assert run_until(fsw, clock, lambda: len([r for r in job.runs if r.state == "running"]) == 2)
     r0 = next(r for r in job.runs if r.board == "b0")
@@ -145,7 +145,7 @@ def test_seu_caught_by_redundant_run_and_known_answer(fsw_bench) -> None:
     assert len(job.runs) == 3 and fsw.stats()["seu_detected"] == 1  # a tie-break run outvoted b0
     assert fsw.events.named("seu_detected")
     # known answer: the ground sends the expected digest; a flipped result is caught and rerun
-    ka = queue(fsw, steps=3000, verify="known_answer", expect_digest=good)
+    ka = queue(fsw, steps=1500, verify="known_answer", expect_digest=good)
     kjob = fsw.payload.jobs[ka]
     assert run_until(fsw, clock, lambda: any(r.state == "running" for r in kjob.runs))
     run = next(r for r in kjob.runs if r.state == "running")
@@ -159,10 +159,10 @@ def test_seu_caught_by_redundant_run_and_known_answer(fsw_bench) -> None:
 def test_hung_board_power_cycled_through_switch_and_job_continues(fsw_bench) -> None:
     emus, links, switches, _ = fsw_bench
     fsw, clock, plant = make_fsw(fsw_bench, checkpoint_period_s=2.0)
-    ref = queue(fsw, steps=4000)
+    ref = queue(fsw, steps=1500)
     assert run_until(fsw, clock, lambda: fsw.payload.jobs[ref].state == "done")
     good = fsw.payload.jobs[ref].digest
-    jid = queue(fsw, steps=4000)
+    jid = queue(fsw, steps=1500)
     job = fsw.payload.jobs[jid]
     assert run_until(fsw, clock, lambda: job.runs and job.runs[0].checkpoint_step > 0)
     board = job.runs[0].board

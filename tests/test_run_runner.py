@@ -142,7 +142,7 @@ def test_compute_workload_gives_identical_archives_even_under_cpu_load(tmp_path:
         for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
             assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
     events = [r for r in table_rows(outs[0], "events") if "job_completed" in map(str, r)]
-    assert len(events) >= 2  # the run really computed: jobs finished on the boards
+    assert len(events) >= 1  # the run really computed: a job finished on a board
 
 
 def _external_bench(tmp: pathlib.Path):  # type: ignore[no-untyped-def]
