@@ -4,7 +4,12 @@ scenario in virtual time, with everything in the loop (environment, plant at
 over their serial links, the simulated Modbus supply and relays, archive,
 judges).
 
-    python bench/run.py [--json] [--duration D] [--scenario NAME]
+    python bench/run.py [--json] [--duration D] [--scenario NAME] [--workload idle|compute]
+                        [--repeat N] [--breakdown]
+
+``--breakdown`` also reports where a simulated second goes (ms of wall time per
+simulated second, by part: rig sensors, plant step, record, power loop; the
+flight software's ADCS frame and payload link), timed by wrapping those methods.
 
 Baseline, measured in the same run: the rig's environment and plant alone,
 stepped at 10 Hz for the same simulated span (no flight software, no boards,
@@ -32,24 +37,96 @@ from hil_rig.scenario import find_scenario, load_scenario, parse_duration  # noq
 NS = 1_000_000_000
 
 
-def full_run(scenario, tmp: pathlib.Path) -> dict:
+#: --breakdown: (class, method, part). Wall time inside each, per simulated second.
+#: Nested parts: ``fsw_frames`` holds ``fsw_adcs_frame`` (which holds ``rig_sensors``)
+#: and ``fsw_payload_link``; ``rig_advance`` holds ``fsw_frames``; ``rig_second``
+#: holds ``rig_record`` and ``rig_power_loop``.
+def _breakdown_points() -> list[tuple[type, str, str]]:
+    from flight_sw.app import FlightSoftware
+    from hil_rig.plant import Plant
+    from hil_rig.power_loop import PowerLoop
+
+    return [(Run, "_advance", "rig_advance"), (Run, "_second", "rig_second"), (Run, "_record", "rig_record"),
+            (PowerLoop, "update", "rig_power_loop"), (Plant, "sensors", "rig_sensors"),
+            (Plant, "step_row", "rig_plant_step"), (FlightSoftware, "step_to", "fsw_frames"),
+            (FlightSoftware, "_control", "fsw_adcs_frame"), (FlightSoftware, "_payload_step", "fsw_payload_link")]
+
+
+class _Timers:
+    """Wraps methods with wall-clock accumulators (a little overhead per call)."""
+
+    def __init__(self) -> None:
+        self.acc: dict[str, float] = {}
+        self._saved: list[tuple[type, str, object]] = []
+
+    def install(self) -> None:
+        for cls, name, part in _breakdown_points():
+            if not hasattr(cls, name):
+                continue
+            f = getattr(cls, name)
+            self._saved.append((cls, name, f))
+            self.acc[part] = 0.0
+
+            def w(*a, _f=f, _p=part, **k):  # type: ignore[no-untyped-def]
+                t0 = time.perf_counter()
+                try:
+                    return _f(*a, **k)
+                finally:
+                    self.acc[_p] += time.perf_counter() - t0
+
+            setattr(cls, name, w)
+
+    def remove(self) -> None:
+        for cls, name, f in self._saved:
+            setattr(cls, name, f)
+        self._saved.clear()
+
+
+def breakdown_ms(acc: dict[str, float], sim_s: float, loop_wall_s: float) -> dict[str, float]:
+    """Per simulated second, ms: each part, plus the exclusive remainders."""
+    ms = {k: v / sim_s * 1e3 for k, v in acc.items()}
+    out = dict(ms)
+    out["fsw_other"] = ms["fsw_frames"] - ms["fsw_adcs_frame"] - ms["fsw_payload_link"]
+    out["fsw_adcs_frame_excl_sensors"] = ms["fsw_adcs_frame"] - ms["rig_sensors"]
+    out["rig_advance_own"] = ms["rig_advance"] - ms["fsw_frames"] - ms["rig_plant_step"]
+    out["rig_second_other"] = ms["rig_second"] - ms["rig_record"] - ms["rig_power_loop"]
+    out["rig_total"] = (ms["rig_sensors"] + ms["rig_plant_step"] + out["rig_advance_own"] + ms["rig_second"])
+    out["loop_total"] = loop_wall_s / sim_s * 1e3
+    return {k: round(v, 3) for k, v in sorted(out.items())}
+
+
+def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False) -> dict:
     out = tmp / f"run-{time.monotonic_ns()}"
     run = Run(scenario, out=out)
+    timers = _Timers()
+    if breakdown:  # before start(): the flight software's executive binds its tasks at start
+        timers.install()
     t0 = time.perf_counter()
-    run.start()
+    try:
+        run.start()
+    except BaseException:
+        timers.remove()
+        raise
+    timers.acc = dict.fromkeys(timers.acc, 0.0)  # the loop only
     t1 = time.perf_counter()
-    run.run_until(run.duration_ns)
+    try:
+        run.run_until(run.duration_ns)
+    finally:
+        timers.remove()
     t2 = time.perf_counter()
     commands = sum(lk.stats.commands for lk in run.links.values())
     result = run.finish()
     sim_s = run.duration_ns / NS
     shutil.rmtree(out, ignore_errors=True)
-    return {
+    res = {
         "sim_s": sim_s, "loop_wall_s": t2 - t1, "startup_wall_s": t1 - t0,
         "speedup": sim_s / (t2 - t1), "speedup_incl_startup": sim_s / (t2 - t0),
         "link_commands_per_sim_s": commands / sim_s, "passed": result.passed,
         "jobs_completed": result.summary.get("fsw", {}).get("jobs_completed", 0),
     }
+    if breakdown:
+        res["breakdown_ms_per_sim_s"] = breakdown_ms(timers.acc, sim_s, t2 - t1)
+    return res
 
 
 def plant_only(scenario, duration_ns: int) -> float:
@@ -89,6 +166,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--workload", choices=["compute", "idle"], default=None,
                     help="override the workload (idle: no jobs on the boards)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the loop's parts (ms per simulated second; slows the run a little)")
     args = ap.parse_args()
     sc = load_scenario(find_scenario(args.scenario))
     if args.duration:
@@ -99,7 +178,7 @@ def main() -> int:
         sc = sc.replace(workload=dataclasses.replace(sc.workload, kind=args.workload))
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="hil-bench-run-"))
     try:
-        runs = [full_run(sc, tmp) for _ in range(args.repeat)]
+        runs = [full_run(sc, tmp, args.breakdown) for _ in range(args.repeat)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sim_ns = int(runs[0]["sim_s"] * NS)
@@ -117,6 +196,10 @@ def main() -> int:
         "passed": all(r["passed"] for r in runs),
         "target_speedup": 1000, "repeat": args.repeat,
     }
+    if args.breakdown:
+        parts = runs[0]["breakdown_ms_per_sim_s"]
+        res["breakdown_ms_per_sim_s"] = {k: round(statistics.median(r["breakdown_ms_per_sim_s"][k] for r in runs), 3)
+                                         for k in parts}
     if args.json:
         print(json.dumps(res, separators=(",", ":")))
     else:
