@@ -356,9 +356,14 @@ class PayloadManager(Component):
             counts[r.digest] = counts.get(r.digest, 0) + 1
         best, n = max(counts.items(), key=lambda kv: kv[1])
         if n >= 2:
+            outvoted = 0
             for r in done:
                 if r.digest != best:
-                    self._seu(t_ns, job, r, "redundant runs disagree; outvoted")
+                    # the first corrupted copy was reported when the runs first disagreed;
+                    # every further one (an SEU in a tie-break run too) is another catch
+                    outvoted += 1
+                    self._seu(t_ns, job, r, "redundant runs disagree; outvoted",
+                              reported=outvoted <= job.seu_caught)
                 else:
                     self.boards[r.board].digest_fail_streak = 0
             job.digest = best
@@ -373,9 +378,9 @@ class PayloadManager(Component):
         else:
             self._finish(t_ns, job, ok=False, cause="no two runs agree")
 
-    def _seu(self, t_ns: int, job: Job, r: Run, cause: str) -> None:
+    def _seu(self, t_ns: int, job: Job, r: Run, cause: str, reported: bool = False) -> None:
         self.boards[r.board].digest_fail_streak += 1
-        if job.verify == "redundant" and job.seu_caught:
+        if reported:
             return  # already reported when the disagreement was first seen
         job.seu_caught += 1
         self.stats["seu_detected"] += 1
@@ -462,7 +467,7 @@ class PayloadManager(Component):
         for b in self._healthy_idle(t_ns):
             job = self._next_job_for(b)
             if job is None:
-                return
+                continue  # nothing for this board (it may be waiting for a partner's copy)
             rid = self._call(b, "start_job", job.workload, job.params, job.deadline_s)
             if rid is _FAILED:
                 continue
@@ -477,6 +482,7 @@ class PayloadManager(Component):
     def _next_job_for(self, b: Board) -> Job | None:
         healthy = {x.cfg.name for x in self.boards.values() if x.powered and not x.isolated}
         fallback = None
+        waits_for_partner = False  # a result of this board waits for another board's copy
         for job in self.jobs.values():
             if job.state not in ("queued", "running"):
                 continue
@@ -486,8 +492,15 @@ class PayloadManager(Component):
             used = {r.board for r in live}
             if b.cfg.name in used:
                 # a redundant copy goes to another board while one can take it
-                if healthy <= used and fallback is None:
-                    fallback = job
+                if healthy <= used:
+                    fallback = fallback or job
+                else:
+                    waits_for_partner = True
+                continue
+            if not live and waits_for_partner:
+                # a faster board does not run ahead on fresh jobs while its earlier
+                # result is unverified: verification (and an SEU's detection) stays
+                # at most one job behind
                 continue
             return job
         return fallback
