@@ -48,7 +48,7 @@ def _breakdown_points() -> list[tuple[type, str, str]]:
 
     return [(Run, "_advance", "rig_advance"), (Run, "_second", "rig_second"), (Run, "_record", "rig_record"),
             (PowerLoop, "update", "rig_power_loop"), (Plant, "sensors", "rig_sensors"),
-            (Plant, "step_row", "rig_plant_step"), (FlightSoftware, "step_to", "fsw_frames"),
+            (Plant, "step_row", "rig_plant_step"), (Plant, "step", "rig_plant_step"), (FlightSoftware, "step_to", "fsw_frames"),
             (FlightSoftware, "_control", "fsw_adcs_frame"), (FlightSoftware, "_payload_step", "fsw_payload_link")]
 
 
@@ -65,7 +65,7 @@ class _Timers:
                 continue
             f = getattr(cls, name)
             self._saved.append((cls, name, f))
-            self.acc[part] = 0.0
+            self.acc.setdefault(part, 0.0)
 
             def w(*a, _f=f, _p=part, **k):  # type: ignore[no-untyped-def]
                 t0 = time.perf_counter()
