@@ -7,27 +7,27 @@ public header itself, preprocessor lines dropped except ``#define NAME <int>``.
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
-import re
 
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
 PLANT = HERE / "plant"
 SOURCES = sorted(str(p.relative_to(HERE.parent)) for p in PLANT.glob("*.c"))
-CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-_INT_DEFINE = re.compile(r"^#define\s+\w+\s+\d+\s*$")
 
 
-def _cdef(text: str) -> str:
-    return (
-        "\n".join(
-            line
-            for line in text.splitlines()
-            if not line.strip().startswith("#") or _INT_DEFINE.match(line.strip())
-        )
-        + "\n"
-    )
+def _load_core_builder():
+    """build_core.py by path: importing ``native`` would need the extension not built yet."""
+    spec = importlib.util.spec_from_file_location("_ohil_build_core", HERE / "build_core.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_core = _load_core_builder()
+CFLAGS = _core.CFLAGS  # the same warnings-as-errors flags as the flight core
+_cdef = _core.header_cdef
 
 
 ffibuilder = FFI()
