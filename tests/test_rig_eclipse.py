@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hil_rig.clock import unix_ns
@@ -87,6 +87,10 @@ orbits = st.builds(
 
 @settings(max_examples=25, deadline=None)
 @given(orbit=orbits)
+# Found by CI: the last contact's penumbra exit lies past the search window.
+@example(orbit=Orbit.from_elements(
+    alt_km=300.0, inc_deg=0.0, raan_deg=301.0,
+    epoch=dt.datetime(2000, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=204)))
 def test_illumination_bounded_continuous_monotone_through_contacts(orbit):
     start = orbit.epoch_ns
     end = start + int(orbit.period_s * 2.2 * 1e9)
@@ -103,7 +107,12 @@ def test_illumination_bounded_continuous_monotone_through_contacts(orbit):
             d = np.diff(f)
             assert np.all(sign * d >= -1e-12), "not monotone through the contact"
             assert np.max(np.abs(d)) < 0.02, "jump in illumination"
-            assert f[0] == (1.0 if sign < 0 else f[0]) and f[-1] == (1.0 if sign > 0 else f[-1])
+            if sign < 0:
+                assert f[0] == 1.0, "not in full sun 2 s before penumbra entry"
+            elif later is not None and stop + 2 * 10**9 <= end:
+                # Only when the search window holds the whole exit: a contact cut
+                # off by the window's end has no penumbra exit to check against.
+                assert f[-1] == 1.0, "not in full sun 2 s after penumbra exit"
     # random instants: always within [0, 1]
     t = np.linspace(start, end, 500).astype(np.int64)
     r, _ = orbit.propagate(t)
