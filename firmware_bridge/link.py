@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import serial
 
@@ -102,6 +103,29 @@ class _Pending:
 
 
 DEFAULT_TIMEOUTS = {"checkpoint": 10.0, "suspend": 10.0, "inject_seu": 10.0}
+
+
+class PendingRequest:
+    """A TC sent by :meth:`Link.begin`; :meth:`wait` (once) returns its reply packet."""
+
+    def __init__(self, link: Link, command: str, apid: int, seq: int, pending: _Pending,
+                 wire: bytes, timeout_s: float, retries: int) -> None:
+        self.link, self.command, self.apid, self.seq = link, command, apid, seq
+        self.pending, self.wire, self.timeout_s, self.retries = pending, wire, timeout_s, retries
+        self.expires = 0.0
+
+    def wait(self) -> P.Packet:
+        return self.link._finish(self)
+
+
+class Pending:
+    """A command in flight: :meth:`wait` returns its result or raises its error."""
+
+    def __init__(self, finish: Callable[[], Any]) -> None:
+        self._finish = finish
+
+    def wait(self) -> Any:
+        return self._finish()
 
 
 class Link:
@@ -307,6 +331,14 @@ class Link:
     def request(self, command: str, apid: int, kind: tuple[int, int], data: bytes = b"",
                 *, timeout_s: float | None = None, retries: int | None = None) -> P.Packet:
         """Send one TC and wait for its final report. Returns the reply packet."""
+        return self.begin(command, apid, kind, data, timeout_s=timeout_s, retries=retries).wait()
+
+    def begin(self, command: str, apid: int, kind: tuple[int, int], data: bytes = b"",
+              *, timeout_s: float | None = None, retries: int | None = None) -> PendingRequest:
+        """Send one TC now and return at once; :meth:`PendingRequest.wait` gets the reply
+        (with the same timeouts and retries as :meth:`request`, counted from now).
+        Several requests begun on several links run concurrently without a thread
+        each. Every begun request must be waited for."""
         if self._closed:
             raise LinkError(f"{command}: link to {self.url} is closed")
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
@@ -316,16 +348,27 @@ class Link:
             self._seq[apid] = (seq + 1) % P.SEQ_MODULO
             pending = _Pending()
             self._pending[(apid, seq)] = pending
-        pkt = P.Packet(P.TC, apid, seq, kind[0], kind[1], data, ack=P.ACK_COMPLETION,
-                       source_id=self.source_id)
-        wire = frame(P.encode_packet(pkt))
+        try:
+            pkt = P.Packet(P.TC, apid, seq, kind[0], kind[1], data, ack=P.ACK_COMPLETION,
+                           source_id=self.source_id)
+            wire = frame(P.encode_packet(pkt))
+        except BaseException:
+            with self._lock:
+                self._pending.pop((apid, seq), None)
+            raise
+        req = PendingRequest(self, command, apid, seq, pending, wire, timeout_s, retries)
         self.stats.commands += 1
+        self._write(req.wire)
+        req.expires = time.monotonic() + timeout_s
+        return req
+
+    def _finish(self, req: PendingRequest) -> P.Packet:
+        pending, timeout_s, retries = req.pending, req.timeout_s, req.retries
         outcome = "timeout"
         try:
             attempt = 0  # timed-out transmissions (bounded by retries)
             fast = 0  # extra fast retransmissions after a corrupted frame (bounded by retries)
-            self._write(wire)
-            expires = time.monotonic() + timeout_s
+            expires = req.expires
             while True:
                 if pending.event.wait(max(0.0, expires - time.monotonic())):
                     with self._lock:
@@ -347,37 +390,43 @@ class Link:
                         break
                     self.stats.retries += 1
                 # leading delimiter flushes any partial frame at the receiver
-                self._write(b"\x00" + wire)
+                self._write(b"\x00" + req.wire)
                 expires = time.monotonic() + timeout_s
             if pending.reply is None and not self._closed:
                 self.stats.timeouts += 1
-                raise LinkTimeout(command, retries + 1, timeout_s)
+                raise LinkTimeout(req.command, retries + 1, timeout_s)
             if pending.reply is None:
-                raise LinkError(f"{command}: link to {self.url} closed while waiting")
+                raise LinkError(f"{req.command}: link to {self.url} closed while waiting")
             reply = pending.reply
             if reply.kind in (P.TM_ACCEPT_FAIL, P.TM_COMPLETE_FAIL):
                 outcome = "failed"
                 self.stats.failed += 1
                 code, msg = P.decode_failure(reply.data[4:])
                 exc_type = CommandRejected if reply.kind == P.TM_ACCEPT_FAIL else CommandFailed
-                raise exc_type(command, code, msg)
+                raise exc_type(req.command, code, msg)
             outcome = "completed"
             self.stats.completed += 1
             return reply
         finally:
             with self._lock:
-                self._pending.pop((apid, seq), None)
+                self._pending.pop((req.apid, req.seq), None)
             if self.history is not None:
-                self.history.append((apid, seq, command, outcome))
+                self.history.append((req.apid, req.seq, req.command, outcome))
 
     def call(self, name: str, args: dict | None = None, *, timeout_s: float | None = None,
              retries: int | None = None) -> dict:
         """Invoke a function-management command by name; returns its JSON result."""
+        return self._call_result(name, self._call_begin(name, args, timeout_s, retries).wait())
+
+    def _call_begin(self, name: str, args: dict | None, timeout_s: float | None,
+                    retries: int | None) -> PendingRequest:
         fid, apid, _ = P.FUNCTIONS[name]
         if timeout_s is None:
             timeout_s = max(self.timeout_s, DEFAULT_TIMEOUTS.get(name, 0.0))
-        reply = self.request(name, apid, P.TC_FUNCTION, P.encode_function(fid, args or {}),
-                             timeout_s=timeout_s, retries=retries)
+        return self.begin(name, apid, P.TC_FUNCTION, P.encode_function(fid, args or {}),
+                          timeout_s=timeout_s, retries=retries)
+
+    def _call_result(self, name: str, reply: P.Packet) -> dict:
         if reply.kind != P.TM_FUNCTION_REPORT:
             raise LinkError(f"{name}: unexpected reply ({reply.service},{reply.subtype})")
         try:
@@ -469,10 +518,18 @@ class Link:
         """Set the board's clock. With ``report`` (protocol 1.1) the reply also carries
         ``hk`` (decoded, as :meth:`housekeeping` returns it) and ``jobs`` (brief states,
         live jobs first): one round trip per frame. A 1.0 agent ignores the flag."""
+        return self.time_sync_begin(t_ns, report).wait()
+
+    def time_sync_begin(self, t_ns: int, report: bool = True) -> Pending:
+        """:meth:`time_sync`, sent now; ``.wait()`` returns what :meth:`time_sync` would.
+        For syncing several boards at once from one thread."""
         args: dict = {"t_ns": int(t_ns)}
         if report:
             args["report"] = True
-        res = self.call("time_sync", args)
+        req = self._call_begin("time_sync", args, None, None)
+        return Pending(lambda: self._time_sync_result(t_ns, self._call_result("time_sync", req.wait())))
+
+    def _time_sync_result(self, t_ns: int, res: dict) -> dict:
         hk = res.get("hk")
         if isinstance(hk, str):
             try:

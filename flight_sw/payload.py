@@ -7,9 +7,10 @@ Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
    housekeeping record and the board's job states, so the common frame costs one
    link round trip per board (a 1.0 board gets ``housekeeping`` and
    ``job_status`` calls instead). The boards' time syncs go out concurrently
-   (one thread per board; results handled in board order, so the outcome does
-   not depend on which board answers first): a frame waits for the slowest
-   board, not for the sum of all;
+   (all sent, then all awaited, with a link's ``time_sync_begin``; else one
+   thread per board; results handled in board order, so the outcome does not
+   depend on which board answers first): a frame waits for the slowest board,
+   not for the sum of all;
 2. boards that came back from a reset or power cycle: time sync, then each of
    their runs is resumed from its checkpoint (``resume``); a board that no
    longer knows the job gets it restarted from the start, and that is counted;
@@ -217,6 +218,8 @@ class PayloadManager(Component):
         """``time_sync`` on every board at once; results (or _FAILED) by board name."""
         if len(boards) < 2:
             return {b.cfg.name: self._call(b, "time_sync", t_ns) for b in boards}
+        if all(hasattr(b.link, "time_sync_begin") for b in boards):
+            return self._time_sync_begun(t_ns, boards)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(len(self.boards), thread_name_prefix="payload-sync")
         futures = [self._pool.submit(b.link.time_sync, t_ns) for b in boards]
@@ -229,6 +232,26 @@ class PayloadManager(Component):
                 out[b.cfg.name] = self._link_error(b, "time_sync", exc)
             else:
                 raise exc
+        return out
+
+    def _time_sync_begun(self, t_ns: int, boards: list[Board]) -> dict[str, Any]:
+        """The same, without threads: every sync is sent, then every reply awaited
+        (``time_sync_begin``, as firmware_bridge's Link offers)."""
+        begun: list[Any] = []
+        for b in boards:
+            try:
+                begun.append(b.link.time_sync_begin(t_ns))  # type: ignore[attr-defined]
+            except LINK_ERRORS as e:
+                begun.append(e)
+        out: dict[str, Any] = {}
+        for b, p in zip(boards, begun, strict=True):
+            if isinstance(p, BaseException):
+                out[b.cfg.name] = self._link_error(b, "time_sync", p)
+                continue
+            try:
+                out[b.cfg.name] = p.wait()
+            except LINK_ERRORS as e:
+                out[b.cfg.name] = self._link_error(b, "time_sync", e)
         return out
 
     def close(self) -> None:

@@ -392,6 +392,9 @@ class _GatedLink:
     def time_sync(self, t_ns: int) -> Any:
         return self._gate("time_sync").time_sync(t_ns)
 
+    def time_sync_begin(self, t_ns: int) -> Any:
+        return self._gate("time_sync").time_sync_begin(t_ns)
+
     def __getattr__(self, name: str) -> Any:  # board_info, inject_*, stats, ...
         return getattr(self._link, name)
 

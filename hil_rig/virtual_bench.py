@@ -33,6 +33,9 @@ from hil_rig.benchfile import Bench, BoardSpec, load_bench
 from hil_rig.instruments.sim import SimHost, SimRelayBoard, SimSupply
 from hil_rig.instruments.url import ModbusEndpoint
 
+_BOOT_POLL_S = 0.02  # supervisor wake-up while a board is booting ...
+_IDLE_POLL_S = 0.25  # ... and otherwise (instrument changes wake it at once)
+
 log = logging.getLogger("hil_rig.virtual_bench")
 
 
@@ -208,7 +211,15 @@ class VirtualBench:
 
     def _supervise(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(0.02)
+            # The instruments wake it on every change; between changes it only has
+            # boot timers to keep (and status lines to drain), so it sleeps longer
+            # then: it shares the interpreter with the run's loop.
+            with self._lock:
+                booting = [b.boot_at for b in self.boards.values() if b.boot_at is not None]
+            wait = _BOOT_POLL_S if booting else _IDLE_POLL_S
+            if booting:
+                wait = max(0.0, min(wait, min(booting) - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
             try:
                 self.reconcile()
