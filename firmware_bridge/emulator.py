@@ -28,6 +28,7 @@ Simulated physics (per board kind, see ``KINDS``):
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -231,6 +232,7 @@ class EmulatorProcess:
         self.last_status: dict | None = None
         self._status_r: int | None = None
         self._buf = b""
+        self._power_hist: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
 
     def start(self, ready_timeout_s: float = 30.0) -> EmulatorProcess:
         if self.alive:
@@ -276,6 +278,18 @@ class EmulatorProcess:
         self.poll_status()
         return self._power_w
 
+    def power_w_at(self, t_ns: int) -> float | None:
+        """The draw the board reported as of its clock time ``t_ns``: the last status
+        line stamped at or before it. For a bench whose boards' virtual clocks may run
+        ahead of it (a time sync in flight), so that what it reads at ``t_ns`` does not
+        depend on how far a board has got."""
+        with self._status_lock:
+            self._poll_status()
+            for t, p in reversed(self._power_hist):
+                if t <= t_ns:
+                    return p
+            return self._power_hist[0][1] if self._power_hist else self._power_w
+
     def poll_status(self) -> list[dict]:
         """Read status lines reported since the last call (updates ``power_w``)."""
         with self._status_lock:
@@ -304,6 +318,8 @@ class EmulatorProcess:
             out.append(msg)
             self.last_status = msg
             self._power_w = msg.get("power_w", self._power_w)
+            if isinstance(msg.get("t_ns"), int) and self._power_w is not None:
+                self._power_hist.append((msg["t_ns"], float(self._power_w)))
         return out
 
     @property

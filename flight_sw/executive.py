@@ -42,7 +42,8 @@ RATE_GROUPS: tuple[RateGroup, ...] = (
     RateGroup(
         "housekeeping",
         NS,
-        ("nav", "eps", "thermal", "telecommand", "payload", "fdir", "modes", "telemetry", "health"),
+        ("nav", "eps", "thermal", "telecommand", "payload", "fdir", "modes", "telemetry",
+         "payload_lead", "health"),
     ),
     RateGroup("planning", 10 * NS, ("eclipse",)),
 )

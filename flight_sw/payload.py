@@ -21,6 +21,20 @@ Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
    first terms from the C core, sent to every board when it changes;
 6. dispatch of queued runs to idle, healthy boards.
 
+Lead sync (``sync_lead``; only for boards on a virtual clock, and links with
+``time_sync_begin``): at the end of the 1 Hz group (:meth:`PayloadManager.lead`)
+the next frame's ``time_sync`` is sent at once to every board that reported this
+frame, and its reply is awaited at the next frame. The boards compute the coming
+second while the rest of the loop (control frames, the rig's physics) runs,
+instead of the loop waiting for them. What the flight software sees does not
+change: each board advances to exactly the time it would have been synced to,
+with the throttle and jobs it was left with. Any command to a board while its
+lead sync is out (FDIR, ground, a power switch) first awaits that reply and
+drops it, so the command lands after the sync as before, and the next frame
+syncs that board afresh; :meth:`PayloadManager.settle` does the same for
+whoever else touches a board (the rig, before a fault or a power change). A
+real-clock board must not get it: its clock would be set one frame ahead.
+
 Verification: ``none``; ``known_answer`` (the ground gives the expected digest
 in ``expect_digest``); ``redundant`` (two runs on different boards when
 possible; on disagreement a third run breaks the tie, and the odd one out is an
@@ -120,6 +134,7 @@ class PayloadManager(Component):
         *,
         time_sync: bool = True,
         checkpoint_period_s: float = 30.0,
+        sync_lead: bool = False,
     ) -> None:
         super().__init__()
         missing = [b.name for b in boards if b.name not in links]
@@ -129,6 +144,9 @@ class PayloadManager(Component):
         self.switches = switches
         self.events = events
         self.time_sync = time_sync
+        self.sync_lead = sync_lead
+        self._lead: dict[str, tuple[int, Any]] = {}  # board -> (t_ns, time sync in flight)
+        self.lead_syncs_used = 0
         self.checkpoint_period_ns = int(checkpoint_period_s * NS)
         self.jobs: dict[int, Job] = {}
         self._next_id = 1
@@ -203,6 +221,8 @@ class PayloadManager(Component):
         self._account(t_ns)
 
     def _call(self, b: Board, method: str, *args: Any) -> Any:
+        if self._lead:
+            self.settle(b.cfg.name)
         try:
             return getattr(b.link, method)(*args)
         except LINK_ERRORS as e:
@@ -216,10 +236,10 @@ class PayloadManager(Component):
 
     def _time_sync_all(self, t_ns: int, boards: list[Board]) -> dict[str, Any]:
         """``time_sync`` on every board at once; results (or _FAILED) by board name."""
+        if self._lead or (len(boards) > 1 and all(hasattr(b.link, "time_sync_begin") for b in boards)):
+            return self._time_sync_begun(t_ns, boards)
         if len(boards) < 2:
             return {b.cfg.name: self._call(b, "time_sync", t_ns) for b in boards}
-        if all(hasattr(b.link, "time_sync_begin") for b in boards):
-            return self._time_sync_begun(t_ns, boards)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(len(self.boards), thread_name_prefix="payload-sync")
         futures = [self._pool.submit(b.link.time_sync, t_ns) for b in boards]
@@ -237,12 +257,23 @@ class PayloadManager(Component):
     def _time_sync_begun(self, t_ns: int, boards: list[Board]) -> dict[str, Any]:
         """The same, without threads: every sync is sent, then every reply awaited
         (``time_sync_begin``, as firmware_bridge's Link offers)."""
+        lead, self._lead = self._lead, {}
         begun: list[Any] = []
         for b in boards:
+            sent = lead.pop(b.cfg.name, None)
+            if sent is not None and sent[0] == t_ns:
+                begun.append(sent[1])  # the lead sync for this frame: its reply is ours
+                self.lead_syncs_used += 1
+                continue
+            if sent is not None:
+                self._drop(sent[1])
+            begin = getattr(b.link, "time_sync_begin", None)
             try:
-                begun.append(b.link.time_sync_begin(t_ns))  # type: ignore[attr-defined]
+                begun.append(begin(t_ns) if begin is not None else _Ready(b.link.time_sync(t_ns)))
             except LINK_ERRORS as e:
                 begun.append(e)
+        for _t, p in lead.values():  # boards not live any more: let their replies go
+            self._drop(p)
         out: dict[str, Any] = {}
         for b, p in zip(boards, begun, strict=True):
             if isinstance(p, BaseException):
@@ -254,8 +285,40 @@ class PayloadManager(Component):
                 out[b.cfg.name] = self._link_error(b, "time_sync", e)
         return out
 
+    def lead(self, t_ns: int, next_ns: int) -> None:
+        """End of the frame at ``t_ns``: with ``sync_lead``, send the ``next_ns`` time
+        sync now to every board that reported this frame; :meth:`run` awaits it."""
+        if not (self.time_sync and self.sync_lead):
+            return
+        self.settle()
+        for b in self.boards.values():
+            if (b.powered and not b.isolated and not b.recovering and b.report_ns == t_ns
+                    and hasattr(b.link, "time_sync_begin")):
+                try:
+                    self._lead[b.cfg.name] = (next_ns, b.link.time_sync_begin(next_ns))  # type: ignore[attr-defined]
+                except LINK_ERRORS:
+                    pass  # the next frame syncs it the usual way and counts the error
+
+    def settle(self, board: str | None = None) -> None:
+        """Await the lead time syncs in flight (to ``board``, or to all) and drop their
+        replies: whoever calls this is about to change what the board will report;
+        the next frame syncs it afresh. Call it before touching a board behind the
+        flight software's back (a fault, a power change)."""
+        for name in list(self._lead) if board is None else [board]:
+            sent = self._lead.pop(name, None)
+            if sent is not None:
+                self._drop(sent[1])
+
+    @staticmethod
+    def _drop(pending: Any) -> None:
+        try:
+            pending.wait()
+        except LINK_ERRORS:
+            pass  # nobody will read this reply; the next sync tells its own story
+
     def close(self) -> None:
         """Stop the time-sync threads (idempotent)."""
+        self.settle()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -581,14 +644,27 @@ class PayloadManager(Component):
         self._power(t_ns, b, False, cause)
 
     def _power(self, t_ns: int, b: Board, on: bool, cause: str) -> None:
+        if self._lead:
+            self.settle(b.cfg.name)
         self.switches.set(b.cfg.channel, on)
         b.powered = on
+        b.report_ns = -1  # its report is void now: no lead sync until it reports again
         if not on:
             b.power_w = 0.0
         self.events.emit(t_ns, "board_power", board=b.cfg.name, on=on, channel=b.cfg.channel, cause=cause)
 
     def counts(self) -> dict[str, int]:
         return {"jobs_queued": self._state_counts["queued"], "jobs_running": self._state_counts["running"]}
+
+
+class _Ready:
+    """A result at hand, shaped like a begun call."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def wait(self) -> Any:
+        return self.value
 
 
 class _Failed:

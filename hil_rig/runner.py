@@ -36,7 +36,7 @@ import pathlib
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import numpy as np
@@ -479,6 +479,9 @@ class Run:
         self._queued = 0
         self._hang_pending: list[FaultAction] = []
         self._seu_pending: list[tuple[FaultAction, int]] = []
+        #: the flight software's lead time sync (flight_sw.payload): on in virtual time when
+        #: every board is emulated (a real board's clock must not run ahead); set before start()
+        self.sync_lead: bool | None = None
 
     # ---- life cycle -----------------------------------------------------------
     def __enter__(self) -> Run:
@@ -541,6 +544,8 @@ class Run:
         self.boards = {b.name: b.emulates for b in boards}
         self._board_specs = {b.name: b for b in boards}
         self.realtime = sc.speed is not None
+        if self.sync_lead is None:
+            self.sync_lead = not self.realtime and not spec.has_hardware_boards
         if spec.has_hardware_boards and not self.realtime:
             print(f"hil run: warning: bench {spec.name!r} has real boards and the run is in virtual "
                   "time; real boards keep wall-clock time between time syncs (use --speed)",
@@ -598,6 +603,8 @@ class Run:
 
             self.vb = VirtualBench(spec, seed=sc.seed, clock="real" if self.realtime else "virtual",
                                    test_mode=True)
+            if not self.realtime:
+                self.vb.as_of_ns = lambda: self.clock.t_ns
             self.vb.start()
             self._closers.append(self.vb.close)
             bench = self.vb.bench
@@ -729,6 +736,7 @@ class Run:
         return fsw_app.FswConfig(
             epoch_utc=self.scenario.epoch_iso, boards=boards, adcs=adcs, eps=eps,
             thermal_zones=["battery", "payload", "radiator", "structure"],
+            sync_lead=bool(self.sync_lead),
         )
 
     def _start_fsw(self) -> None:
@@ -750,6 +758,7 @@ class Run:
     def _set_channel(self, channel: int, on: bool, cause: str) -> None:
         if self.switch is None:
             return
+        self._settle(self._boards_on(channel))
         self.switch.set_channel(channel, on)
         was = self._channel_on.get(channel)
         self._channel_on[channel] = on
@@ -766,6 +775,14 @@ class Run:
                     self.vb._wake.set()
                     if not self.vb.wait_board(name, running=False, timeout_s=_BOARD_WAIT_S):
                         raise RunError(f"board {name}: still running {_BOARD_WAIT_S:.0f} s after its relay opened")
+
+    def _settle(self, names: Iterable[str]) -> None:
+        """Before the rig touches a board (power, fault, injection): let the flight
+        software's lead time sync to it land first, so that what the board sees, and
+        in which order, does not depend on the wall clock."""
+        if self.fsw is not None:
+            for name in names:
+                self.fsw.payload.settle(name)
 
     def _board_up(self, name: str) -> bool:
         t = self._board_up_at.get(name)
@@ -887,6 +904,7 @@ class Run:
         start = a.phase == "start"
         pf = self.plant_faults
         if a.kind in ("link_noise", "link_drop", "link_disconnect"):
+            self._settle([self._target(a)])
             px = self.proxies[self._target(a)]
             if a.kind == "link_disconnect":
                 px.unplug() if start else px.replug()
@@ -934,6 +952,7 @@ class Run:
         t = self.clock.t_ns
         supply = self._board_specs[board].supply
         fed = [n for n, b in self._board_specs.items() if b.supply == supply]
+        self._settle(fed)
         if start:
             self._brownout = True
             self.payload_power_w = max(self.power.update(volts, volts > 0).power_w, 0.0)
@@ -962,6 +981,7 @@ class Run:
         for a in list(self._hang_pending):
             name = self._target(a)
             if self._board_up(name):
+                self._settle([name])
                 try:
                     self.links[name].inject_hang(0.0)
                     self._event(t, "fault", "payload_hang_injected", f"{name} hangs until power-cycled")
@@ -975,6 +995,7 @@ class Run:
             run = b.run[1] if b is not None and b.run else None
             if run is None or run.state != "running" or not self._board_up(name):
                 continue
+            self._settle([name])
             try:
                 self.links[name].inject_seu(int(run.remote_id))
             except Exception as exc:  # noqa: BLE001

@@ -11,7 +11,8 @@ delivers at least the board's minimum voltage. When that stops, the board's
 process is killed (SIGKILL: power lost, state lost); when it comes back, the
 board boots again after its ``boot_time_s``. The supply's measured current is
 the boards' draw (``power_w`` from each emulator, ``idle_power_w`` while it
-boots) divided by the output voltage.
+boots) divided by the output voltage; with ``as_of_ns`` set, the draw each
+board reported as of that simulation time.
 
 >>> # with VirtualBench(load_bench()) as vb:
 >>> #     vb.endpoints  -> {"boards": {"jetson0": {"serial": "/dev/pts/3", ...}}, "instruments": {...}}
@@ -27,6 +28,7 @@ import tempfile
 import threading
 import time
 import tty
+from collections.abc import Callable
 from typing import Any
 
 from hil_rig.benchfile import Bench, BoardSpec, load_bench
@@ -57,11 +59,13 @@ class _Board:
         # a real board's eMMC; RAM state (running jobs, throttle) does not
         self.disk = tempfile.mkdtemp(prefix=f"orbit-hil-{spec.name}-disk-")
 
-    def draw_w(self) -> float:
+    def draw_w(self, as_of_ns: int | None = None) -> float:
         if not self.powered:
             return 0.0
-        if self.proc is not None and self.proc.alive and self.proc.power_w is not None:
-            return float(self.proc.power_w)
+        if self.proc is not None and self.proc.alive:
+            p = self.proc.power_w if as_of_ns is None else self.proc.power_w_at(as_of_ns)
+            if p is not None:
+                return float(p)
         return self.spec.idle_power_w
 
     @property
@@ -129,6 +133,10 @@ class VirtualBench:
         self._thread: threading.Thread | None = None
         self.bench: Bench = self.spec
         self.errors: list[str] = []
+        #: the simulation time the supplies measure at (a runner in virtual time sets it):
+        #: each board's draw is then the one it reported as of that time, even when its
+        #: virtual clock has already been synced ahead of it
+        self.as_of_ns: Callable[[], int] | None = None
 
     # -- wiring ---------------------------------------------------------------
     def _relay_on(self, b: BoardSpec) -> bool:
@@ -142,10 +150,11 @@ class VirtualBench:
             if volts <= 0:
                 return 0.0
             amps = 0.0
+            as_of = self.as_of_ns() if self.as_of_ns is not None else None
             for board in self.boards.values():
                 b = board.spec
                 if b.supply == supply and self._relay_on(b) and volts >= b.min_voltage_v:
-                    amps += (board.draw_w() if board.powered else b.idle_power_w) / volts
+                    amps += (board.draw_w(as_of) if board.powered else b.idle_power_w) / volts
             return amps
 
         return load

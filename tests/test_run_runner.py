@@ -145,6 +145,33 @@ def test_compute_workload_gives_identical_archives_even_under_cpu_load(tmp_path:
     assert len(events) >= 1  # the run really computed: a job finished on a board
 
 
+def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -> None:
+    """In virtual time the flight software sends each frame's time sync to the
+    emulated boards one frame early, so they compute while the loop runs. What
+    the boards do and report must not change: the archives are identical, row for
+    row, with and without it (compute workload: jobs start, progress, finish)."""
+    from hil_rig.runner import Run
+    from hil_rig.scenario import load_scenario
+
+    sc = load_scenario(_scenario(tmp_path, name="lead", duration="4 min", seed=11, workload="compute"))
+    outs = {False: tmp_path / "plain", True: tmp_path / "lead"}
+    used = {}
+    for lead, out in outs.items():
+        run = Run(sc, out=out)
+        run.sync_lead = lead
+        with run:
+            run.run_until(run.duration_ns)
+            used[lead] = run.fsw.payload.lead_syncs_used
+            assert run.finish().passed
+    assert used[False] == 0 and used[True] > 400  # two boards, 240 frames: nearly every sync led
+    for table in TABLES:
+        a, b = (table_rows(o, table) for o in outs.values())
+        assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
+        for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
+            assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
+    assert any("job_completed" in map(str, r) for r in table_rows(outs[True], "events"))
+
+
 def _external_bench(tmp: pathlib.Path):  # type: ignore[no-untyped-def]
     """Simulated instruments and emulated boards hosted by this test process (so they
     outlive the runner), and a bench file that points the runner at them as it would
