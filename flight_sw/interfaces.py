@@ -88,6 +88,10 @@ class PayloadLink(Protocol):
     Every call may raise ``firmware_bridge.link.LinkError`` (or its subclasses
     ``LinkTimeout`` and ``CommandFailed``); the payload manager and FDIR treat
     those as link-health evidence, never as crashes.
+
+    Optional: ``time_sync_begin(t_ns)`` sends the sync and returns an object whose
+    ``wait()`` gives what ``time_sync`` would; with it the payload manager syncs
+    every board from its own thread, and can lead (see ``flight_sw.payload``).
     """
 
     def ping(self) -> Any: ...
