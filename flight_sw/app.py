@@ -77,6 +77,10 @@ class FswConfig:
     battery_min_soc: float = 0.2
     battery_temp_k: tuple[float, float] = (268.15, 318.15)
     rate_safe_rad_s: float = 0.3
+    # sun sensors: SAFE when they see no sun this long while the onboard predictor
+    # says the spacecraft is in full sun (more than sun_margin_s from an eclipse)
+    sun_missing_max_s: float = 120.0
+    sun_margin_s: float = 60.0
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> FswConfig:
@@ -154,6 +158,7 @@ class FlightSoftware:
         self._eps_out: dict[str, float] = {"soc": float("nan"), "payload_budget_w": 0.0, "power_mode": 0}
         self._therm_out: dict[str, float] = {"payload_throttle": 1.0, "trip": 0}
         self._watchdog_fired = False
+        self._sun_missing_since: int | None = None
         comps = {
             "adcs": _Fn("adcs", self._control),
             "nav": _Fn("nav", self._nav),
@@ -391,11 +396,27 @@ class FlightSoftware:
         samples["battery.temp_k"] = s.temps_k.get("battery")
         samples["adcs.rate_norm_rad_s"] = float(np.linalg.norm(s.omega_body_rad_s))
         samples["exec.watchdog_expired"] = 1.0 if self.executive.watchdog.expired else 0.0
+        samples["adcs.sun_missing_s"] = self._sun_missing(t_ns)
         for a in self.fdir.evaluate(t_ns, samples):
             if a.action == "safe":
                 self.modes.request(t_ns, SAFE, "autonomous", f"fdir {a.target}: {a.cause}")
             else:
                 self.payload.apply(t_ns, a.target, a.action, a.cause)
+
+    def _sun_missing(self, t_ns: int) -> float | None:
+        """Seconds for which the sun sensors have seen no sun while the onboard
+        eclipse prediction puts the spacecraft in full sun; None without a TLE."""
+        if not self.predictor.loaded:
+            self._sun_missing_since = None
+            return None
+        w, m = self.window, int(self.cfg.sun_margin_s * NS)
+        predicted_sun = w is None or not (w.entry_ns - m <= t_ns <= w.exit_ns + m)
+        if not predicted_sun or self.sensor.sun_valid:
+            self._sun_missing_since = None
+            return 0.0
+        if self._sun_missing_since is None:
+            self._sun_missing_since = t_ns
+        return (t_ns - self._sun_missing_since) / NS
 
     def _mode_inputs(self) -> ModeInputs:
         pe = self._last_adcs["pointing_error_rad"]
@@ -497,6 +518,7 @@ class FlightSoftware:
             MonitorDef("battery.temp_k", SPACECRAFT, lo_t, hi_t, 30, entry="safe", unit="K"),
             MonitorDef("adcs.rate_norm_rad_s", SPACECRAFT, None, c.rate_safe_rad_s, 10, entry="safe", unit="rad/s"),
             MonitorDef("exec.watchdog_expired", SPACECRAFT, None, 0.5, 1, entry="safe"),
+            MonitorDef("adcs.sun_missing_s", SPACECRAFT, None, c.sun_missing_max_s, 1, entry="safe", unit="s"),
         ]
         trip = native.default_thermal_config()["trip_k"] if "trip_k" not in c.thermal else c.thermal["trip_k"]
         for b in c.boards:

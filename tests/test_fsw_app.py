@@ -194,3 +194,45 @@ def test_onboard_eclipse_edges_lie_inside_the_rigs_penumbra() -> None:
         assert pe - NS <= w.entry_ns <= ue + NS, (pe, w.entry_ns, ue)
         assert ux - NS <= w.exit_ns <= px + NS, (ux, w.exit_ns, px)
         t = w.exit_ns + 60 * NS
+
+
+def _to_predicted_sun(fsw: FlightSoftware, clock: FakeClock, need_s: float) -> None:
+    """Advance until the onboard prediction gives ``need_s`` of full sun ahead."""
+    for _ in range(2000):
+        w = fsw.window
+        if w is None or (clock.t_ns > w.exit_ns + 70 * NS) or clock.t_ns + (need_s + 70) * NS < w.entry_ns:
+            return
+        advance(fsw, clock, 10)
+    raise AssertionError("no sunlit stretch found")
+
+
+def test_dead_sun_sensors_in_predicted_sun_go_safe() -> None:
+    """Sun sensors that see nothing while the onboard eclipse prediction says full
+    sun: after sun_missing_max_s the spacecraft goes SAFE, with the cause logged."""
+    fsw, clock, plant = make(tle=_tle())
+    advance(fsw, clock, 20)
+    _to_predicted_sun(fsw, clock, 200)
+    plant.sun_valid = False
+    t0 = clock.t_ns
+    advance(fsw, clock, 150)
+    act = [e for e in fsw.events.named("fdir_action") if e.fields["target"] == "spacecraft"]
+    assert [e.fields["action"] for e in act] == ["safe"]
+    assert t0 + 120 * NS < act[0].t_ns <= t0 + 123 * NS
+    assert fsw.mode == "SAFE" and "adcs.sun_missing_s" in fsw.events.named("mode_transition")[-1].fields["cause"]
+
+
+def test_no_sun_in_a_predicted_eclipse_is_not_a_fault() -> None:
+    fsw, clock, plant = make(tle=_tle())
+    advance(fsw, clock, 20)
+    for _ in range(2000):  # to just inside the next predicted eclipse
+        w = fsw.window
+        if w is not None and w.entry_ns + 5 * NS <= clock.t_ns < w.exit_ns:
+            break
+        advance(fsw, clock, 10)
+    w = fsw.window
+    plant.sun_valid = False  # dark all through the eclipse, and 30 s past the predicted exit
+    advance(fsw, clock, (w.exit_ns - clock.t_ns) / NS + 30)
+    plant.sun_valid = True
+    advance(fsw, clock, 200)
+    assert not [e for e in fsw.events.named("fdir_action") if e.fields["target"] == "spacecraft"]
+    assert fsw.mode != "SAFE"
