@@ -7,8 +7,8 @@ matrix, i.e. ``v_b = q (x) v_i (x) q*``. Wheels 0, 1, 2 spin about body x, y, z.
 
 The physics step is C (``native/plant/plant.c`` built as ``native._plant``: ground
 code, kept apart from the flight core) so a day at 10 Hz runs in well under a
-second; sensors are modelled in scalar Python from its state, at the rate they are read, with
-noise drawn in blocks.
+second; the sensor models are C too (``ohil_plant_sense``), read from its state at the rate
+they are read, with noise drawn in blocks from per-sensor numpy Generators.
 
 Attitude integrator: Strang splitting of the free rigid body (with wheel momentum)
 into exact rotations about the three body axes (1/2, 1/2, 1, 1/2, 1/2), between
@@ -24,7 +24,7 @@ numpy Generators spawned from the seed.
 from __future__ import annotations
 
 import dataclasses
-import math
+from typing import Any
 
 import numpy as np
 from native._plant import ffi, lib  # the C plant (ground code, native/plant)
@@ -196,7 +196,7 @@ _CONFIG_ERRORS = {
 class Plant:
     """The spacecraft. Drive it with :meth:`step`; read :meth:`sensors` and :meth:`truth`.
 
-    The physics runs in C (``native._plant``); sensors are modelled here from its state.
+    The physics and the sensor models run in C (``native._plant``); noise and faults come from here.
     """
 
     def __init__(self, params: PlantParams | None = None, seed: int = 0) -> None:
@@ -230,11 +230,21 @@ class Plant:
         self.payload_power_w = 0.0
         self._last_gyro: tuple[float, float, float] | None = None
         self._last_mag: tuple[float, float, float] | None = None
-        self._gyro_bias = self.gyro_bias_rad_s.tolist()
+        sc = self._sense_cfg = ffi.new("ohil_plant_sensor_config_t *")
+        sc.gyro_noise_rad_s = p.gyro_noise_rad_s
+        sc.gyro_bias_rad_s = self.gyro_bias_rad_s.tolist()
+        sc.mag_noise_t = p.mag_noise_t
+        sc.css_full_scale_a = p.css_full_scale_a
+        sc.css_noise_frac = p.css_noise_frac
+        sc.temp_noise_k = p.temp_noise_k
+        sc.power_noise_frac = p.power_noise_frac
+        self._sense_out = ffi.new("double[]", lib.OHIL_PLANT_READINGS)
         self._noise_src = {"gyro": (self._rng_gyro, 3), "mag": (self._rng_mag, 3), "css": (self._rng_css, 6),
                            "meas": (self._rng_meas, 7)}
-        self._noise_blocks: dict[str, list[list[float]]] = {k: [] for k in self._noise_src}
-        self._noise_idx = dict.fromkeys(self._noise_src, 0)
+        # per sensor: (block of rows, C pointer to it); index of the next row
+        self._noise_blocks: dict[str, tuple[np.ndarray, Any]] = {}
+        self._noise_idx = dict.fromkeys(self._noise_src, _NOISE_BLOCK)
+        self._fault_args: tuple[Faults, Any, Any] | None = None
 
     def _fill_config(self) -> None:
         p, c = self.p, self._cfg
@@ -472,102 +482,80 @@ class Plant:
         the values, in order, are exactly those of one ``normal(0, 1, k)`` draw per
         reading (each Generator feeds one sensor only), so block size never changes
         the stream."""
-        blk = self._noise_blocks[which]
+        blk, _ptr, i = self._noise_next(which)
+        return blk[i].tolist()
+
+    def _noise_ptr(self, which: str) -> Any:
+        """:meth:`_noise`, as a C pointer to the row (no list for the C model to convert)."""
+        blk, ptr, i = self._noise_next(which)
+        return ptr + i * blk.shape[1]
+
+    def _noise_next(self, which: str) -> tuple[np.ndarray, Any, int]:
         i = self._noise_idx[which]
-        if i >= len(blk):
+        if i >= _NOISE_BLOCK:
             rng, k = self._noise_src[which]
-            blk = self._noise_blocks[which] = rng.standard_normal((_NOISE_BLOCK, k)).tolist()
+            blk = np.ascontiguousarray(rng.standard_normal((_NOISE_BLOCK, k)))
+            self._noise_blocks[which] = (blk, ffi.from_buffer("double[]", blk))
             i = 0
         self._noise_idx[which] = i + 1
-        return blk[i]
+        blk, ptr = self._noise_blocks[which]
+        return blk, ptr, i
 
-    def _env_now(self) -> tuple[list[float], list[float], float, float] | None:
-        """(b_teme_t, sun_unit_teme, illumination, solar_flux_w_m2) of the last step,
-        read from the batch rows without materializing an EnvSample."""
+    def _env_ptr(self) -> tuple[Any, float]:
+        """(pointer to the environment row of the last step, or NULL; its illumination)."""
         src = self._env_src
         if src is None:
-            return None
+            return ffi.NULL, 0.0
         if isinstance(src, tuple):
             env, k = src
             cache = self._rows_cache
             if cache is not None and cache[0] is env:
-                row = cache[1][k]
-                return row[6:9].tolist(), row[3:6].tolist(), float(env.illumination[k]), float(row[9])
+                return cache[2] + k * lib.OHIL_PLANT_ENV_STRIDE, float(env.illumination[k])
             src = self.env
-        return list(src.b_teme_t), list(src.sun_unit_teme), float(src.illumination), float(src.solar_flux_w_m2)
+        row = self._envbuf
+        row[3:6] = list(src.sun_unit_teme)
+        row[6:9] = list(src.b_teme_t)
+        row[9] = float(src.solar_flux_w_m2)
+        return row, float(src.illumination)
 
     def sensors(self, faults: Faults | None = None) -> Readings:
         """Sensor readings now, with seeded noise and bias; faults as inputs.
 
-        Scalar Python on the C plant's state (a 10 Hz read costs a few microseconds);
-        noise comes in blocks from per-sensor Generators (see :meth:`_noise`)."""
+        The model is C (``ohil_plant_sense``, next to the physics) on the state of
+        the last step; noise comes in blocks from per-sensor Generators (see
+        :meth:`_noise`); stuck and dead gyro and magnetometer are applied here."""
         if faults is not None:
             self.faults = faults
-        f, p, st = self.faults, self.p, self._st
-        jw, inertia = p.wheel_inertia_kg_m2, p.inertia_kg_m2
-        pi, ws = st.pi_body_nms, st.wheel_speed_rad_s
-        bias, fb = self._gyro_bias, f.gyro_bias_rad_s
-        sg = p.gyro_noise_rad_s
-        ng = self._noise("gyro")
-        gyro = ((pi[0] - jw * ws[0]) / inertia[0] + bias[0] + fb[0] + sg * ng[0],
-                (pi[1] - jw * ws[1]) / inertia[1] + bias[1] + fb[1] + sg * ng[1],
-                (pi[2] - jw * ws[2]) / inertia[2] + bias[2] + fb[2] + sg * ng[2])
+        f, out = self.faults, self._sense_out
+        fa = self._fault_args
+        if fa is None or fa[0] is not f:
+            fa = self._fault_args = (f, ffi.new("double[3]", list(f.gyro_bias_rad_s)),
+                                     ffi.new("double[3]", list(f.mag_bias_t)))
+        env_ptr, illum = self._env_ptr()
+        noise = self._noise_ptr
+        lib.ohil_plant_sense(self._cfg, self._st, self._sense_cfg, env_ptr, illum, fa[1], fa[2], f.css_dead,
+                             noise("gyro"), noise("mag"),
+                             noise("css"),  # drawn even when dead: the stream does not depend on faults
+                             noise("meas"), out)
+        o = ffi.unpack(out, lib.OHIL_PLANT_READINGS)
+        gyro = (o[0], o[1], o[2])
         if f.gyro_stuck and self._last_gyro is not None:
             gyro = self._last_gyro
         self._last_gyro = gyro
         if f.gyro_dead:
             gyro = (0.0, 0.0, 0.0)
-        envv = self._env_now()
-        if envv is None:
-            b_b = s_b = (0.0, 0.0, 0.0)
-            illum = flux_ratio = 0.0
-        else:
-            b_i, s_i, illum, flux = envv
-            w, x, y, z = st.q_bi
-            r00, r01, r02 = 1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)
-            r10, r11, r12 = 2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)
-            r20, r21, r22 = 2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
-            b_b = (r00 * b_i[0] + r01 * b_i[1] + r02 * b_i[2], r10 * b_i[0] + r11 * b_i[1] + r12 * b_i[2],
-                   r20 * b_i[0] + r21 * b_i[1] + r22 * b_i[2])
-            s_b = (r00 * s_i[0] + r01 * s_i[1] + r02 * s_i[2], r10 * s_i[0] + r11 * s_i[1] + r12 * s_i[2],
-                   r20 * s_i[0] + r21 * s_i[1] + r22 * s_i[2])
-            flux_ratio = flux / max(illum, 1e-12) / 1361.0 if illum > 0 else 0.0
-        mb, sm = f.mag_bias_t, p.mag_noise_t
-        nm = self._noise("mag")
-        mag = (b_b[0] + mb[0] + sm * nm[0], b_b[1] + mb[1] + sm * nm[1], b_b[2] + mb[2] + sm * nm[2])
+        mag = (o[3], o[4], o[5])
         if f.mag_stuck and self._last_mag is not None:
             mag = self._last_mag
         self._last_mag = mag
         if f.mag_dead:
             mag = (0.0, 0.0, 0.0)
-        nc = self._noise("css")  # drawn even when dead: the stream does not depend on faults
-        if f.css_dead:
-            css = (0.0,) * 6
-        else:
-            scale = p.css_full_scale_a
-            sc = p.css_noise_frac
-            out = []
-            for c, n in zip((s_b[0], -s_b[0], s_b[1], -s_b[1], s_b[2], -s_b[2]), nc, strict=True):  # +x, -x, +y, -y, +z, -z
-                if c <= 0.0 or illum <= 0.0:
-                    out.append(0.0)
-                else:
-                    g = 1.0 + sc * n
-                    out.append(scale * c * illum * flux_ratio * g if g > 0.0 else 0.0)
-            css = tuple(out)
-        vx, vy, vz = css[0] - css[1], css[2] - css[3], css[4] - css[5]
-        nv = math.sqrt(vx * vx + vy * vy + vz * vz)
-        sun_valid = nv > 0.1 * p.css_full_scale_a
-        sun_body = (vx / nv, vy / nv, vz / nv) if sun_valid else (0.0, 0.0, 0.0)
-        meas = self._noise("meas")
-        tn, pn = p.temp_noise_k, p.power_noise_frac
-        temps = st.temps_k
+        ws = self._st.wheel_speed_rad_s
         return Readings(
             gyro_rad_s=gyro, gyro_valid=not f.gyro_dead,
             mag_body_t=mag, mag_valid=not f.mag_dead,
-            css_a=css, sun_body=sun_body, sun_valid=sun_valid,
+            css_a=tuple(o[6:12]), sun_body=(o[12], o[13], o[14]), sun_valid=o[15] != 0.0,
             wheel_speed_rad_s=(ws[0], ws[1], ws[2]),
-            battery_v=st.battery_v * (1 + pn * meas[4]),
-            battery_a=st.battery_a * (1 + pn * meas[5]),
-            solar_power_w=st.solar_w * (1 + pn * meas[6]),
-            temps_k={NODES[i]: temps[i] + tn * meas[i] for i in range(4)},
+            battery_v=o[16], battery_a=o[17], solar_power_w=o[18],
+            temps_k={NODES[0]: o[19], NODES[1]: o[20], NODES[2]: o[21], NODES[3]: o[22]},
         )

@@ -112,6 +112,22 @@ typedef struct {
     double capacity_ratio;
 } ohil_plant_cmd_t;
 
+/* Sensor models (the rig's, not flight code): noise and bias parameters. */
+typedef struct {
+    double gyro_noise_rad_s;
+    double gyro_bias_rad_s[3]; /* the unit's own bias, drawn from the seed */
+    double mag_noise_t;
+    double css_full_scale_a;
+    double css_noise_frac;
+    double temp_noise_k;
+    double power_noise_frac;
+} ohil_plant_sensor_config_t;
+
+/* doubles written by ohil_plant_sense: gyro_rad_s[3], mag_body_t[3],
+   css_a[6] (+x, -x, +y, -y, +z, -z), sun_body[3], sun_valid (0 or 1),
+   battery_v, battery_a, solar_w, temps_k[4] */
+#define OHIL_PLANT_READINGS 23
+
 int ohil_plant_check(const ohil_plant_config_t *cfg);
 double ohil_plant_ocv(const ohil_plant_config_t *cfg, double soc);
 void ohil_plant_step(const ohil_plant_config_t *cfg, ohil_plant_state_t *st,
@@ -120,5 +136,16 @@ void ohil_plant_step(const ohil_plant_config_t *cfg, ohil_plant_state_t *st,
 void ohil_plant_run(const ohil_plant_config_t *cfg, ohil_plant_state_t *st,
                     const ohil_plant_cmd_t *cmd, const double *env,
                     const double *payload_w, size_t n, double dt_s);
+
+/* Sensor readings from the state after the last step, under the environment row
+ * `env` of that step (NULL: none) with its illumination. Standard-normal noise:
+ * n_gyro[3], n_mag[3], n_css[6], n_meas[7] (temps 0..3, battery V, battery A,
+ * solar W). Fault inputs: gyro and magnetometer biases, dead sun sensors; stuck
+ * and dead gyro/magnetometer are the caller's (they need the last reading). */
+void ohil_plant_sense(const ohil_plant_config_t *cfg, const ohil_plant_state_t *st,
+                      const ohil_plant_sensor_config_t *sc, const double *env, double illum,
+                      const double fault_gyro_bias[3], const double fault_mag_bias[3], int css_dead,
+                      const double n_gyro[3], const double n_mag[3], const double n_css[6],
+                      const double n_meas[7], double out[OHIL_PLANT_READINGS]);
 
 #endif

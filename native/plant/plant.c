@@ -234,3 +234,46 @@ void ohil_plant_run(const ohil_plant_config_t *c, ohil_plant_state_t *s, const o
     size_t i;
     for (i = 0; i < n; ++i) ohil_plant_step(c, s, cmd, env + i * OHIL_PLANT_ENV_STRIDE, payload_w[i], dt);
 }
+
+void ohil_plant_sense(const ohil_plant_config_t *c, const ohil_plant_state_t *st,
+                      const ohil_plant_sensor_config_t *sc, const double *env, double illum,
+                      const double fault_gyro_bias[3], const double fault_mag_bias[3], int css_dead,
+                      const double n_gyro[3], const double n_mag[3], const double n_css[6],
+                      const double n_meas[7], double out[OHIL_PLANT_READINGS])
+{
+    /* Written to round exactly as the Python model it replaced did (same
+       operations in the same order), so a seed gives the same readings. */
+    const double jw = c->wheel_inertia_kg_m2;
+    double b_b[3] = {0.0, 0.0, 0.0}, s_b[3] = {0.0, 0.0, 0.0}, v[3], nv, flux_ratio = 0.0;
+    int k;
+
+    for (k = 0; k < 3; ++k)
+        out[k] = (st->pi_body_nms[k] - jw * st->wheel_speed_rad_s[k]) / c->inertia_kg_m2[k] +
+                 sc->gyro_bias_rad_s[k] + fault_gyro_bias[k] + sc->gyro_noise_rad_s * n_gyro[k];
+    if (env == NULL) {
+        illum = 0.0;
+    } else {
+        rotate_to_body(st->q_bi, env + 6, b_b);
+        rotate_to_body(st->q_bi, env + 3, s_b);
+        if (illum > 0) flux_ratio = env[9] / (illum > 1e-12 ? illum : 1e-12) / 1361.0;
+    }
+    for (k = 0; k < 3; ++k) out[3 + k] = b_b[k] + fault_mag_bias[k] + sc->mag_noise_t * n_mag[k];
+    for (k = 0; k < 6; ++k) {
+        const double cosine = (k % 2 == 0) ? s_b[k / 2] : -s_b[k / 2];
+        double g;
+        out[6 + k] = 0.0;
+        if (css_dead || cosine <= 0.0 || illum <= 0.0) continue;
+        g = 1.0 + sc->css_noise_frac * n_css[k];
+        if (g > 0.0) out[6 + k] = sc->css_full_scale_a * cosine * illum * flux_ratio * g;
+    }
+    v[0] = out[6] - out[7];
+    v[1] = out[8] - out[9];
+    v[2] = out[10] - out[11];
+    nv = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    out[15] = nv > 0.1 * sc->css_full_scale_a ? 1.0 : 0.0;
+    for (k = 0; k < 3; ++k) out[12 + k] = out[15] != 0.0 ? v[k] / nv : 0.0;
+    out[16] = st->battery_v * (1 + sc->power_noise_frac * n_meas[4]);
+    out[17] = st->battery_a * (1 + sc->power_noise_frac * n_meas[5]);
+    out[18] = st->solar_w * (1 + sc->power_noise_frac * n_meas[6]);
+    for (k = 0; k < 4; ++k) out[19 + k] = st->temps_k[k] + sc->temp_noise_k * n_meas[k];
+}
