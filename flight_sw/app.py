@@ -159,6 +159,7 @@ class FlightSoftware:
         self._therm_out: dict[str, float] = {"payload_throttle": 1.0, "trip": 0}
         self._watchdog_fired = False
         self._sun_missing_since: int | None = None
+        self._heaters: tuple[int, dict[str, bool]] = (-1, {})  # (mask, heater map) of the last frame
         comps = {
             "adcs": _Fn("adcs", self._control),
             "nav": _Fn("nav", self._nav),
@@ -297,12 +298,14 @@ class FlightSoftware:
         inp["wheel_speed_rad_s"] = s.wheel_speed_rad_s
         out = self.adcs.step()
         self._last_adcs["pointing_error_rad"] = float(out["pointing_error_rad"])
-        heaters = {z: bool(self._heater_mask >> i & 1) for i, z in enumerate(self.cfg.thermal_zones)}
+        if self._heaters[0] != self._heater_mask:  # the mask changes at 1 Hz at most
+            m = self._heater_mask
+            self._heaters = (m, {z: bool(m >> i & 1) for i, z in enumerate(self.cfg.thermal_zones)})
         self.actuators.apply(ActuatorCommand(
             t_ns,
-            tuple(float(x) for x in out["dipole_cmd_am2"]),
-            tuple(float(x) for x in out["wheel_torque_cmd_nm"]),
-            heaters,
+            tuple(out["dipole_cmd_am2"].tolist()),
+            tuple(out["wheel_torque_cmd_nm"].tolist()),
+            dict(self._heaters[1]),
         ))
 
     def _nav(self, t_ns: int) -> None:

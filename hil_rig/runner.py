@@ -305,7 +305,7 @@ class _PlantSensors:
         from flight_sw.interfaces import SensorFrame
 
         r = self.run.plant.sensors(self.run.plant_faults)
-        t = dict(r.temps_k)
+        t = r.temps_k  # a fresh dict per reading: the flight software may keep it
         return SensorFrame(
             t_ns=self.run.clock.t_ns, omega_body_rad_s=r.gyro_rad_s, b_body_t=r.mag_body_t,
             sun_body=r.sun_body, sun_valid=r.sun_valid, wheel_speed_rad_s=r.wheel_speed_rad_s,
