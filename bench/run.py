@@ -5,7 +5,7 @@ over their serial links, the simulated Modbus supply and relays, archive,
 judges).
 
     python bench/run.py [--json] [--duration D] [--scenario NAME] [--workload idle|compute]
-                        [--repeat N] [--breakdown]
+                        [--repeat N] [--breakdown] [--no-sync-lead]
 
 ``--breakdown`` also reports where a simulated second goes (ms of wall time per
 simulated second, by part: rig sensors, plant step, record, power loop; the
@@ -95,9 +95,11 @@ def breakdown_ms(acc: dict[str, float], sim_s: float, loop_wall_s: float) -> dic
     return {k: round(v, 3) for k, v in sorted(out.items())}
 
 
-def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False) -> dict:
+def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bool = True) -> dict:
     out = tmp / f"run-{time.monotonic_ns()}"
     run = Run(scenario, out=out)
+    if not sync_lead:
+        run.sync_lead = False  # else the runner decides (on in virtual time with emulated boards)
     timers = _Timers()
     if breakdown:  # before start(): the flight software's executive binds its tasks at start
         timers.install()
@@ -166,6 +168,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--workload", choices=["compute", "idle"], default=None,
                     help="override the workload (idle: no jobs on the boards)")
+    ap.add_argument("--no-sync-lead", action="store_true",
+                    help="turn off the flight software's lead time sync (to measure what it gives)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the loop's parts (ms per simulated second; slows the run a little)")
     args = ap.parse_args()
@@ -178,7 +182,7 @@ def main() -> int:
         sc = sc.replace(workload=dataclasses.replace(sc.workload, kind=args.workload))
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="hil-bench-run-"))
     try:
-        runs = [full_run(sc, tmp, args.breakdown) for _ in range(args.repeat)]
+        runs = [full_run(sc, tmp, args.breakdown, not args.no_sync_lead) for _ in range(args.repeat)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sim_ns = int(runs[0]["sim_s"] * NS)
@@ -194,7 +198,7 @@ def main() -> int:
         "link_commands_per_sim_s": round(med["link_commands_per_sim_s"], 2),
         "jobs_completed": int(med["jobs_completed"]),
         "passed": all(r["passed"] for r in runs),
-        "target_speedup": 1000, "repeat": args.repeat,
+        "target_speedup": 1000, "repeat": args.repeat, "sync_lead": not args.no_sync_lead,
     }
     if args.breakdown:
         parts = runs[0]["breakdown_ms_per_sim_s"]
