@@ -590,9 +590,10 @@ class Agent:
         now_ns = self.clock.now_ns()
         self.jobs.poll([c for c in ready if c is not fd], now_ns)
         mono = time.monotonic()
-        if periodic and self.hung_until is None and mono >= self.next_hk:
+        period = self.hk_period_s  # again: a command in this step may have turned it off
+        if periodic and period is not None and self.hung_until is None and mono >= self.next_hk:
             self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
-            self.next_hk += self.hk_period_s
+            self.next_hk += period
             if self.next_hk < mono - 0.1:  # fell far behind: do not burst to catch up
                 self.next_hk = mono
         if not self.clock.virtual:

@@ -390,3 +390,24 @@ def test_emulated_jobs_are_capped_to_small_compute(board) -> None:
     assert st["params"]["n"] == 64 and st["state"] == "done"  # emulator default cap
     same = link.wait_job(link.start_job("matmul", {"n": 64, "steps": 3}), timeout_s=60)
     assert same["digest"] == st["digest"]
+
+
+def test_disabling_periodic_housekeeping_while_it_streams_keeps_the_agent_alive() -> None:
+    """Found by bench/link.py: a disable that arrived in the same agent step as a due
+    report crashed the agent (TypeError adding None to the next report time). Now the
+    agent checks the period where it uses it; at a 0.1 ms period a report is due on
+    nearly every step, so each of these disables lands on one."""
+    master, path = open_pty()
+    emu = EmulatorProcess(master, kind="jetson", name="hk", seed=1, clock="real").start()
+    link = Link(path)
+    try:
+        for _ in range(20):
+            link.enable_periodic_hk(1e-4)
+            time.sleep(0.01)
+            link.disable_periodic_hk()
+            assert emu.alive, "the agent died when periodic housekeeping was disabled"
+        assert link.ping() > 0 and emu.alive
+    finally:
+        link.close()
+        emu.stop()
+        os.close(master)
