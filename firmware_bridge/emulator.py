@@ -109,7 +109,7 @@ class SimBoard:
     def read(self, now_ns: int) -> dict:
         key = (self.temp_k, self.load, self.throttle)
         if self._read is not None and self._read[0] == key:
-            return self._read[1]  # nothing changed: the same reading (a fresh dict each time cost)
+            return self._read[1]  # nothing changed: the same reading, not built again
         out = self._reading()
         self._read = (key, out)
         return out

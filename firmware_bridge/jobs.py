@@ -371,6 +371,7 @@ class JobManager:
         self.flops_s = int(virtual_flops_s or 0)
         self.seed = seed  # seeds the SEU position of virtual-clock workers
         self._idle: list[_Worker] = []
+        self._closing = False  # shutting down: do not replace workers that stop
         self.state_dir = state_dir
         os.makedirs(state_dir, exist_ok=True)
         self.emit_event = emit_event
@@ -504,8 +505,6 @@ class JobManager:
         job.proc = job.conn = None
         if self.virtual and not self._closing:
             self._ensure_spare()
-
-    _closing = False
 
     def running(self) -> list[Job]:
         return [j for j in self.jobs.values() if j.state in ACTIVE]

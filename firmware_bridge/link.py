@@ -106,26 +106,19 @@ DEFAULT_TIMEOUTS = {"checkpoint": 10.0, "suspend": 10.0, "inject_seu": 10.0}
 
 
 class PendingRequest:
-    """A TC sent by :meth:`Link.begin`; :meth:`wait` (once) returns its reply packet."""
+    """A TC sent by :meth:`Link.begin`; :meth:`wait` (once) returns its reply packet,
+    or what ``then`` makes of it, or raises the request's error."""
 
     def __init__(self, link: Link, command: str, apid: int, seq: int, pending: _Pending,
                  wire: bytes, timeout_s: float, retries: int) -> None:
         self.link, self.command, self.apid, self.seq = link, command, apid, seq
         self.pending, self.wire, self.timeout_s, self.retries = pending, wire, timeout_s, retries
         self.expires = 0.0
-
-    def wait(self) -> P.Packet:
-        return self.link._finish(self)
-
-
-class Pending:
-    """A command in flight: :meth:`wait` returns its result or raises its error."""
-
-    def __init__(self, finish: Callable[[], Any]) -> None:
-        self._finish = finish
+        self.then: Callable[[P.Packet], Any] | None = None
 
     def wait(self) -> Any:
-        return self._finish()
+        reply = self.link._finish(self)
+        return reply if self.then is None else self.then(reply)
 
 
 class Link:
@@ -520,14 +513,15 @@ class Link:
         live jobs first): one round trip per frame. A 1.0 agent ignores the flag."""
         return self.time_sync_begin(t_ns, report).wait()
 
-    def time_sync_begin(self, t_ns: int, report: bool = True) -> Pending:
+    def time_sync_begin(self, t_ns: int, report: bool = True) -> PendingRequest:
         """:meth:`time_sync`, sent now; ``.wait()`` returns what :meth:`time_sync` would.
         For syncing several boards at once from one thread."""
         args: dict = {"t_ns": int(t_ns)}
         if report:
             args["report"] = True
         req = self._call_begin("time_sync", args, None, None)
-        return Pending(lambda: self._time_sync_result(t_ns, self._call_result("time_sync", req.wait())))
+        req.then = lambda reply: self._time_sync_result(t_ns, self._call_result("time_sync", reply))
+        return req
 
     def _time_sync_result(self, t_ns: int, res: dict) -> dict:
         hk = res.get("hk")

@@ -7,10 +7,10 @@ Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
    housekeeping record and the board's job states, so the common frame costs one
    link round trip per board (a 1.0 board gets ``housekeeping`` and
    ``job_status`` calls instead). The boards' time syncs go out concurrently
-   (all sent, then all awaited, with a link's ``time_sync_begin``; else one
-   thread per board; results handled in board order, so the outcome does not
-   depend on which board answers first): a frame waits for the slowest board,
-   not for the sum of all;
+   (all sent, then all awaited, with a link's ``time_sync_begin``; a link
+   without it is synced in turn; results handled in board order, so the outcome
+   does not depend on which board answers first): a frame waits for the slowest
+   board, not for the sum of all;
 2. boards that came back from a reset or power cycle: time sync, then each of
    their runs is resumed from its checkpoint (``resume``); a board that no
    longer knows the job gets it restarted from the start, and that is counted;
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,7 +166,6 @@ class PayloadManager(Component):
         self.completed: list[Job] = []
         self._state_counts: Counter[str] = Counter()
         self._booted = False
-        self._pool: ThreadPoolExecutor | None = None  # concurrent time syncs
 
     # --- ground-facing ----------------------------------------------------------------
     def queue(self, t_ns: int, workload: str, params: dict, deadline_s: float,
@@ -235,28 +233,11 @@ class PayloadManager(Component):
         return _FAILED
 
     def _time_sync_all(self, t_ns: int, boards: list[Board]) -> dict[str, Any]:
-        """``time_sync`` on every board at once; results (or _FAILED) by board name."""
-        if self._lead or (len(boards) > 1 and all(hasattr(b.link, "time_sync_begin") for b in boards)):
-            return self._time_sync_begun(t_ns, boards)
-        if len(boards) < 2:
-            return {b.cfg.name: self._call(b, "time_sync", t_ns) for b in boards}
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(len(self.boards), thread_name_prefix="payload-sync")
-        futures = [self._pool.submit(b.link.time_sync, t_ns) for b in boards]
-        out: dict[str, Any] = {}
-        for b, f in zip(boards, futures, strict=True):
-            exc = f.exception()
-            if exc is None:
-                out[b.cfg.name] = f.result()
-            elif isinstance(exc, LINK_ERRORS):
-                out[b.cfg.name] = self._link_error(b, "time_sync", exc)
-            else:
-                raise exc
-        return out
+        """``time_sync`` on every board at once; results (or _FAILED) by board name.
 
-    def _time_sync_begun(self, t_ns: int, boards: list[Board]) -> dict[str, Any]:
-        """The same, without threads: every sync is sent, then every reply awaited
-        (``time_sync_begin``, as firmware_bridge's Link offers)."""
+        Every sync is sent, then every reply awaited (``time_sync_begin``, as
+        firmware_bridge's Link offers); a board whose lead sync for ``t_ns`` is out
+        gives that one's reply."""
         lead, self._lead = self._lead, {}
         begun: list[Any] = []
         for b in boards:
@@ -317,11 +298,8 @@ class PayloadManager(Component):
             pass  # nobody will read this reply; the next sync tells its own story
 
     def close(self) -> None:
-        """Stop the time-sync threads (idempotent)."""
+        """Await the lead time syncs still out (idempotent)."""
         self.settle()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
     def _housekeeping(self, t_ns: int, b: Board, res: Any = None) -> None:
         hk: Any = None

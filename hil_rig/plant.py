@@ -475,22 +475,19 @@ class Plant:
             "ledger_j": self.ledger,
         }
 
-    def _noise(self, which: str) -> list[float]:
-        """The next row of standard-normal noise of one sensor's Generator.
+    def _noise_ptr(self, which: str) -> Any:
+        """C pointer to the next row of one sensor's standard-normal noise (see
+        :meth:`_noise_next`)."""
+        blk, ptr, i = self._noise_next(which)
+        return ptr + i * blk.shape[1]
+
+    def _noise_next(self, which: str) -> tuple[np.ndarray, Any, int]:
+        """(block, C pointer to it, row index) of the next noise row of one sensor.
 
         Drawn in blocks of ``_NOISE_BLOCK`` rows from that sensor's own Generator:
         the values, in order, are exactly those of one ``normal(0, 1, k)`` draw per
         reading (each Generator feeds one sensor only), so block size never changes
         the stream."""
-        blk, _ptr, i = self._noise_next(which)
-        return blk[i].tolist()
-
-    def _noise_ptr(self, which: str) -> Any:
-        """:meth:`_noise`, as a C pointer to the row (no list for the C model to convert)."""
-        blk, ptr, i = self._noise_next(which)
-        return ptr + i * blk.shape[1]
-
-    def _noise_next(self, which: str) -> tuple[np.ndarray, Any, int]:
         i = self._noise_idx[which]
         if i >= _NOISE_BLOCK:
             rng, k = self._noise_src[which]
@@ -523,7 +520,7 @@ class Plant:
 
         The model is C (``ohil_plant_sense``, next to the physics) on the state of
         the last step; noise comes in blocks from per-sensor Generators (see
-        :meth:`_noise`); stuck and dead gyro and magnetometer are applied here."""
+        :meth:`_noise_next`); stuck and dead gyro and magnetometer are applied here."""
         if faults is not None:
             self.faults = faults
         f, out = self.faults, self._sense_out

@@ -126,6 +126,11 @@ def test_bad_parameters_rejected_with_field_name():
         Plant(PlantParams(surfaces=(Surface("wing", (1.0, 0.0, 0.0), 1.0, 0.5, 0.5),)))
 
 
+def _noise(plant: Plant, which: str) -> list[float]:
+    blk, _ptr, i = plant._noise_next(which)
+    return blk[i].tolist()
+
+
 def _reference_sensors(plant: Plant, f) -> Readings:  # noqa: ANN001
     """The sensor model as it was in Python (hil_rig/plant.py before the C model),
     kept verbatim here as the reference the C model must match bit for bit."""
@@ -134,7 +139,7 @@ def _reference_sensors(plant: Plant, f) -> Readings:  # noqa: ANN001
     pi, ws = st.pi_body_nms, st.wheel_speed_rad_s
     bias, fb = plant.gyro_bias_rad_s.tolist(), f.gyro_bias_rad_s
     sg = p.gyro_noise_rad_s
-    ng = plant._noise("gyro")
+    ng = _noise(plant, "gyro")
     gyro = ((pi[0] - jw * ws[0]) / inertia[0] + bias[0] + fb[0] + sg * ng[0],
             (pi[1] - jw * ws[1]) / inertia[1] + bias[1] + fb[1] + sg * ng[1],
             (pi[2] - jw * ws[2]) / inertia[2] + bias[2] + fb[2] + sg * ng[2])
@@ -151,9 +156,9 @@ def _reference_sensors(plant: Plant, f) -> Readings:  # noqa: ANN001
            r20 * s_i[0] + r21 * s_i[1] + r22 * s_i[2])
     flux_ratio = flux / max(illum, 1e-12) / 1361.0 if illum > 0 else 0.0
     mb, sm = f.mag_bias_t, p.mag_noise_t
-    nm = plant._noise("mag")
+    nm = _noise(plant, "mag")
     mag = (b_b[0] + mb[0] + sm * nm[0], b_b[1] + mb[1] + sm * nm[1], b_b[2] + mb[2] + sm * nm[2])
-    nc = plant._noise("css")
+    nc = _noise(plant, "css")
     if f.css_dead:
         css = (0.0,) * 6
     else:
@@ -169,7 +174,7 @@ def _reference_sensors(plant: Plant, f) -> Readings:  # noqa: ANN001
     nv = math.sqrt(vx * vx + vy * vy + vz * vz)
     sun_valid = nv > 0.1 * p.css_full_scale_a
     sun_body = (vx / nv, vy / nv, vz / nv) if sun_valid else (0.0, 0.0, 0.0)
-    meas = plant._noise("meas")
+    meas = _noise(plant, "meas")
     tn, pn = p.temp_noise_k, p.power_noise_frac
     temps = st.temps_k
     return Readings(
