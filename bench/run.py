@@ -95,11 +95,39 @@ def breakdown_ms(acc: dict[str, float], sim_s: float, loop_wall_s: float) -> dic
     return {k: round(v, 3) for k, v in sorted(out.items())}
 
 
-def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bool = True) -> dict:
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) so far of every live descendant of this process
+    (the emulated boards and their job workers), from /proc; 0 where /proc is absent."""
+    import os
+
+    me = os.getpid()
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(d.name)] = int(f[1])
+        cpu[int(d.name)] = (int(f[11]) + int(f[12])) / tick
+    total = 0.0
+    for pid in cpu:
+        p = parent.get(pid)
+        while p is not None and p != me and p > 1:
+            p = parent.get(p)
+        if p == me:
+            total += cpu[pid]
+    return total
+
+
+def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bool = True,
+             c_frames: bool = True) -> dict:
     out = tmp / f"run-{time.monotonic_ns()}"
     run = Run(scenario, out=out)
     if not sync_lead:
         run.sync_lead = False  # else the runner decides (on in virtual time with emulated boards)
+    run.c_frames = c_frames
     timers = _Timers()
     if breakdown:  # before start(): the flight software's executive binds its tasks at start
         timers.install()
@@ -111,17 +139,21 @@ def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bo
         raise
     timers.acc = dict.fromkeys(timers.acc, 0.0)  # the loop only
     t1 = time.perf_counter()
+    c1, k1 = time.process_time(), _children_cpu_s()
     try:
         run.run_until(run.duration_ns)
     finally:
         timers.remove()
     t2 = time.perf_counter()
+    c2, k2 = time.process_time(), _children_cpu_s()
     commands = sum(lk.stats.commands for lk in run.links.values())
     result = run.finish()
     sim_s = run.duration_ns / NS
     shutil.rmtree(out, ignore_errors=True)
     res = {
         "sim_s": sim_s, "loop_wall_s": t2 - t1, "startup_wall_s": t1 - t0,
+        # CPU per simulated second: this process (every thread) and the boards (agents + job workers)
+        "main_cpu_ms_per_sim_s": (c2 - c1) * 1e3 / sim_s, "boards_cpu_ms_per_sim_s": (k2 - k1) * 1e3 / sim_s,
         "speedup": sim_s / (t2 - t1), "speedup_incl_startup": sim_s / (t2 - t0),
         "link_commands_per_sim_s": commands / sim_s, "passed": result.passed,
         "jobs_completed": result.summary.get("fsw", {}).get("jobs_completed", 0),
@@ -170,6 +202,8 @@ def main() -> int:
                     help="override the workload (idle: no jobs on the boards)")
     ap.add_argument("--no-sync-lead", action="store_true",
                     help="turn off the flight software's lead time sync (to measure what it gives)")
+    ap.add_argument("--no-c-frames", action="store_true",
+                    help="one Python round trip per control frame instead of the C port (to measure what it gives)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the loop's parts (ms per simulated second; slows the run a little)")
     args = ap.parse_args()
@@ -182,7 +216,7 @@ def main() -> int:
         sc = sc.replace(workload=dataclasses.replace(sc.workload, kind=args.workload))
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="hil-bench-run-"))
     try:
-        runs = [full_run(sc, tmp, args.breakdown, not args.no_sync_lead) for _ in range(args.repeat)]
+        runs = [full_run(sc, tmp, args.breakdown, not args.no_sync_lead, not args.no_c_frames) for _ in range(args.repeat)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sim_ns = int(runs[0]["sim_s"] * NS)
@@ -196,9 +230,11 @@ def main() -> int:
         "plant_only_speedup": round(base, 1),
         "ratio_vs_plant_only": round(med["speedup"] / base, 4),
         "link_commands_per_sim_s": round(med["link_commands_per_sim_s"], 2),
+        "main_cpu_ms_per_sim_s": round(med["main_cpu_ms_per_sim_s"], 3),
+        "boards_cpu_ms_per_sim_s": round(med["boards_cpu_ms_per_sim_s"], 3),
         "jobs_completed": int(med["jobs_completed"]),
         "passed": all(r["passed"] for r in runs),
-        "target_speedup": 1000, "repeat": args.repeat, "sync_lead": not args.no_sync_lead,
+        "target_speedup": 1000, "repeat": args.repeat, "sync_lead": not args.no_sync_lead, "c_frames": not args.no_c_frames,
     }
     if args.breakdown:
         parts = runs[0]["breakdown_ms_per_sim_s"]

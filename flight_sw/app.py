@@ -30,6 +30,7 @@ from flight_sw.interfaces import (
     ActuatorCommand,
     Actuators,
     Clock,
+    ControlPort,
     PayloadLink,
     PowerSwitch,
     SensorFrame,
@@ -184,6 +185,27 @@ class FlightSoftware:
     def step_to(self, t_ns: int) -> int:
         """Run every rate-group tick with time <= ``t_ns``; returns the ticks run."""
         return self.executive.step_to(int(t_ns))
+
+    def step_frames(self, t_ns: int, port: ControlPort) -> int:
+        """Run the coming ticks up to ``t_ns`` that hold only control frames through
+        a C sensor/actuator port, in one C call (see ``interfaces.ControlPort``);
+        returns how many ran (0 when the next tick has other work: use
+        :meth:`step_to`). The frames are those :meth:`step_to` would run, bit for bit."""
+        ex = self.executive
+        if self._heaters[0] != self._heater_mask:  # the heaters change: that frame goes through apply()
+            return 0
+        n = min(ex.solo_ticks("control", int(t_ns)), int(port.max_frames))
+        if n <= 0:
+            return 0
+        inp = self.adcs.inputs
+        inp["dt_s"] = 0.1
+        inp["mode"] = _ADCS_MODE[self.modes.mode]
+        out = self.adcs.run_port(n, port.sense_fn, port.actuate_fn, port.ctx)
+        self._last_adcs["pointing_error_rad"] = float(out["pointing_error_rad"])
+        self.sensor = port.frame()
+        ex.components["adcs"].healthy = True
+        ex.ran_solo("control", n)
+        return n
 
     def tick(self) -> None:
         self.executive.run_tick()

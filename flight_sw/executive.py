@@ -135,6 +135,22 @@ class Executive:
             n += 1
         return n
 
+    def solo_ticks(self, group: str, t_ns: int) -> int:
+        """How many ticks from the next one, up to ``t_ns``, run ``group`` and
+        nothing else (the span a caller may run in one batch, see :meth:`ran_solo`)."""
+        others = [d for name, d in self.divisors.items() if name != group]
+        k = self.tick
+        n = 0
+        while (k + n) * self.base_ns <= t_ns and not any((k + n) % d == 0 for d in others):
+            n += 1
+        return n
+
+    def ran_solo(self, group: str, n: int) -> None:
+        """Book ``n`` ticks that ran only ``group``, in a batch outside :meth:`run_tick`
+        (no clock moves inside a batch, so no overrun can be seen)."""
+        self.tick += n
+        self.runs_by_group[group] += n
+
     def run_tick(self) -> None:
         k = self.tick
         t = k * self.base_ns

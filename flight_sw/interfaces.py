@@ -70,6 +70,29 @@ class Actuators(Protocol):
     def apply(self, cmd: ActuatorCommand) -> None: ...
 
 
+@runtime_checkable
+class ControlPort(Protocol):
+    """Optional: sensors and actuators reachable from C, so the C ADCS runs
+    several control frames in one call (``FlightSoftware.step_frames``) instead
+    of one ``Sensors.read`` / ``Actuators.apply`` round trip per frame.
+
+    ``sense_fn`` and ``actuate_fn`` are addresses of C functions of the flight
+    core's types ``ohil_adcs_sense_fn`` and ``ohil_adcs_actuate_fn``
+    (``native/include/ohil_adcs.h``), ``ctx`` the address passed to them. Each
+    sense reads the sensors at the next frame's time; each actuate commands the
+    magnetorquers and wheels (heaters stay as last applied). At most
+    ``max_frames`` frames. ``frame()`` is the reading of the last frame run, as
+    ``Sensors.read`` would have returned it.
+    """
+
+    sense_fn: int
+    actuate_fn: int
+    ctx: int
+    max_frames: int
+
+    def frame(self) -> SensorFrame: ...
+
+
 class PowerSwitch(Protocol):
     """The relay board that powers the payloads (and other switched loads).
 

@@ -32,7 +32,7 @@ from native._plant import ffi, lib  # the C plant (ground code, native/plant)
 from hil_rig.constants import EARTH_MU_M3_S2, NS_PER_S, SPACE_TEMP_K, STEFAN_BOLTZMANN_W_M2_K4
 from hil_rig.environment import EnvSample, EnvSamples
 
-_NOISE_BLOCK = 100  # sensor-noise rows drawn per Generator call (10 s of 10 Hz reads)
+_NOISE_BLOCK = 1000  # sensor-noise rows drawn per Generator call (100 s of 10 Hz reads)
 NODES = ("payload", "battery", "radiator", "structure")
 LEDGER_KEYS = ("solar_j", "load_j", "shunt_j", "unmet_j", "battery_heat_j", "stored_j")
 
@@ -168,6 +168,27 @@ class Readings:
 
 # ------------------------------------------------------------------ C plant
 
+#: Addresses of the plant's port functions (``ohil_adcs_sense_fn`` and
+#: ``ohil_adcs_actuate_fn`` of the flight core, native/include/ohil_adcs.h).
+_PORT_SENSE = int(ffi.cast("uintptr_t", ffi.addressof(lib, "ohil_plant_port_sense")))
+_PORT_ACTUATE = int(ffi.cast("uintptr_t", ffi.addressof(lib, "ohil_plant_port_actuate")))
+
+
+@dataclasses.dataclass(frozen=True)
+class PlantPort:
+    """A C sensor/actuator port (flight_sw.interfaces.ControlPort) over the plant:
+    addresses of the C functions and their context, and how many frames it can run."""
+
+    sense_fn: int
+    actuate_fn: int
+    ctx: int
+    max_frames: int
+    plant: Any
+    env: EnvSamples
+    k: int
+    dt_ns: int
+
+
 
 def rotation_matrix(q_bi) -> np.ndarray:
     """R(q_bi): v_body = R @ v_inertial (Hamilton, scalar first)."""
@@ -245,6 +266,11 @@ class Plant:
         self._noise_blocks: dict[str, tuple[np.ndarray, Any]] = {}
         self._noise_idx = dict.fromkeys(self._noise_src, _NOISE_BLOCK)
         self._fault_args: tuple[Faults, Any, Any] | None = None
+        # the C sensor/actuator port (see port()): one per plant, re-aimed for each batch
+        self._illum_cache: tuple[EnvSamples, np.ndarray, Any] | None = None
+        c = self._port_c = ffi.new("ohil_plant_port_t *")
+        c.cfg, c.st, c.cmd, c.sc = self._cfg, self._st, self._cmd, sc
+        self._port_addr = int(ffi.cast("uintptr_t", c))
 
     def _fill_config(self) -> None:
         p, c = self.p, self._cfg
@@ -457,6 +483,90 @@ class Plant:
         self.payload_power_w = pw
         self.t_ns += int(dt_ns)
 
+    def port(self, env: EnvSamples, k: int, n: int, dt_ns: int, actuators: Actuators, payload_power_w: float,
+             faults: Faults | None = None) -> PlantPort | None:
+        """A C sensor/actuator port for the flight core's ADCS (``ohil_adcs_run_port``)
+        for up to ``n`` frames: frame j steps the plant under row ``k + j`` of ``env``
+        (as :meth:`step_row`), then reads the sensors (as :meth:`sensors`); the ADCS
+        commands go straight into the plant's command. Bit for bit the frames the
+        Python path would run. None when the port cannot serve: a stuck or dead gyro
+        or magnetometer (their last readings are Python's). Call :meth:`port_done`
+        after the frames ran."""
+        if faults is not None:
+            self.faults = faults
+        f = self.faults
+        if f.gyro_stuck or f.gyro_dead or f.mag_stuck or f.mag_dead:
+            return None
+        key = self._cmd_key
+        if key[0] is not actuators or key[1] is not f:
+            self._set_cmd(actuators, f)
+        cache = self._rows_cache
+        if cache is None or cache[0] is not env:
+            packed = env_rows(env)
+            cache = self._rows_cache = (env, packed, ffi.from_buffer("double[]", packed))
+        rows = len(cache[1])
+        if not 0 <= k < rows:
+            raise ValueError(f"row {k} outside the environment's {rows} rows")
+        illum = self._illum_cache
+        if illum is None or illum[0] is not env:
+            arr = np.ascontiguousarray(env.illumination, dtype=np.float64)
+            illum = self._illum_cache = (env, arr, ffi.from_buffer("double[]", arr))
+        fa = self._fault_args
+        if fa is None or fa[0] is not f:
+            fa = self._fault_args = (f, ffi.new("double[3]", list(f.gyro_bias_rad_s)),
+                                     ffi.new("double[3]", list(f.mag_bias_t)))
+        i = self._noise_idx["gyro"]
+        if i >= _NOISE_BLOCK:  # every stream is read once a frame: all four run out together
+            for which, (rng, width) in self._noise_src.items():
+                blk = np.ascontiguousarray(rng.standard_normal((_NOISE_BLOCK, width)))
+                self._noise_blocks[which] = (blk, ffi.from_buffer("double[]", blk))
+                self._noise_idx[which] = 0
+            i = 0
+        n = min(n, rows - k, _NOISE_BLOCK - i)
+        c = self._port_c
+        c.env = cache[2] + k * lib.OHIL_PLANT_ENV_STRIDE
+        c.illum = illum[2] + k
+        c.payload_w = float(payload_power_w)
+        c.dt_s = dt_ns / NS_PER_S
+        c.gyro_bias, c.mag_bias, c.css_dead = fa[1], fa[2], int(f.css_dead)
+        nb = self._noise_blocks
+        c.n_gyro = nb["gyro"][1] + 3 * i
+        c.n_mag = nb["mag"][1] + 3 * i
+        c.n_css = nb["css"][1] + 6 * i
+        c.n_meas = nb["meas"][1] + 7 * i
+        c.frames = 0
+        return PlantPort(_PORT_SENSE, _PORT_ACTUATE, self._port_addr, n, self, env, k, dt_ns)
+
+    def port_done(self, port: PlantPort) -> Actuators:
+        """Book the frames a port ran (time, environment, noise rows, last readings);
+        returns the actuator command in force after them."""
+        c = self._port_c
+        n = int(c.frames)
+        if n == 0:
+            return self._cmd_key[0]
+        for which in self._noise_idx:
+            self._noise_idx[which] += n
+        o = c.out
+        self._last_gyro = (o[0], o[1], o[2])
+        self._last_mag = (o[3], o[4], o[5])
+        self._env_src = (port.env, port.k + n - 1)
+        self.payload_power_w = float(c.payload_w)
+        self.t_ns += port.dt_ns * n
+        cmd = self._cmd
+        act = Actuators(wheel_torque_nm=tuple(cmd.wheel_torque_nm), mtq_dipole_am2=tuple(cmd.mtq_dipole_am2),
+                        heater_w=cmd.heater_w)
+        self._cmd_key = (act, self.faults)
+        return act
+
+    def port_frames(self) -> int:
+        """Frames run through the port since :meth:`port` aimed it."""
+        return int(self._port_c.frames)
+
+    def port_readings(self) -> Readings:
+        """The readings of a port's last frame (what :meth:`sensors` returned there)."""
+        o = ffi.unpack(self._port_c.out, lib.OHIL_PLANT_READINGS)
+        return self._readings(o, (o[0], o[1], o[2]), (o[3], o[4], o[5]))
+
     # --- outputs ---------------------------------------------------------------
     def truth(self) -> dict:
         return {
@@ -547,6 +657,10 @@ class Plant:
         self._last_mag = mag
         if f.mag_dead:
             mag = (0.0, 0.0, 0.0)
+        return self._readings(o, gyro, mag)
+
+    def _readings(self, o: Any, gyro: tuple[float, float, float], mag: tuple[float, float, float]) -> Readings:
+        f = self.faults
         ws = self._st.wheel_speed_rad_s
         return Readings(
             gyro_rad_s=gyro, gyro_valid=not f.gyro_dead,

@@ -302,16 +302,33 @@ class _PlantSensors:
         self.run = run
 
     def read(self) -> Any:
+        return self.frame(self.run.plant.sensors(self.run.plant_faults), self.run.clock.t_ns)
+
+    def frame(self, r: Any, t_ns: int) -> Any:
         from flight_sw.interfaces import SensorFrame
 
-        r = self.run.plant.sensors(self.run.plant_faults)
-        t = r.temps_k  # a fresh dict per reading: the flight software may keep it
         return SensorFrame(
-            t_ns=self.run.clock.t_ns, omega_body_rad_s=r.gyro_rad_s, b_body_t=r.mag_body_t,
+            t_ns=t_ns, omega_body_rad_s=r.gyro_rad_s, b_body_t=r.mag_body_t,
             sun_body=r.sun_body, sun_valid=r.sun_valid, wheel_speed_rad_s=r.wheel_speed_rad_s,
             battery_v=r.battery_v, battery_i_a=r.battery_a, solar_power_w=r.solar_power_w,
-            load_power_w=self.run.load_power_w, temps_k=t,
+            load_power_w=self.run.load_power_w, temps_k=r.temps_k,  # a fresh dict per reading
         )
+
+
+class _PlantControlPort:
+    """flight_sw ControlPort over the plant's C sensor/actuator port (hil_rig.plant.PlantPort):
+    the flight software's C ADCS steps the plant and reads its sensors without
+    coming back to Python between frames."""
+
+    def __init__(self, run: Run, port: Any, t0_ns: int) -> None:
+        self.run, self.port, self.t0_ns = run, port, t0_ns
+        self.sense_fn, self.actuate_fn, self.ctx = port.sense_fn, port.actuate_fn, port.ctx
+        self.max_frames = port.max_frames
+
+    def frame(self) -> Any:
+        plant = self.run.plant
+        t = self.t0_ns + plant.port_frames() * self.port.dt_ns
+        return self.run.sensors.frame(plant.port_readings(), t)
 
 
 class _PlantActuators:
@@ -482,6 +499,10 @@ class Run:
         #: the flight software's lead time sync (flight_sw.payload): on in virtual time when
         #: every board is emulated (a real board's clock must not run ahead); set before start()
         self.sync_lead: bool | None = None
+        #: run the control frames between two 1 Hz ticks in one C call (the flight
+        #: software's ADCS through the plant's C sensor/actuator port); False: one
+        #: Sensors.read / Actuators.apply per frame. Same results either way.
+        self.c_frames = True
 
     # ---- life cycle -----------------------------------------------------------
     def __enter__(self) -> Run:
@@ -746,8 +767,9 @@ class Run:
 
         tle = tle_for_fsw(self.orbit, self.scenario.epoch)
         links = {n: _GatedLink(self, n, lk) for n, lk in self.links.items()}
+        self.sensors = _PlantSensors(self)
         self.fsw = fsw_app.FlightSoftware(
-            self._fsw_config(), self.clock, _PlantSensors(self), _PlantActuators(self), _BenchSwitch(self),
+            self._fsw_config(), self.clock, self.sensors, _PlantActuators(self), _BenchSwitch(self),
             links, tle, secrets.token_bytes(32))
         self._closers.append(self.fsw.close)
 
@@ -851,6 +873,11 @@ class Run:
         while t < t1:
             for a in self.schedule.due(t):
                 self._apply_fault(a)
+            if self.c_frames and t % _PHYSICS_DT_NS == 0:
+                n = self._c_frames(t, t1)
+                if n:
+                    t += n * _PHYSICS_DT_NS
+                    continue
             dt = min(_PHYSICS_DT_NS - t % _PHYSICS_DT_NS, t1 - t)
             if dt == _PHYSICS_DT_NS:  # a whole step: straight from the packed rows (no EnvSample)
                 k = self._env_index(t)
@@ -863,6 +890,33 @@ class Run:
                 if up is not None and t - dt < up <= t:
                     self._wait_boot(name)
             fsw.step_to(t)
+
+    def _c_frames(self, t: int, t1: int) -> int:
+        """Run the control-only frames from ``t`` on in one C call (the flight
+        software's ADCS stepping the plant through its C port), up to ``t1`` and
+        stopping before the next fault or board boot; returns the frames run (0:
+        take the one-step path). The same steps and frames as that path, bit for bit."""
+        dt = _PHYSICS_DT_NS
+        fsw = self.fsw
+        if fsw.executive.next_tick_ns != t + dt:
+            return 0
+        n = (t1 - t) // dt
+        nf = self.schedule.next_time_ns()
+        if nf is not None:  # a fault at nf applies before the step that starts at or after it
+            n = min(n, (nf - t - 1) // dt + 1)
+        for up in self._board_up_at.values():  # a boot at `up` is waited for before that frame
+            if up is not None and up > t:
+                n = min(n, (up - t - 1) // dt)
+        if n <= 0:
+            return 0
+        k = self._env_index(t)  # (re)fills self._env
+        port = self.plant.port(self._env, k, n, dt, self.actuators, self.payload_power_w, self.plant_faults)
+        if port is None or port.max_frames <= 0:
+            return 0
+        ran = fsw.step_frames(t + port.max_frames * dt, _PlantControlPort(self, port, t))
+        self.actuators = self.plant.port_done(port)
+        self.clock.t_ns = t + ran * dt
+        return ran
 
     def _second(self, t: int) -> None:
         """Once per simulated second: power loop, faults, jobs, archive, judges."""

@@ -452,6 +452,23 @@ class Adcs(_Loop):
     def __init__(self, config: Mapping[str, Any] | Any | None = None) -> None:
         _single_loop_init(self, config, "ohil_adcs_cfg", lib.ohil_adcs_init)
 
+    def run_port(self, n: int, sense_fn: int, actuate_fn: int, ctx: int) -> np.ndarray:
+        """Run ``n`` frames through a C sensor/actuator port in one call
+        (``ohil_adcs_run_port``): ``sense_fn`` and ``actuate_fn`` are addresses of C
+        functions of the types ``ohil_adcs_sense_fn`` and ``ohil_adcs_actuate_fn``,
+        ``ctx`` the address handed to them. The sensed fields of :attr:`inputs` are
+        overwritten each frame; the others (dt_s, mode, references) are used as set.
+        Returns the output view of the last frame."""
+        if n < 0:
+            raise ValueError(f"run_port: n must be >= 0, got {n}")
+        if not sense_fn or not actuate_fn:
+            raise ValueError("run_port: sense_fn and actuate_fn must be C function addresses, not 0")
+        if n:
+            lib.ohil_adcs_run_port(self._cfg, self._state, self._in, self._out, n,
+                                   ffi.cast("ohil_adcs_sense_fn", sense_fn),
+                                   ffi.cast("ohil_adcs_actuate_fn", actuate_fn), ffi.cast("void *", ctx))
+        return self.outputs
+
 
 class Eps(_Loop):
     """Power: SOC, power modes, load shedding, payload budget (see ``ohil_eps.h``)."""

@@ -235,6 +235,26 @@ def test_rate_groups_run_on_schedule_and_watchdog_gated_by_health() -> None:
     assert ex.overruns == 0
 
 
+def test_solo_ticks_span_only_the_ticks_where_one_group_runs_alone() -> None:
+    """The span a caller may batch (FlightSoftware.step_frames): ticks from the
+    next one, up to a time, on which no other group is due."""
+    log: list = []
+    comps = {n: Recorder(n, log) for n in ("fast", "slow")}
+    groups = (RateGroup("control", NS // 10, ("fast",)), RateGroup("hk", NS, ("slow",)))
+    ex = Executive(FakeClock(), comps, EventLog(), groups)
+    assert ex.solo_ticks("control", 5 * NS) == 0  # tick 0 runs hk too
+    ex.step_to(0)
+    assert ex.solo_ticks("control", 5 * NS) == 9  # 0.1 .. 0.9 s; 1 s runs hk
+    assert ex.solo_ticks("control", NS // 2) == 5  # up to the time asked
+    assert ex.solo_ticks("control", NS // 20) == 0
+    ex.ran_solo("control", 4)
+    assert ex.next_tick_ns == 5 * NS // 10 and ex.runs_by_group["control"] == 5
+    assert ex.solo_ticks("control", 10 * NS) == 5
+    ex.ran_solo("control", 5)
+    ex.step_to(NS)  # the 1 s tick: both groups, in table order
+    assert log[-2:] == [(NS, "fast"), (NS, "slow")]
+
+
 def test_overrun_detected_from_clock() -> None:
     clock = FakeClock()
 

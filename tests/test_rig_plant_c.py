@@ -218,3 +218,87 @@ def test_c_sensor_model_reads_exactly_as_the_python_model_did() -> None:
         assert ra == rb, f"step {k}: {ra} != {rb}"
         checked += ra.sun_valid
     assert 1000 < checked < 5000  # the sun was seen, and not always
+
+
+def test_c_port_runs_the_frames_of_the_python_path_bit_for_bit() -> None:
+    """The plant's C sensor/actuator port driven by the flight core's
+    ``Adcs.run_port`` runs exactly the frames of the Python path (step_row,
+    sensors, Adcs.step, apply the commands): same plant state, same ADCS outputs,
+    same noise streams, over 3,000 frames in batches of 1-9 (crossing the noise
+    blocks), through sunlight and eclipse, with a gyro bias and dead sun sensors."""
+    import datetime as dt
+
+    import numpy as np
+    from native._plant import ffi, lib  # the plant's own module (the flight core's is core_ffi)
+
+    from hil_rig.environment import Environment
+    from hil_rig.orbit import Orbit
+    from native import ffi as core_ffi
+    from native import lib as core_lib
+    from native.core import Adcs
+
+    assert lib.OHIL_PLANT_PORT_SENSE_N == core_lib.OHIL_ADCS_SENSE_N
+    assert lib.OHIL_PLANT_PORT_ACT_N == core_lib.OHIL_ADCS_ACT_N
+    orbit = Orbit.from_elements(alt_km=550, inc_deg=97.6, raan_deg=40.0,
+                                epoch=dt.datetime(2026, 3, 20, tzinfo=dt.UTC))
+    n_frames = 3000
+    env = Environment(orbit, orbit.epoch).sample(np.arange(0, n_frames * 10**9, 10**9, dtype=np.int64))
+    params = PlantParams(omega0_rad_s=(0.02, -0.05, 0.03))
+    plants = {"py": Plant(params, seed=9), "c": Plant(params, seed=9)}
+    adcs = {k: Adcs() for k in plants}
+    acts = dict.fromkeys(plants, Actuators(heater_w=10.0))
+    faults = [Faults(), Faults(gyro_bias_rad_s=(1e-3, -2e-3, 0.0)), Faults(css_dead=True)]
+    rng = np.random.default_rng(3)
+    k = 0
+    while k < n_frames:
+        f = faults[(k // 400) % 3]
+        n = min(int(rng.integers(1, 10)), n_frames - k)
+        for name in plants:
+            inp = adcs[name].inputs
+            inp["dt_s"], inp["mode"] = 1.0, 1
+            inp["sun_eci"], inp["b_eci_t"] = env.sun_unit_teme[k], env.b_teme_t[k]
+        # the Python path, frame by frame
+        pl, ad = plants["py"], adcs["py"]
+        for j in range(n):
+            pl.step_row(env, k + j, 10**9, acts["py"], 12.0, f)
+            r = pl.sensors(f)
+            out = ad.step({"rate_rad_s": r.gyro_rad_s, "b_body_t": r.mag_body_t, "sun_body": r.sun_body,
+                           "sun_valid": int(r.sun_valid), "wheel_speed_rad_s": r.wheel_speed_rad_s})
+            acts["py"] = Actuators(wheel_torque_nm=tuple(out["wheel_torque_cmd_nm"].tolist()),
+                                   mtq_dipole_am2=tuple(out["dipole_cmd_am2"].tolist()), heater_w=10.0)
+        # the port, in one call
+        port = plants["c"].port(env, k, n, 10**9, acts["c"], 12.0, f)
+        assert port is not None
+        ran = port.max_frames
+        adcs["c"].run_port(ran, port.sense_fn, port.actuate_fn, port.ctx)
+        acts["c"] = plants["c"].port_done(port)
+        if ran < n:  # the noise block ran out: the rest of the batch in a second call
+            port = plants["c"].port(env, k + ran, n - ran, 10**9, acts["c"], 12.0, f)
+            adcs["c"].run_port(port.max_frames, port.sense_fn, port.actuate_fn, port.ctx)
+            acts["c"] = plants["c"].port_done(port)
+            assert port.max_frames == n - ran
+        assert plants["c"].port_readings() == r, f"frame {k + n}"  # what sensors() read there
+        assert acts["c"] == acts["py"], f"frame {k + n}"
+        a, b = (bytes(ffi.buffer(p._st)) for p in plants.values())
+        assert a == b, f"plant state differs after frame {k + n}"
+        assert bytes(core_ffi.buffer(adcs["py"]._state)) == bytes(core_ffi.buffer(adcs["c"]._state))
+        assert plants["c"].t_ns == plants["py"].t_ns
+        k += n
+    assert plants["c"].sensors() == plants["py"].sensors()  # the noise streams are where they should be
+
+
+def test_c_port_is_refused_with_a_stuck_or_dead_gyro_or_magnetometer() -> None:
+    import datetime as dt
+
+    import numpy as np
+
+    from hil_rig.environment import Environment
+    from hil_rig.orbit import Orbit
+
+    orbit = Orbit.from_elements(alt_km=550, inc_deg=97.6, raan_deg=40.0,
+                                epoch=dt.datetime(2026, 3, 20, tzinfo=dt.UTC))
+    env = Environment(orbit, orbit.epoch).sample(np.arange(0, 20 * 10**9, 10**9, dtype=np.int64))
+    pl = Plant(PlantParams(), seed=1)
+    for f in (Faults(gyro_stuck=True), Faults(gyro_dead=True), Faults(mag_stuck=True), Faults(mag_dead=True)):
+        assert pl.port(env, 0, 5, 10**9, Actuators(), 0.0, f) is None
+    assert pl.port(env, 18, 5, 10**9, Actuators(), 0.0, Faults()).max_frames == 2  # the rows left

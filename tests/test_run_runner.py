@@ -172,6 +172,73 @@ def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -
     assert any("job_completed" in map(str, r) for r in table_rows(outs[True], "events"))
 
 
+C_FRAMES_FAULTS = """
+[[fault]]
+kind = "sensor_bias"
+sensor = "gyro"
+bias = 0.002
+at = "20.35 s"
+duration = "40 s"
+
+[[fault]]
+kind = "sensor_stuck"
+sensor = "mag"
+at = "33.07 s"
+duration = "9.4 s"
+
+[[fault]]
+kind = "sensor_dead"
+sensor = "sun"
+at = "50.5 s"
+duration = "30 s"
+
+[[fault]]
+kind = "wheel_stuck"
+wheel = "y"
+at = "61.23 s"
+duration = "20 s"
+
+[[fault]]
+kind = "relay_off"
+board = "rpi0"
+at = "70.55 s"
+duration = "12.3 s"
+
+[[fault]]
+kind = "hot_case"
+at = "90.91 s"
+"""
+
+
+def test_control_frames_in_c_change_nothing_in_the_archive(tmp_path: pathlib.Path) -> None:
+    """Between two 1 Hz ticks the flight software's C ADCS runs the control frames
+    through the plant's C sensor/actuator port, in one call (``Run.c_frames``).
+    It must run exactly the frames of the one-step path: identical archives, with
+    faults landing between frames (a gyro bias and dead sun sensors go through the
+    port; a stuck magnetometer sends those frames back to the Python path), a
+    wheel stuck, a relay cycled (a board boot in mid-second) and a hot case."""
+    from hil_rig.runner import Run
+    from hil_rig.scenario import load_scenario
+
+    path = _scenario(tmp_path, name="cframes", duration="150 s", seed=5, workload="compute")
+    path.write_text(path.read_text() + C_FRAMES_FAULTS)
+    sc = load_scenario(path)
+    outs = {False: tmp_path / "python", True: tmp_path / "c"}
+    for c_frames, out in outs.items():
+        run = Run(sc, out=out)
+        run.c_frames = c_frames
+        with run:
+            run.run_until(run.duration_ns)
+            assert run.finish().passed
+    for table in TABLES:
+        a, b = (table_rows(o, table) for o in outs.values())
+        assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
+        for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
+            assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
+    kinds = [str(r) for r in table_rows(outs[True], "events")]
+    assert any("sensor_stuck_start" in r for r in kinds) and any("board_power" in r for r in kinds)
+
+
 def _external_bench(tmp: pathlib.Path):  # type: ignore[no-untyped-def]
     """Simulated instruments and emulated boards hosted by this test process (so they
     outlive the runner), and a bench file that points the runner at them as it would

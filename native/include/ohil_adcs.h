@@ -130,4 +130,23 @@ void ohil_adcs_step(const ohil_adcs_cfg *cfg, ohil_adcs_state *st,
 void ohil_adcs_step_batch(const ohil_adcs_cfg *cfg, ohil_adcs_state *st,
                           const ohil_adcs_in *in, ohil_adcs_out *out, size_t n);
 
+/* A sensor/actuator port in C, for frames run without leaving C (a simulator
+ * whose sensor models and actuators are C, or drivers on the spacecraft).
+ * sense(ctx, s) reads the sensors for the next frame into OHIL_ADCS_SENSE_N
+ * doubles: rate_rad_s[3], b_body_t[3], sun_body[3], sun_valid (0 or 1),
+ * wheel_speed_rad_s[3]. actuate(ctx, a) takes OHIL_ADCS_ACT_N doubles:
+ * dipole_cmd_am2[3], wheel_torque_cmd_nm[3]. */
+#define OHIL_ADCS_SENSE_N 13
+#define OHIL_ADCS_ACT_N 6
+typedef void (*ohil_adcs_sense_fn)(void *ctx, double *s);
+typedef void (*ohil_adcs_actuate_fn)(void *ctx, const double *a);
+
+/* n frames through a port: each one senses, steps with the sensed fields set in
+ * `in` (dt_s, mode and the references as the caller left them) and actuates.
+ * Bit for bit the same as n ohil_adcs_step calls with those inputs; `in` and
+ * `out` hold the last frame's. */
+void ohil_adcs_run_port(const ohil_adcs_cfg *cfg, ohil_adcs_state *st, ohil_adcs_in *in,
+                        ohil_adcs_out *out, size_t n, ohil_adcs_sense_fn sense,
+                        ohil_adcs_actuate_fn actuate, void *ctx);
+
 #endif /* OHIL_ADCS_H */

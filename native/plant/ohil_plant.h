@@ -148,4 +148,36 @@ void ohil_plant_sense(const ohil_plant_config_t *cfg, const ohil_plant_state_t *
                       const double n_gyro[3], const double n_mag[3], const double n_css[6],
                       const double n_meas[7], double out[OHIL_PLANT_READINGS]);
 
+/* A C sensor/actuator port for the flight core's ADCS (ohil_adcs_run_port in
+ * native/include/ohil_adcs.h; the double layouts below are those of
+ * OHIL_ADCS_SENSE_N and OHIL_ADCS_ACT_N): every sense steps the plant by one
+ * row of `env` under the command in force, then reads the sensors as
+ * ohil_plant_sense does, taking the next row of each noise stream. The gyro
+ * and magnetometer are read as is (a caller with a stuck or dead one does not
+ * use the port). The readings of the last frame stay in `out`. */
+#define OHIL_PLANT_PORT_SENSE_N 13
+#define OHIL_PLANT_PORT_ACT_N 6
+typedef struct {
+    const ohil_plant_config_t *cfg;
+    ohil_plant_state_t *st;
+    ohil_plant_cmd_t *cmd;
+    const ohil_plant_sensor_config_t *sc;
+    const double *env;      /* the next step's environment row (advanced per frame) */
+    const double *illum;    /* its illumination (advanced per frame) */
+    double payload_w;
+    double dt_s;
+    const double *gyro_bias;
+    const double *mag_bias;
+    int css_dead;
+    const double *n_gyro;   /* the next noise rows: 3, 3, 6 and 7 doubles a frame */
+    const double *n_mag;
+    const double *n_css;
+    const double *n_meas;
+    size_t frames;          /* frames sensed through this port */
+    double out[OHIL_PLANT_READINGS];
+} ohil_plant_port_t;
+
+void ohil_plant_port_sense(void *ctx, double *s);
+void ohil_plant_port_actuate(void *ctx, const double *a);
+
 #endif

@@ -277,3 +277,34 @@ void ohil_plant_sense(const ohil_plant_config_t *c, const ohil_plant_state_t *st
     out[18] = st->solar_w * (1 + sc->power_noise_frac * n_meas[6]);
     for (k = 0; k < 4; ++k) out[19 + k] = st->temps_k[k] + sc->temp_noise_k * n_meas[k];
 }
+
+void ohil_plant_port_sense(void *ctx, double *s)
+{
+    ohil_plant_port_t *p = ctx;
+    ohil_plant_step(p->cfg, p->st, p->cmd, p->env, p->payload_w, p->dt_s);
+    ohil_plant_sense(p->cfg, p->st, p->sc, p->env, *p->illum, p->gyro_bias, p->mag_bias, p->css_dead,
+                     p->n_gyro, p->n_mag, p->n_css, p->n_meas, p->out);
+    p->env += OHIL_PLANT_ENV_STRIDE;
+    p->illum += 1;
+    p->n_gyro += 3;
+    p->n_mag += 3;
+    p->n_css += 6;
+    p->n_meas += 7;
+    p->frames += 1;
+    for (int i = 0; i < 3; ++i) {
+        s[i] = p->out[i];            /* gyro */
+        s[3 + i] = p->out[3 + i];    /* magnetometer */
+        s[6 + i] = p->out[12 + i];   /* sun vector */
+        s[10 + i] = p->st->wheel_speed_rad_s[i];
+    }
+    s[9] = p->out[15] != 0.0 ? 1.0 : 0.0;
+}
+
+void ohil_plant_port_actuate(void *ctx, const double *a)
+{
+    ohil_plant_port_t *p = ctx;
+    for (int i = 0; i < 3; ++i) {
+        p->cmd->mtq_dipole_am2[i] = a[i];
+        p->cmd->wheel_torque_nm[i] = a[3 + i];
+    }
+}

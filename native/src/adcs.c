@@ -409,3 +409,28 @@ void ohil_adcs_step_batch(const ohil_adcs_cfg *cfg, ohil_adcs_state *st, const o
 {
     for (size_t k = 0; k < n; ++k) ohil_adcs_step(cfg, st, &in[k], &out[k]);
 }
+
+void ohil_adcs_run_port(const ohil_adcs_cfg *cfg, ohil_adcs_state *st, ohil_adcs_in *in,
+                        ohil_adcs_out *out, size_t n, ohil_adcs_sense_fn sense,
+                        ohil_adcs_actuate_fn actuate, void *ctx)
+{
+    double s[OHIL_ADCS_SENSE_N];
+    double a[OHIL_ADCS_ACT_N];
+    if (sense == NULL || actuate == NULL) return;
+    for (size_t k = 0; k < n; ++k) {
+        sense(ctx, s);
+        for (int i = 0; i < 3; ++i) {
+            in->rate_rad_s[i] = s[i];
+            in->b_body_t[i] = s[3 + i];
+            in->sun_body[i] = s[6 + i];
+            in->wheel_speed_rad_s[i] = s[10 + i];
+        }
+        in->sun_valid = s[9] != 0.0;
+        ohil_adcs_step(cfg, st, in, out);
+        for (int i = 0; i < 3; ++i) {
+            a[i] = out->dipole_cmd_am2[i];
+            a[3 + i] = out->wheel_torque_cmd_nm[i];
+        }
+        actuate(ctx, a);
+    }
+}
