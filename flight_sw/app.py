@@ -305,6 +305,7 @@ class FlightSoftware:
     def _load_tle(self, t_ns: int, text: str) -> None:
         self.predictor.load_tle(text)
         self.events.emit(t_ns, "tle_loaded", satellite=self.predictor.name)
+        self.window = None  # predicted from the old elements
         self._eclipse(t_ns)
 
     # --- components -------------------------------------------------------------------
@@ -516,10 +517,8 @@ class FlightSoftware:
         if not self.predictor.loaded:
             return
         w = self.window
-        if w is not None and t_ns < w.exit_ns and t_ns < w.entry_ns - 600 * NS:
-            return  # still far from the predicted eclipse: keep it
-        if w is not None and w.entry_ns <= t_ns < w.exit_ns:
-            return  # in the predicted eclipse
+        if w is not None and t_ns < w.exit_ns:
+            return  # ahead or in progress: the prediction changes only with a new TLE (which clears it)
         new = self.predictor.next_eclipse(t_ns)
         if new != w and new is not None and (w is None or abs(new.entry_ns - w.entry_ns) > NS):
             self.events.emit(t_ns, "eclipse_predicted", entry_s=new.entry_ns / NS, exit_s=new.exit_ns / NS,

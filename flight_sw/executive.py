@@ -138,12 +138,16 @@ class Executive:
     def solo_ticks(self, group: str, t_ns: int) -> int:
         """How many ticks from the next one, up to ``t_ns``, run ``group`` and
         nothing else (the span a caller may run in one batch, see :meth:`ran_solo`)."""
-        others = [d for name, d in self.divisors.items() if name != group]
         k = self.tick
-        n = 0
-        while (k + n) * self.base_ns <= t_ns and not any((k + n) % d == 0 for d in others):
-            n += 1
-        return n
+        last = t_ns // self.base_ns  # the last tick at or before t_ns
+        if self.divisors[group] != 1:  # a slower group is not alone on every tick: count them
+            n = 0
+            while k + n <= last and all(((k + n) % d == 0) == (g == group) for g, d in self.divisors.items()):
+                n += 1
+            return n
+        # every tick runs `group`: the span ends at the next tick of any other group
+        nxt = min((-(-k // d) * d for g, d in self.divisors.items() if g != group), default=last + 1)
+        return max(0, min(nxt, last + 1) - k)
 
     def ran_solo(self, group: str, n: int) -> None:
         """Book ``n`` ticks that ran only ``group``, in a batch outside :meth:`run_tick`

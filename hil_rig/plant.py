@@ -341,6 +341,26 @@ class Plant:
             src = self._env_src = src[0].row(src[1])
         return src
 
+    def sun_in_body(self) -> tuple[tuple[float, float, float], float] | None:
+        """(unit vector to the sun in body axes, illumination) under the environment
+        of the last step; None before the first step. Pure Python: read once a
+        simulated second by the recorder, where a numpy rotation costs more than
+        the arithmetic."""
+        src = self._env_src
+        if src is None:
+            return None
+        if isinstance(src, tuple):
+            env, k = src
+            sx, sy, sz = env.sun_unit_teme[k].tolist()
+            illum = float(env.illumination[k])
+        else:
+            sx, sy, sz = src.sun_unit_teme
+            illum = float(src.illumination)
+        w, x, y, z = self._st.q_bi
+        return ((1 - 2 * (y * y + z * z)) * sx + 2 * (x * y - w * z) * sy + 2 * (x * z + w * y) * sz,
+                2 * (x * y + w * z) * sx + (1 - 2 * (x * x + z * z)) * sy + 2 * (y * z - w * x) * sz,
+                2 * (x * z - w * y) * sx + 2 * (y * z + w * x) * sy + (1 - 2 * (x * x + y * y)) * sz), illum
+
     @property
     def q(self) -> list[float]:
         return list(self._st.q_bi)

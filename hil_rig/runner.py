@@ -1072,21 +1072,18 @@ class Run:
         for ev in fsw.events.events[self._fsw_event_idx:]:
             self._event(ev.t_ns, "fsw", ev.name, json.dumps(ev.fields, sort_keys=True, default=str))
         self._fsw_event_idx = len(fsw.events.events)
-        env = p.env
-        illum = float(env.illumination) if env is not None else 0.0
-        sun_err = float("nan")
-        if env is not None:
-            from hil_rig.plant import rotation_matrix
-
-            s_b = rotation_matrix(p.q) @ np.asarray(env.sun_unit_teme)
-            c = float(np.dot(s_b, self.params.panels[0].normal_body))
-            sun_err = math.degrees(math.acos(max(-1.0, min(1.0, c))))
+        illum, sun_err = 0.0, float("nan")
+        sb = p.sun_in_body()
+        if sb is not None:
+            (bx, by, bz), illum = sb
+            nx, ny, nz = self.params.panels[0].normal_body
+            sun_err = math.degrees(math.acos(max(-1.0, min(1.0, bx * nx + by * ny + bz * nz))))
         temps = p.temps
         orbit = int(t // self.events.period_ns) + 1
         wx, wy, wz = p.omega_body()
         row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, self.load_power_w,
                           self.payload_power_w, temps[0], temps[1], temps[2], temps[3],
-                          float(np.linalg.norm((wx, wy, wz)))]
+                          math.sqrt(wx * wx + wy * wy + wz * wz)]
         hk = fsw.hk
         if self._hk_cols is None:  # (hk key, is integer) per flight-software column, built once
             self._hk_cols = [(c.name[4:], c.kind == "INTEGER") for c in self.channels[len(TRUTH_CHANNELS):]]
