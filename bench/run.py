@@ -95,9 +95,10 @@ def breakdown_ms(acc: dict[str, float], sim_s: float, loop_wall_s: float) -> dic
     return {k: round(v, 3) for k, v in sorted(out.items())}
 
 
-def _children_cpu_s() -> float:
-    """CPU seconds (user + system) so far of every live descendant of this process
-    (the emulated boards and their job workers), from /proc; 0 where /proc is absent."""
+def _children_cpu_s() -> tuple[float, float]:
+    """CPU seconds (user + system) so far of this process's live children (the
+    emulated boards' agents) and of their descendants (the job workers), from
+    /proc; zeros where /proc is absent."""
     import os
 
     me = os.getpid()
@@ -111,14 +112,17 @@ def _children_cpu_s() -> float:
             continue
         parent[int(d.name)] = int(f[1])
         cpu[int(d.name)] = (int(f[11]) + int(f[12])) / tick
-    total = 0.0
+    children = grandchildren = 0.0
     for pid in cpu:
-        p = parent.get(pid)
+        depth, p = 1, parent.get(pid)
         while p is not None and p != me and p > 1:
-            p = parent.get(p)
+            depth, p = depth + 1, parent.get(p)
         if p == me:
-            total += cpu[pid]
-    return total
+            if depth == 1:
+                children += cpu[pid]
+            else:
+                grandchildren += cpu[pid]
+    return children, grandchildren
 
 
 def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bool = True,
@@ -146,6 +150,7 @@ def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bo
         timers.remove()
     t2 = time.perf_counter()
     c2, k2 = time.process_time(), _children_cpu_s()
+    agents_s, workers_s = k2[0] - k1[0], k2[1] - k1[1]
     commands = sum(lk.stats.commands for lk in run.links.values())
     result = run.finish()
     sim_s = run.duration_ns / NS
@@ -153,7 +158,8 @@ def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bo
     res = {
         "sim_s": sim_s, "loop_wall_s": t2 - t1, "startup_wall_s": t1 - t0,
         # CPU per simulated second: this process (every thread) and the boards (agents + job workers)
-        "main_cpu_ms_per_sim_s": (c2 - c1) * 1e3 / sim_s, "boards_cpu_ms_per_sim_s": (k2 - k1) * 1e3 / sim_s,
+        "main_cpu_ms_per_sim_s": (c2 - c1) * 1e3 / sim_s, "boards_cpu_ms_per_sim_s": (agents_s + workers_s) * 1e3 / sim_s,
+        "agents_cpu_ms_per_sim_s": agents_s * 1e3 / sim_s, "workers_cpu_ms_per_sim_s": workers_s * 1e3 / sim_s,
         "speedup": sim_s / (t2 - t1), "speedup_incl_startup": sim_s / (t2 - t0),
         "link_commands_per_sim_s": commands / sim_s, "passed": result.passed,
         "jobs_completed": result.summary.get("fsw", {}).get("jobs_completed", 0),
@@ -232,6 +238,8 @@ def main() -> int:
         "link_commands_per_sim_s": round(med["link_commands_per_sim_s"], 2),
         "main_cpu_ms_per_sim_s": round(med["main_cpu_ms_per_sim_s"], 3),
         "boards_cpu_ms_per_sim_s": round(med["boards_cpu_ms_per_sim_s"], 3),
+        "agents_cpu_ms_per_sim_s": round(med["agents_cpu_ms_per_sim_s"], 3),
+        "workers_cpu_ms_per_sim_s": round(med["workers_cpu_ms_per_sim_s"], 3),
         "jobs_completed": int(med["jobs_completed"]),
         "passed": all(r["passed"] for r in runs),
         "target_speedup": 1000, "repeat": args.repeat, "sync_lead": not args.no_sync_lead, "c_frames": not args.no_c_frames,

@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import numpy as np
-
 import native
 from flight_sw.dictionary import (
     BOARD_STATES,
@@ -420,7 +418,7 @@ class FlightSoftware:
         soc = self._eps_out["soc"]
         samples["battery.soc"] = soc if soc == soc else None
         samples["battery.temp_k"] = s.temps_k.get("battery")
-        samples["adcs.rate_norm_rad_s"] = float(np.linalg.norm(s.omega_body_rad_s))
+        samples["adcs.rate_norm_rad_s"] = _norm3(s.omega_body_rad_s)
         samples["exec.watchdog_expired"] = 1.0 if self.executive.watchdog.expired else 0.0
         samples["adcs.sun_missing_s"] = self._sun_missing(t_ns)
         for a in self.fdir.evaluate(t_ns, samples):
@@ -449,7 +447,7 @@ class FlightSoftware:
         soc = self._eps_out["soc"]
         blocked = not self.payload.active_boards() or self._therm_out["trip"] != 0
         return ModeInputs(
-            rate_norm_rad_s=float(np.linalg.norm(self.sensor.omega_body_rad_s)),
+            rate_norm_rad_s=_norm3(self.sensor.omega_body_rad_s),
             soc=soc if soc == soc else 0.0,
             pointing_error_rad=pe if pe >= 0 else 0.0,
             payload_blocked=blocked,
@@ -481,7 +479,7 @@ class FlightSoftware:
             "payload_budget_w": self._eps_out["payload_budget_w"],
             "thermal_derate": self._therm_out["payload_throttle"],
             "throttle_cmd": p.throttle,
-            "rate_norm_rad_s": float(np.linalg.norm(s.omega_body_rad_s)),
+            "rate_norm_rad_s": _norm3(s.omega_body_rad_s),
             "pointing_error_rad": self._last_adcs["pointing_error_rad"],
             "temp_battery_k": s.temps_k.get("battery", float("nan")),
             "temp_payload_max_k": max([b.temp_k for b in p.boards.values() if b.temp_k == b.temp_k] or [float("nan")]),
@@ -552,6 +550,12 @@ class FlightSoftware:
                 MonitorDef(f"{b.name}.digest_fail_streak", b.name, None, 1.5, 1, entry="reset"),
             ]
         return mons
+
+
+def _norm3(v: Any) -> float:
+    """|v| of a 3-vector (per second, where numpy's call overhead is most of the cost)."""
+    x, y, z = v
+    return math.sqrt(x * x + y * y + z * z)
 
 
 def _dipole_teme_t(r_m: tuple[float, float, float], jd: float) -> tuple[float, float, float]:
