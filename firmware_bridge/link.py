@@ -22,6 +22,7 @@ import binascii
 import os
 import queue
 import random
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,13 @@ import serial
 
 from . import protocol as P
 from .framing import Deframer, frame
+
+try:  # a plain posix serial port (device path, pty): read and write its fd directly
+    from serial.serialposix import Serial as _PosixSerial
+except ImportError:  # pragma: no cover - not posix
+    _PosixSerial = None
+
+_READ_CHUNK = 65536
 
 
 class LinkError(Exception):
@@ -213,11 +221,14 @@ class Link:
                 continue
             try:
                 ser = self._ser
-                data = ser.read(1)
-                if data:
-                    n = ser.in_waiting
-                    if n:
-                        data += ser.read(n)
+                if type(ser) is _PosixSerial:
+                    data = _read_posix(ser)
+                else:  # other pyserial URLs (socket://, rfc2217://, loop://, ...)
+                    data = ser.read(1)
+                    if data:
+                        n = ser.in_waiting
+                        if n:
+                            data += ser.read(n)
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 if self._closed:
                     return
@@ -313,7 +324,11 @@ class Link:
             return False
         with self._write_lock:
             try:
-                self._ser.write(data)
+                ser = self._ser
+                if type(ser) is _PosixSerial:
+                    _write_posix(ser, data)
+                else:
+                    ser.write(data)
                 self.stats.tx_bytes += len(data)
                 return True
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
@@ -586,3 +601,35 @@ def _vanished(url: str) -> bool:
     if "://" in url:
         return False
     return not os.path.exists(url)
+
+
+def _read_posix(ser) -> bytes:
+    """What a posix serial port has waiting: one select (the port's read timeout) and one
+    read, instead of pyserial's read(1) + in_waiting + read(n). Errors as pyserial's."""
+    fd = ser.fd
+    if fd is None:
+        raise serial.PortNotOpenError()
+    if not select.select([fd], [], [], ser.timeout)[0]:
+        return b""
+    try:
+        data = os.read(fd, _READ_CHUNK)
+    except BlockingIOError:
+        return b""  # readiness without data (raced): look again
+    if not data:
+        raise serial.SerialException("device reports readiness to read but returned no data "
+                                     "(device disconnected or multiple access on port?)")
+    return data
+
+
+def _write_posix(ser, data: bytes) -> None:
+    """One write straight to the fd; whatever the port did not take at once (a full
+    buffer) goes through pyserial's write, with its write timeout."""
+    fd = ser.fd
+    if fd is None:
+        raise serial.PortNotOpenError()
+    try:
+        n = os.write(fd, data)
+    except BlockingIOError:
+        n = 0
+    if n < len(data):
+        ser.write(data[n:])
