@@ -103,9 +103,38 @@ class LinkStats:
     last_error: str = ""
 
 
+class _Flag:
+    """A set/clear/wait flag for one waiter on a bare lock (held = clear): what
+    threading.Event does for this use, without a Condition per request."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
+
+    def clear(self) -> None:
+        self._lock.acquire(False)
+
+    def is_set(self) -> bool:
+        return not self._lock.locked()
+
+    def wait(self, timeout: float) -> bool:
+        if not self._lock.acquire(True, timeout):
+            return False
+        self.set()  # stays set (a concurrent set() may already have released it)
+        return True
+
+
 @dataclass
 class _Pending:
-    event: threading.Event = field(default_factory=threading.Event)
+    event: _Flag = field(default_factory=_Flag)
     reply: P.Packet | None = None
     nudged: bool = False  # a corrupted frame arrived: probably our reply; resend now
 
