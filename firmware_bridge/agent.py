@@ -560,7 +560,7 @@ class Agent:
         periodic = self.hk_period_s is not None and not self.clock.virtual
         if periodic and self.hung_until is None:
             waits.append(max(0.0, self.next_hk - mono))
-        rlist = list(self.jobs.fds())
+        rlist = self.jobs.fds()  # a new list
         fd = None
         if mono >= self._peer_absent_until:
             fd = self.transport.fileno()
