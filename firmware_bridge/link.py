@@ -456,12 +456,14 @@ class Link:
         return self._call_result(name, self._call_begin(name, args, timeout_s, retries).wait())
 
     def _call_begin(self, name: str, args: dict | None, timeout_s: float | None,
-                    retries: int | None) -> PendingRequest:
+                    retries: int | None, data: bytes | None = None) -> PendingRequest:
+        """``data``: the TC's application data when the caller encoded ``args`` already."""
         fid, apid, _ = P.FUNCTIONS[name]
         if timeout_s is None:
             timeout_s = max(self.timeout_s, DEFAULT_TIMEOUTS.get(name, 0.0))
-        return self.begin(name, apid, P.TC_FUNCTION, P.encode_function(fid, args or {}),
-                          timeout_s=timeout_s, retries=retries)
+        if data is None:
+            data = P.encode_function(fid, args or {})
+        return self.begin(name, apid, P.TC_FUNCTION, data, timeout_s=timeout_s, retries=retries)
 
     def _call_result(self, name: str, reply: P.Packet) -> dict:
         if reply.kind != P.TM_FUNCTION_REPORT:
@@ -560,10 +562,7 @@ class Link:
     def time_sync_begin(self, t_ns: int, report: bool = True) -> PendingRequest:
         """:meth:`time_sync`, sent now; ``.wait()`` returns what :meth:`time_sync` would.
         For syncing several boards at once from one thread."""
-        args: dict = {"t_ns": int(t_ns)}
-        if report:
-            args["report"] = True
-        req = self._call_begin("time_sync", args, None, None)
+        req = self._call_begin("time_sync", None, None, None, _time_sync_data(int(t_ns), report))
         req.then = lambda reply: self._time_sync_result(t_ns, self._call_result("time_sync", reply))
         return req
 
@@ -630,6 +629,17 @@ def _vanished(url: str) -> bool:
     if "://" in url:
         return False
     return not os.path.exists(url)
+
+
+_TIME_SYNC_FID = P.FUNCTIONS["time_sync"][0].to_bytes(2, "big")
+
+
+def _time_sync_data(t_ns: int, report: bool) -> bytes:
+    """``P.encode_function(time_sync, {"t_ns": t_ns[, "report": true]})``, the same
+    bytes (sorted keys, no spaces), formatted directly: one per board per frame."""
+    if report:
+        return _TIME_SYNC_FID + b'{"report":true,"t_ns":%d}' % t_ns
+    return _TIME_SYNC_FID + b'{"t_ns":%d}' % t_ns
 
 
 def _read_posix(ser) -> bytes:

@@ -261,8 +261,12 @@ def encode_function(fid: int, args: dict) -> bytes:
     return fid.to_bytes(2, "big") + json_bytes(args)
 
 
+#: json.dumps(obj, separators=(",", ":"), sort_keys=True), without a new encoder per call
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def json_bytes(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    return _JSON_ENCODER.encode(obj).encode()
 
 
 def decode_json(data: bytes, what: str) -> dict:
