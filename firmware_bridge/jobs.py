@@ -89,8 +89,8 @@ def validate(workload: str, params: dict) -> dict:
 
 
 def _send(conn, msg: tuple) -> None:
-    """``conn.send(msg)`` without a ForkingPickler per message (our messages carry
-    only plain data): the same bytes on the pipe to a ``conn.recv()``."""
+    """``conn.send(msg)`` without building a ForkingPickler per message (our messages
+    carry only plain data); a ``conn.recv()`` at the other end reads it as before."""
     conn.send_bytes(pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
 
 
