@@ -262,6 +262,7 @@ class Agent:
         self.hung_until: float | None = None
         self.ledger: list[int] = []
         self.ledger_set: set[int] = set()
+        self._brief_json: dict[int, tuple[tuple, bytes]] = {}  # job id -> (brief key, JSON)
         self.jobs = JobManager(os.path.join(self.state_dir, "jobs"), self.event,
                                max_dim=self.max_job_dim, virtual_flops_s=self.job_flops_s,
                                seed=self.seed)
@@ -406,7 +407,7 @@ class Agent:
         if P.FUNCTIONS[name][2] and not self.test_mode:
             raise _Reject(P.ERR_NOT_TEST_MODE, f"{name} is accepted only in test mode")
         args = _json(pkt.data[2:], name)
-        getattr(self, f"_fn_{name}")(args, lambda res: ok(P.TM_FUNCTION_REPORT, P.json_bytes(res)),
+        getattr(self, f"_fn_{name}")(args, lambda res: ok(P.TM_FUNCTION_REPORT, _result_json(res)),
                                      lambda code, msg: fail(P.TM_COMPLETE_FAIL, code, msg))
 
     # -- functions: each gets (args, done(result), failed(code, msg))
@@ -458,7 +459,7 @@ class Agent:
         if not self.clock.virtual:
             self.clock.sync(t)
             self._last_tick_ns = t
-            done(self._sync_result(t, prev, report))
+            done(self._sync_reply(t, prev, report))
             return
         # virtual clock: the jobs compute what they earned up to t (at the throttle held
         # since the last sync), then the board model is integrated up to t, then the reply
@@ -472,18 +473,41 @@ class Agent:
             if self.hk_period_s is not None and (self.next_hk_ns is None or t >= self.next_hk_ns):
                 self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
                 self.next_hk_ns = t + int(self.hk_period_s * 1e9)
-            done(self._sync_result(t, prev, report))
+            done(self._sync_reply(t, prev, report))
 
         self.jobs.advance(t, throttle, finish)
 
     def _sync_result(self, t: int, prev: int, report: bool) -> dict:
         out = {"t_ns": t, "previous_ns": prev}
         if report:  # one round trip instead of time_sync + housekeeping + job_status
-            live = ("starting", "running", "suspended")
-            jobs = sorted(self.jobs.jobs.values(), key=lambda j: (j.state not in live, -j.job_id))
             out["hk"] = base64.b64encode(self._hk_bytes()).decode()
-            out["jobs"] = [j.brief() for j in jobs[:REPORT_MAX_JOBS]]
+            out["jobs"] = [j.brief() for j in self._report_jobs()]
         return out
+
+    def _report_jobs(self) -> list:
+        live = ("starting", "running", "suspended")
+        jobs = sorted(self.jobs.jobs.values(), key=lambda j: (j.state not in live, -j.job_id))
+        return jobs[:REPORT_MAX_JOBS]
+
+    def _sync_reply(self, t: int, prev: int, report: bool) -> bytes:
+        """``P.json_bytes(self._sync_result(t, prev, report))``, the same bytes, with each
+        job's brief encoded once while it does not change (finished jobs never do)."""
+        if not report or type(t) is not int or type(prev) is not int:
+            return P.json_bytes(self._sync_result(t, prev, report))
+        cache = self._brief_json
+        if len(cache) > 4 * REPORT_MAX_JOBS:
+            cache.clear()
+        briefs = []
+        for j in self._report_jobs():
+            key = (j.state, j.step, j.checkpoint_step, j.digest, j.error)
+            hit = cache.get(j.job_id)
+            if hit is None or hit[0] != key:
+                hit = cache[j.job_id] = (key, P.json_bytes(j.brief()))
+            briefs.append(hit[1])
+        hk = base64.b64encode(self._hk_bytes())  # ASCII: nothing to escape
+        # keys in json_bytes' (sorted) order: hk, jobs, previous_ns, t_ns
+        return b'{"hk":"%s","jobs":[%s],"previous_ns":%d,"t_ns":%d}' % (
+            hk, b",".join(briefs), prev, t)
 
     def _fn_start_job(self, args, done, failed) -> None:
         job = self.jobs.start(args.get("workload"), args.get("params", {}), args.get("deadline_s"),
@@ -560,7 +584,7 @@ class Agent:
         periodic = self.hk_period_s is not None and not self.clock.virtual
         if periodic and self.hung_until is None:
             waits.append(max(0.0, self.next_hk - mono))
-        rlist = list(self.jobs.fds())
+        rlist = self.jobs.fds()  # a new list
         fd = None
         if mono >= self._peer_absent_until:
             fd = self.transport.fileno()
@@ -624,6 +648,11 @@ def _json(data: bytes, what: str) -> dict:
         return P.decode_json(data, what)
     except P.PacketError as exc:
         raise _Reject(P.ERR_BAD_ARGUMENTS, str(exc)) from None
+
+
+def _result_json(res) -> bytes:
+    """A function's result as TM[8,130] data: a dict, or its JSON already encoded."""
+    return res if isinstance(res, bytes) else P.json_bytes(res)
 
 
 def _cb(done, failed):

@@ -40,6 +40,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
+import select
 import signal
 import time
 from dataclasses import dataclass, field
@@ -81,6 +83,20 @@ def validate(workload: str, params: dict) -> dict:
             raise ValueError(f"{workload}: param {key!r} must be an integer in {lo}..{hi}, got {v!r}")
         out[key] = v
     return out
+
+
+# --- the pipe between the agent and a worker -----------------------------------
+
+
+def _send(conn, msg: tuple) -> None:
+    """``conn.send(msg)`` without building a ForkingPickler per message (our messages
+    carry only plain data); a ``conn.recv()`` at the other end reads it as before."""
+    conn.send_bytes(pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(conn) -> tuple:
+    """``conn.recv()``: what :func:`_send` (or ``conn.send``) sent."""
+    return pickle.loads(conn.recv_bytes())
 
 
 # --- the worker process -------------------------------------------------------
@@ -165,11 +181,11 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
         if resume:
             work.load(ckpt_path)
     except Exception as exc:  # noqa: BLE001 - reported to the agent, never raised
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        _send(conn, ("error", f"{type(exc).__name__}: {exc}"))
         return
     rng = np.random.default_rng()
     steps = params["steps"]
-    conn.send(("running", work.step, steps))
+    _send(conn, ("running", work.step, steps))
     last_progress = time.monotonic()
     pause_until = 0.0
     while True:
@@ -182,7 +198,7 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
                     break
                 continue
             try:
-                msg = conn.recv()
+                msg = _recv(conn)
             except (EOFError, OSError):
                 return  # agent gone: stop computing
             op = msg[0]
@@ -190,15 +206,15 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
                 throttle = float(msg[1])
             elif op == "checkpoint":
                 work.save(ckpt_path)
-                conn.send(("checkpointed", msg[1], work.step, msg[2]))
+                _send(conn, ("checkpointed", msg[1], work.step, msg[2]))
                 if msg[2]:  # stop after checkpoint (suspend)
                     return
             elif op == "seu":
-                conn.send(("seu_done", msg[1], work.flip_bit(msg[2], msg[3], rng)))
+                _send(conn, ("seu_done", msg[1], work.flip_bit(msg[2], msg[3], rng)))
             elif op == "progress":
-                conn.send(("progress", work.step, steps))
+                _send(conn, ("progress", work.step, steps))
         if work.step >= steps:
-            conn.send(("done", work.digest(), work.step))
+            _send(conn, ("done", work.digest(), work.step))
             return
         t0 = time.monotonic()
         while work.step < steps:
@@ -209,7 +225,7 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
         busy = t1 - t0
         pause_until = t1 + (busy * (1.0 - throttle) / throttle if throttle < 1.0 else 0.0)
         if t1 - last_progress >= PROGRESS_EVERY_S:
-            conn.send(("progress", work.step, steps))
+            _send(conn, ("progress", work.step, steps))
             last_progress = t1
 
 
@@ -221,14 +237,14 @@ def virtual_worker_main(conn, seed: int | None) -> None:  # pragma: no cover - c
     progress; after ``done``, an error or a stopping checkpoint it is idle again."""
     import numpy as np
 
-    conn.send(("ready",))
+    _send(conn, ("ready",))
     work = None
     ckpt = ""
     steps = 0
     rng = None
     while True:
         try:
-            msg = conn.recv()
+            msg = _recv(conn)
         except (EOFError, OSError):
             return  # agent gone
         op = msg[0]
@@ -240,11 +256,11 @@ def virtual_worker_main(conn, seed: int | None) -> None:  # pragma: no cover - c
                     work.load(ckpt)
             except Exception as exc:  # noqa: BLE001 - reported to the agent
                 work = None
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+                _send(conn, ("error", f"{type(exc).__name__}: {exc}"))
                 continue
             steps = params["steps"]
             rng = np.random.default_rng(None if seed is None else [seed, job_id])
-            conn.send(("running", work.step, steps))
+            _send(conn, ("running", work.step, steps))
         elif work is None:
             continue  # a request for a job this worker no longer holds: its waiter was failed
         elif op == "advance":
@@ -252,19 +268,19 @@ def virtual_worker_main(conn, seed: int | None) -> None:  # pragma: no cover - c
             while work.step < target:
                 work.run_step()
             if work.step >= steps:
-                conn.send(("done", work.digest(), work.step))
+                _send(conn, ("done", work.digest(), work.step))
                 work = None
             else:
-                conn.send(("advanced", msg[1], work.step))
+                _send(conn, ("advanced", msg[1], work.step))
         elif op == "checkpoint":
             work.save(ckpt)
-            conn.send(("checkpointed", msg[1], work.step, msg[2]))
+            _send(conn, ("checkpointed", msg[1], work.step, msg[2]))
             if msg[2]:
                 work = None
         elif op == "seu":
-            conn.send(("seu_done", msg[1], work.flip_bit(msg[2], msg[3], rng)))
+            _send(conn, ("seu_done", msg[1], work.flip_bit(msg[2], msg[3], rng)))
         elif op == "progress":
-            conn.send(("progress", work.step, steps))
+            _send(conn, ("progress", work.step, steps))
         elif op == "drop":
             work = None
 
@@ -287,6 +303,12 @@ _ACC_UNIT = 10**21  # micro-steps/s x ppm throttle x ns = 1e-21 step
 
 
 # --- the agent side -------------------------------------------------------------
+
+
+def _readable(conn) -> bool:
+    """``conn.poll()`` (no timeout) as one select call: Connection.poll builds and
+    registers a selector every time, and the agent asks after every worker message."""
+    return bool(select.select((conn,), (), (), 0)[0])
 
 
 @dataclass
@@ -349,6 +371,10 @@ class JobError(Exception):
 
 
 ACTIVE = ("starting", "running")
+
+
+def _job_id(job: Job) -> int:
+    return job.job_id
 SPARE_WORKERS = 1  # virtual clock: idle, warmed-up workers kept ready for the next job
 
 
@@ -407,7 +433,7 @@ class JobManager:
                 if left <= 0 or not w.conn.poll(left):
                     return False
                 try:
-                    w.ready = w.conn.recv()[0] == "ready"
+                    w.ready = _recv(w.conn)[0] == "ready"
                 except (EOFError, OSError):
                     return False
         return True
@@ -479,7 +505,7 @@ class JobManager:
         if self.virtual:
             w = self._idle.pop(0) if self._idle else self._new_worker()
             job.proc, job.conn = w.proc, w.conn
-            job.conn.send(("job", job.job_id, job.workload, job.params, self._ckpt(job), resume))
+            _send(job.conn, ("job", job.job_id, job.workload, job.params, self._ckpt(job), resume))
             # running from now on in simulation time; the worker computes when told to
             job.state, job.acc, job.target, job.last_ns = "running", 0, job.step, now_ns
             self._ensure_spare()
@@ -543,7 +569,7 @@ class JobManager:
             raise JobError(6, f"job {job.job_id} is {job.state}, not running")
         self._tag += 1
         job.waiters[self._tag] = callback
-        job.conn.send((op, self._tag, *args))
+        _send(job.conn, (op, self._tag, *args))
 
     def checkpoint(self, job_id: int, callback, stop: bool = False) -> None:
         self.request(job_id, "checkpoint", (stop,), callback)
@@ -572,7 +598,7 @@ class JobManager:
         for j in self.jobs.values():
             if j.conn is not None:
                 try:
-                    j.conn.send(("throttle", x))
+                    _send(j.conn, ("throttle", x))
                 except OSError:
                     pass
 
@@ -626,9 +652,8 @@ class JobManager:
                 self._deadlines(t_ns)
                 callback()
 
-        for job in sorted(self.jobs.values(), key=lambda j: j.job_id):
-            if job.state not in ACTIVE or job.conn is None:
-                continue
+        live = [j for j in self.jobs.values() if j.state in ACTIVE and j.conn is not None]
+        for job in sorted(live, key=_job_id) if len(live) > 1 else live:
             end = t_ns if job.deadline_ns is None else min(t_ns, job.deadline_ns)
             steps = job.params["steps"]
             if end > job.last_ns and job.target < steps:
@@ -645,16 +670,17 @@ class JobManager:
                 self._tag += 1
                 job.waiters[self._tag] = acked
                 try:
-                    job.conn.send(("advance", self._tag, job.target))
+                    _send(job.conn, ("advance", self._tag, job.target))
                 except OSError:
                     job.waiters.pop(self._tag)(False, "worker gone")
         acked()
 
     def _deadlines(self, now_ns: int) -> None:
         """Live or suspended jobs past their deadline (simulation time) are stopped."""
-        for job in sorted(self.jobs.values(), key=lambda j: j.job_id):
-            if (job.deadline_ns is not None and now_ns > job.deadline_ns
-                    and job.state in ("starting", "running", "suspended")):
+        late = [j for j in self.jobs.values() if j.deadline_ns is not None and now_ns > j.deadline_ns
+                and j.state in ("starting", "running", "suspended")]
+        for job in sorted(late, key=_job_id):
+            if job.state in ("starting", "running", "suspended"):  # (a stop may change others)
                 self._fail_waiters(job, "deadline missed")
                 self._stop_worker(job)
                 job.state = "deadline_missed"
@@ -668,19 +694,20 @@ class JobManager:
             cb(False, why)
 
     def poll(self, ready_conns, now_ns: int) -> None:
-        for w in list(self._idle):
-            if w.conn in ready_conns:
-                self._drain_idle(w)
-        for job in list(self.jobs.values()):
-            if job.conn is not None and job.conn in ready_conns:
-                self._drain(job)
+        if ready_conns:
+            for w in list(self._idle):
+                if w.conn in ready_conns:
+                    self._drain_idle(w)
+            for job in list(self.jobs.values()):
+                if job.conn is not None and job.conn in ready_conns:
+                    self._drain(job)
         if not self.virtual:  # virtual clock: deadlines are applied at time syncs (advance)
             self._deadlines(now_ns)
 
     def _drain_idle(self, w: _Worker) -> None:
         try:
-            while w.conn.poll():
-                if w.conn.recv()[0] == "ready":
+            while _readable(w.conn):
+                if _recv(w.conn)[0] == "ready":
                     w.ready = True
         except (EOFError, OSError):  # an idle worker died: replace it
             self._idle.remove(w)
@@ -693,9 +720,9 @@ class JobManager:
         conn = job.conn
         while conn is not None and job.conn is conn:
             try:
-                if not conn.poll():
+                if not _readable(conn):
                     return
-                msg = conn.recv()
+                msg = _recv(conn)
             except (EOFError, OSError):
                 if job.state in ACTIVE:
                     job.state, job.error = "failed", "worker process died"

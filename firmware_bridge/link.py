@@ -22,6 +22,7 @@ import binascii
 import os
 import queue
 import random
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,13 @@ import serial
 
 from . import protocol as P
 from .framing import Deframer, frame
+
+try:  # a plain posix serial port (device path, pty): read and write its fd directly
+    from serial.serialposix import Serial as _PosixSerial
+except ImportError:  # pragma: no cover - not posix
+    _PosixSerial = None
+
+_READ_CHUNK = 65536
 
 
 class LinkError(Exception):
@@ -95,9 +103,38 @@ class LinkStats:
     last_error: str = ""
 
 
+class _Flag:
+    """A set/clear/wait flag for one waiter on a bare lock (held = clear): what
+    threading.Event does for this use, without a Condition per request."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
+
+    def clear(self) -> None:
+        self._lock.acquire(False)
+
+    def is_set(self) -> bool:
+        return not self._lock.locked()
+
+    def wait(self, timeout: float) -> bool:
+        if not self._lock.acquire(True, timeout):
+            return False
+        self.set()  # stays set (a concurrent set() may already have released it)
+        return True
+
+
 @dataclass
 class _Pending:
-    event: threading.Event = field(default_factory=threading.Event)
+    event: _Flag = field(default_factory=_Flag)
     reply: P.Packet | None = None
     nudged: bool = False  # a corrupted frame arrived: probably our reply; resend now
 
@@ -213,11 +250,14 @@ class Link:
                 continue
             try:
                 ser = self._ser
-                data = ser.read(1)
-                if data:
-                    n = ser.in_waiting
-                    if n:
-                        data += ser.read(n)
+                if type(ser) is _PosixSerial:
+                    data = _read_posix(ser)
+                else:  # other pyserial URLs (socket://, rfc2217://, loop://, ...)
+                    data = ser.read(1)
+                    if data:
+                        n = ser.in_waiting
+                        if n:
+                            data += ser.read(n)
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 if self._closed:
                     return
@@ -313,7 +353,11 @@ class Link:
             return False
         with self._write_lock:
             try:
-                self._ser.write(data)
+                ser = self._ser
+                if type(ser) is _PosixSerial:
+                    _write_posix(ser, data)
+                else:
+                    ser.write(data)
                 self.stats.tx_bytes += len(data)
                 return True
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
@@ -412,12 +456,14 @@ class Link:
         return self._call_result(name, self._call_begin(name, args, timeout_s, retries).wait())
 
     def _call_begin(self, name: str, args: dict | None, timeout_s: float | None,
-                    retries: int | None) -> PendingRequest:
+                    retries: int | None, data: bytes | None = None) -> PendingRequest:
+        """``data``: the TC's application data when the caller encoded ``args`` already."""
         fid, apid, _ = P.FUNCTIONS[name]
         if timeout_s is None:
             timeout_s = max(self.timeout_s, DEFAULT_TIMEOUTS.get(name, 0.0))
-        return self.begin(name, apid, P.TC_FUNCTION, P.encode_function(fid, args or {}),
-                          timeout_s=timeout_s, retries=retries)
+        if data is None:
+            data = P.encode_function(fid, args or {})
+        return self.begin(name, apid, P.TC_FUNCTION, data, timeout_s=timeout_s, retries=retries)
 
     def _call_result(self, name: str, reply: P.Packet) -> dict:
         if reply.kind != P.TM_FUNCTION_REPORT:
@@ -516,10 +562,7 @@ class Link:
     def time_sync_begin(self, t_ns: int, report: bool = True) -> PendingRequest:
         """:meth:`time_sync`, sent now; ``.wait()`` returns what :meth:`time_sync` would.
         For syncing several boards at once from one thread."""
-        args: dict = {"t_ns": int(t_ns)}
-        if report:
-            args["report"] = True
-        req = self._call_begin("time_sync", args, None, None)
+        req = self._call_begin("time_sync", None, None, None, _time_sync_data(int(t_ns), report))
         req.then = lambda reply: self._time_sync_result(t_ns, self._call_result("time_sync", reply))
         return req
 
@@ -586,3 +629,46 @@ def _vanished(url: str) -> bool:
     if "://" in url:
         return False
     return not os.path.exists(url)
+
+
+_TIME_SYNC_FID = P.FUNCTIONS["time_sync"][0].to_bytes(2, "big")
+
+
+def _time_sync_data(t_ns: int, report: bool) -> bytes:
+    """``P.encode_function(time_sync, {"t_ns": t_ns[, "report": true]})``, the same
+    bytes (sorted keys, no spaces), formatted directly: one per board per frame."""
+    if report:
+        return _TIME_SYNC_FID + b'{"report":true,"t_ns":%d}' % t_ns
+    return _TIME_SYNC_FID + b'{"t_ns":%d}' % t_ns
+
+
+def _read_posix(ser) -> bytes:
+    """What a posix serial port has waiting: one select (the port's read timeout) and one
+    read, instead of pyserial's read(1) + in_waiting + read(n). Errors as pyserial's."""
+    fd = ser.fd
+    if fd is None:
+        raise serial.PortNotOpenError()
+    if not select.select([fd], [], [], ser.timeout)[0]:
+        return b""
+    try:
+        data = os.read(fd, _READ_CHUNK)
+    except BlockingIOError:
+        return b""  # readiness without data (raced): look again
+    if not data:
+        raise serial.SerialException("device reports readiness to read but returned no data "
+                                     "(device disconnected or multiple access on port?)")
+    return data
+
+
+def _write_posix(ser, data: bytes) -> None:
+    """One write straight to the fd; whatever the port did not take at once (a full
+    buffer) goes through pyserial's write, with its write timeout."""
+    fd = ser.fd
+    if fd is None:
+        raise serial.PortNotOpenError()
+    try:
+        n = os.write(fd, data)
+    except BlockingIOError:
+        n = 0
+    if n < len(data):
+        ser.write(data[n:])

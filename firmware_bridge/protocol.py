@@ -261,8 +261,12 @@ def encode_function(fid: int, args: dict) -> bytes:
     return fid.to_bytes(2, "big") + json_bytes(args)
 
 
+#: json.dumps(obj, separators=(",", ":"), sort_keys=True), without a new encoder per call
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def json_bytes(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    return _JSON_ENCODER.encode(obj).encode()
 
 
 def decode_json(data: bytes, what: str) -> dict:
@@ -338,8 +342,8 @@ def decode_hk(data: bytes, layouts: dict[int, tuple[list[str], list[str]]] | Non
     )
     if len(data) != HK_HEAD.size + 4 * (nt + 2 * nr):
         raise PacketError("housekeeping report length does not match its counts")
-    vals = struct.unpack_from(f">{nt + 2 * nr}f", data, HK_HEAD.size)
-    names = (layouts or {}).get(lid)
+    vals = _hk_values(nt + 2 * nr).unpack_from(data, HK_HEAD.size)
+    names = layouts.get(lid) if layouts else None
     tn = names[0] if names and len(names[0]) == nt else [f"temp{i}" for i in range(nt)]
     rn = names[1] if names and len(names[1]) == nr else [f"rail{i}" for i in range(nr)]
     return {
@@ -358,8 +362,19 @@ def decode_hk(data: bytes, layouts: dict[int, tuple[list[str], list[str]]] | Non
         "thermal_throttle": bool(flags & HK_FLAG_THERMAL_THROTTLE),
         "pi_throttled": unpack_pi_throttled((flags >> HK_FLAG_PI_SHIFT) & 0xFF),
         "temps_k": dict(zip(tn, vals[:nt], strict=True)),
-        "rails": {n: (vals[nt + 2 * k], vals[nt + 2 * k + 1]) for k, n in enumerate(rn)},
+        "rails": dict(zip(rn, zip(vals[nt::2], vals[nt + 1::2], strict=True), strict=True)),
     }
+
+
+_HK_VALUES: dict[int, struct.Struct] = {}
+
+
+def _hk_values(n: int) -> struct.Struct:
+    """The ``n`` big-endian f32 after the housekeeping head (compiled once per count)."""
+    st = _HK_VALUES.get(n)
+    if st is None:
+        st = _HK_VALUES[n] = struct.Struct(f">{n}f")
+    return st
 
 
 def encode_event(name: str, details: dict) -> bytes:

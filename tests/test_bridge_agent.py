@@ -223,3 +223,44 @@ def test_agent_source_parses_as_python_3_10() -> None:
 
     for path in sorted((ROOT / "firmware_bridge").glob("*.py")):
         ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 10))
+
+
+def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
+    """The agent assembles the time-sync report from cached per-job JSON: the bytes must be
+    exactly json_bytes of the report dict, as jobs come, change and finish."""
+    from firmware_bridge import protocol as P
+    from firmware_bridge.agent import REPORT_MAX_JOBS, Agent, FdTransport, VirtualClock
+    from firmware_bridge.emulator import SimBoard
+    from firmware_bridge.jobs import Job
+
+    m, s = os.openpty()
+    agent = Agent(FdTransport(m), SimBoard("rpi"), clock=VirtualClock(), state_dir=str(tmp_path))
+    try:
+        states = ["running", "suspended", "done", "failed", "cancelled", "deadline_missed"]
+        t = 0
+        for i in range(1, 3 * REPORT_MAX_JOBS + 40):
+            job = Job(i, "matmul", {"n": 8, "steps": 100, "seed": 0}, None, 0,
+                      state=states[i % len(states)], step=i % 100, checkpoint_step=i % 7 - 1)
+            if job.state == "done":
+                job.digest = f"{i:032x}"
+            if job.state == "failed":
+                job.error = f'worker "{i}" died: \u00e9\u2603 \\ \n'
+            agent.jobs.jobs[i] = job
+            if i % 5 == 0:  # a job changes under the cache
+                old = agent.jobs.jobs[max(1, i - 3)]
+                old.step += 1
+                old.state = "done"
+                old.digest = "d" * 32
+            for report in (True, False):
+                t += 1_000_000_000
+                agent.clock.sync(t)
+                prev = t - 7
+                assert agent._sync_reply(t, prev, report) == P.json_bytes(
+                    agent._sync_result(t, prev, report))
+            if i % 17 == 0:
+                for jid in list(agent.jobs.jobs)[:10]:
+                    del agent.jobs.jobs[jid]
+    finally:
+        agent.jobs.shutdown()
+        os.close(s)
+        os.close(m)

@@ -138,3 +138,34 @@ def test_hk_codec_round_trip_with_layout_names() -> None:
     assert out["rails"] == {"VDD_IN": (5.0, 1.5)}
     assert out["pi_throttled"] == 0x50005
     assert out["last_job_state"] == "running" and out["jobs_running"] == 1
+
+
+def test_hk_codec_without_layout_names_uses_generic_names() -> None:
+    temps, rails = ["a", "b", "c"], ["r0", "r1"]
+    hk = {"temps_k": {"a": 300.0, "b": 301.0, "c": 302.0}, "rails": {"r0": (5.0, 1.0), "r1": (3.3, 0.5)},
+          "uptime_s": 1, "throttle": 1.0, "cpu_load": 0.0, "mem_total_kib": 1, "mem_available_kib": 1,
+          "power_w": 5.0, "jobs_running": 0, "last_job_id": 0, "last_job_state": "none",
+          "last_job_progress": 0.0, "flags": 0}
+    raw = P.encode_hk(hk, temps, rails)
+    for layouts in (None, {}, {P.layout_id(["x"], []): (["x"], [])}):
+        out = P.decode_hk(raw, layouts)
+        assert out["temps_k"] == {"temp0": 300.0, "temp1": 301.0, "temp2": 302.0}
+        assert out["rails"] == {"rail0": (5.0, 1.0), "rail1": (3.299999952316284, 0.5)}
+    with pytest.raises(P.PacketError, match="length"):
+        P.decode_hk(raw[:-1])
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                    lambda kids: st.lists(kids) | st.dictionaries(st.text(), kids), max_leaves=20))
+def test_json_bytes_is_compact_sorted_json(obj) -> None:
+    import json
+
+    assert P.json_bytes(obj) == json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+@given(st.integers(0, 2**63 - 1), st.booleans())
+def test_time_sync_tc_data_is_the_generic_function_encoding(t_ns: int, report: bool) -> None:
+    from firmware_bridge.link import _time_sync_data
+
+    args = {"t_ns": t_ns, **({"report": True} if report else {})}
+    assert _time_sync_data(t_ns, report) == P.encode_function(P.FUNCTIONS["time_sync"][0], args)
