@@ -666,13 +666,22 @@ class JobManager:
                 job.target += whole
             job.last_ns = max(job.last_ns, end)
             if job.target > job.step:
-                waiting["n"] += 1
                 self._tag += 1
-                job.waiters[self._tag] = acked
+                finishing = job.target >= steps
+                if finishing:  # the reply needs its digest: wait for the worker's "done"
+                    waiting["n"] += 1
+                    job.waiters[self._tag] = acked
                 try:
                     _send(job.conn, ("advance", self._tag, job.target))
                 except OSError:
-                    job.waiters.pop(self._tag)(False, "worker gone")
+                    if finishing:
+                        job.waiters.pop(self._tag)(False, "worker gone")
+                    continue  # a dead worker is found by the next drain (EOF)
+                if not finishing:
+                    # The worker computes these steps while the agent replies: its pipe is
+                    # in order, so whatever comes next (checkpoint, SEU, progress, the next
+                    # advance) finds them done, and the step it will reach is known now.
+                    job.step = job.target
         acked()
 
     def _deadlines(self, now_ns: int) -> None:
@@ -737,7 +746,7 @@ class JobManager:
             elif op == "ready":
                 pass
             elif op == "advanced":
-                job.step = msg[2]
+                job.step = max(job.step, msg[2])  # an advance not waited for was booked when sent
                 cb = job.waiters.pop(msg[1], None)
                 if cb:
                     cb(True, msg[2])
