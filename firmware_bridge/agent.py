@@ -612,7 +612,7 @@ class Agent:
                         self.reboot()
                         self._pending_reboot = False
         now_ns = self.clock.now_ns()
-        self.jobs.poll([c for c in ready if c is not fd], now_ns)
+        self.jobs.poll([c for c in ready if c != fd], now_ns)
         mono = time.monotonic()
         period = self.hk_period_s  # again: a command in this step may have turned it off
         if periodic and period is not None and self.hung_until is None and mono >= self.next_hk:

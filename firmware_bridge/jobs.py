@@ -407,6 +407,7 @@ class JobManager:
         self._next_id = 1
         self._tag = 0
         self._ctx = multiprocessing.get_context("spawn")
+        self._fds: dict = {}  # worker Connection -> its fd (see fds())
         self._load_checkpointed()
         if self.virtual:
             self._ensure_spare()
@@ -535,9 +536,19 @@ class JobManager:
     def running(self) -> list[Job]:
         return [j for j in self.jobs.values() if j.state in ACTIVE]
 
-    def fds(self) -> list:
-        return [j.conn for j in self.jobs.values() if j.conn is not None] + [
-            w.conn for w in self._idle]
+    def fds(self) -> list[int]:
+        """The workers' pipe fds, for the agent's select (ints: select would call
+        each Connection's fileno() every loop); :meth:`poll` takes the ready ones."""
+        fd = self._fd
+        return [fd(j.conn) for j in self.jobs.values() if j.conn is not None] + [fd(w.conn) for w in self._idle]
+
+    def _fd(self, conn) -> int:
+        n = self._fds.get(conn)
+        if n is None:
+            if len(self._fds) > 256:  # conns of workers long gone
+                self._fds.clear()
+            n = self._fds[conn] = conn.fileno()
+        return n
 
     # -- commands
     def start(self, workload: str, params: dict, deadline_s: float | None, now_ns: int) -> Job:
@@ -702,13 +713,15 @@ class JobManager:
         for cb in waiters.values():
             cb(False, why)
 
-    def poll(self, ready_conns, now_ns: int) -> None:
-        if ready_conns:
+    def poll(self, ready_fds, now_ns: int) -> None:
+        """Drain the workers whose pipe fds (from :meth:`fds`) select found ready."""
+        if ready_fds:
+            fd = self._fd
             for w in list(self._idle):
-                if w.conn in ready_conns:
+                if fd(w.conn) in ready_fds:
                     self._drain_idle(w)
             for job in list(self.jobs.values()):
-                if job.conn is not None and job.conn in ready_conns:
+                if job.conn is not None and fd(job.conn) in ready_fds:
                     self._drain(job)
         if not self.virtual:  # virtual clock: deadlines are applied at time syncs (advance)
             self._deadlines(now_ns)
