@@ -142,6 +142,7 @@ class StatusWriter:
         self.last_sent: float | None = None
         self.last_mono = 0.0
         self.pending = False
+        self._head = json.dumps({"name": name, "kind": kind, "pid": os.getpid()})[:-1]
 
     def write(self, agent: Agent, force: bool = False) -> None:
         board = agent.board
@@ -151,10 +152,12 @@ class StatusWriter:
             self.pending = True  # a change goes out at once (changes follow commands)
         if not (self.pending or force or now - self.last_mono >= STATUS_HEARTBEAT_S):
             return
-        msg = {"name": self.name, "kind": self.kind, "pid": os.getpid(), "power_w": p,
-               "temp_k": round(board.temp_k, 3), "t_ns": agent.clock.now_ns(), "ready": True}
+        # json.dumps of {"name", "kind", "pid", "power_w", "temp_k", "t_ns", "ready": true},
+        # the same text, with the fixed part encoded once (a line per time sync)
+        line = (f'{self._head}, "power_w": {json.dumps(p)}, "temp_k": {json.dumps(round(board.temp_k, 3))}, '
+                f'"t_ns": {int(agent.clock.now_ns())}, "ready": true}}\n')
         try:
-            os.write(self.fd, (json.dumps(msg) + "\n").encode())
+            os.write(self.fd, line.encode())
         except BrokenPipeError:
             # Nobody holds the read end any more: the bench that powers this board
             # is gone (even SIGKILLed). A board without power does not run on.
