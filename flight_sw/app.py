@@ -185,14 +185,19 @@ class FlightSoftware:
         return self.executive.step_to(int(t_ns))
 
     def step_frames(self, t_ns: int, port: ControlPort) -> int:
-        """Run the coming ticks up to ``t_ns`` that hold only control frames through
-        a C sensor/actuator port, in one C call (see ``interfaces.ControlPort``);
-        returns how many ran (0 when the next tick has other work: use
-        :meth:`step_to`). The frames are those :meth:`step_to` would run, bit for bit."""
+        """Run the coming control frames up to ``t_ns`` through a C sensor/actuator
+        port, in one C call (see ``interfaces.ControlPort``): the ticks that hold only
+        control frames, and the control frame of the tick after them when it comes
+        first there (its other groups then run at the next :meth:`step_to`, which the
+        caller makes before anything else reads the tick's results). Returns how many
+        frames ran (0: use :meth:`step_to`). The frames are those :meth:`step_to` would
+        run, bit for bit."""
         ex = self.executive
         if self._heaters[0] != self._heater_mask:  # the heaters change: that frame goes through apply()
             return 0
-        n = min(ex.solo_ticks("control", int(t_ns)), int(port.max_frames))
+        solo = ex.solo_ticks("control", int(t_ns))
+        lead = ex.leads_tick("control", int(t_ns))  # the next 1 Hz tick's frame comes first in it
+        n = min(solo + lead, int(port.max_frames))
         if n <= 0:
             return 0
         inp = self.adcs.inputs
@@ -202,7 +207,9 @@ class FlightSoftware:
         self._last_adcs["pointing_error_rad"] = float(out["pointing_error_rad"])
         self.sensor = port.frame()
         ex.components["adcs"].healthy = True
-        ex.ran_solo("control", n)
+        ex.ran_solo("control", min(n, solo))
+        if n > solo:  # the last frame was the control group of a tick with more to run
+            ex.ran_first("control")
         return n
 
     def tick(self) -> None:

@@ -119,6 +119,7 @@ class Executive:
         self.runs_by_group = {g.name: 0 for g in self.groups}
         self.health_missed: dict[str, int] = {}
         self._ping_key = 0x5EED
+        self._ran_first: tuple[int, str | None] = (-1, None)  # (tick, group) run in a batch
         # bench/fsw.py sets this to a dict to collect wall seconds per group run;
         # measurement only, never an input to any decision
         self.profile: dict[str, list[float]] | None = None
@@ -155,11 +156,28 @@ class Executive:
         self.tick += n
         self.runs_by_group[group] += n
 
+    def leads_tick(self, group: str, t_ns: int) -> bool:
+        """True when the tick after the next :meth:`solo_ticks` span is at or before
+        ``t_ns`` and ``group`` runs first in it: a batch may run that tick's ``group``
+        too (see :meth:`ran_first`) and leave the rest of the tick to :meth:`run_tick`."""
+        k = self.tick + self.solo_ticks(group, t_ns)
+        if k * self.base_ns > t_ns:
+            return False
+        due = [g.name for g in self.groups if k % self.divisors[g.name] == 0]
+        return bool(due) and due[0] == group
+
+    def ran_first(self, group: str) -> None:
+        """Book ``group`` of the next tick as run in a batch: :meth:`run_tick` runs the
+        tick's other groups."""
+        self._ran_first = (self.tick, group)
+        self.runs_by_group[group] += 1
+
     def run_tick(self) -> None:
         k = self.tick
         t = k * self.base_ns
+        done_k, done_group = self._ran_first
         for g in self.groups:
-            if k % self.divisors[g.name]:
+            if k % self.divisors[g.name] or (done_k == k and g.name == done_group):
                 continue
             started = self.clock.now_ns()
             w0 = time.perf_counter() if self.profile is not None else 0.0

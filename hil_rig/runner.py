@@ -916,6 +916,8 @@ class Run:
         ran = fsw.step_frames(t + port.max_frames * dt, _PlantControlPort(self, port, t))
         self.actuators = self.plant.port_done(port)
         self.clock.t_ns = t + ran * dt
+        if ran:
+            fsw.step_to(self.clock.t_ns)  # the rest of a 1 Hz tick whose frame the batch ran
         return ran
 
     def _second(self, t: int) -> None:

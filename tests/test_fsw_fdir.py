@@ -253,6 +253,18 @@ def test_solo_ticks_span_only_the_ticks_where_one_group_runs_alone() -> None:
     ex.ran_solo("control", 5)
     ex.step_to(NS)  # the 1 s tick: both groups, in table order
     assert log[-2:] == [(NS, "fast"), (NS, "slow")]
+    # a batch may also run the control frame that opens the next 1 Hz tick
+    assert ex.leads_tick("control", 2 * NS) and not ex.leads_tick("control", NS + NS // 2)
+    n_fast = sum(1 for _, name in log if name == "fast")
+    ex.ran_solo("control", ex.solo_ticks("control", 2 * NS))
+    ex.ran_first("control")
+    ex.step_to(2 * NS)  # the rest of the 2 s tick: hk only, its control frame is booked
+    assert log[-1] == (2 * NS, "slow") and sum(1 for _, name in log if name == "fast") == n_fast
+    assert ex.runs_by_group["control"] == 21 and ex.next_tick_ns == 2 * NS + NS // 10
+    ex.step_to(3 * NS)  # and the next 1 s tick runs whole again
+    assert log[-2:] == [(3 * NS, "fast"), (3 * NS, "slow")]
+    # a group that does not come first in its tick is never run ahead of the others
+    assert not ex.leads_tick("hk", 10 * NS)
 
 
 def test_overrun_detected_from_clock() -> None:
