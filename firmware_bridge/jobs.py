@@ -656,6 +656,7 @@ class JobManager:
         jobs that finished are ``done`` and deadlines up to ``t_ns`` are applied."""
         thr_ppm = int(round(max(0.0, min(1.0, throttle)) * 1_000_000))
         waiting = {"n": 1}
+        later: list = []  # (conn, message): advances not waited for
 
         def acked(ok: bool = True, result=None) -> None:
             waiting["n"] -= 1
@@ -678,22 +679,28 @@ class JobManager:
             job.last_ns = max(job.last_ns, end)
             if job.target > job.step:
                 self._tag += 1
-                finishing = job.target >= steps
-                if finishing:  # the reply needs its digest: wait for the worker's "done"
-                    waiting["n"] += 1
-                    job.waiters[self._tag] = acked
-                try:
-                    _send(job.conn, ("advance", self._tag, job.target))
-                except OSError:
-                    if finishing:
-                        job.waiters.pop(self._tag)(False, "worker gone")
-                    continue  # a dead worker is found by the next drain (EOF)
-                if not finishing:
-                    # The worker computes these steps while the agent replies: its pipe is
-                    # in order, so whatever comes next (checkpoint, SEU, progress, the next
-                    # advance) finds them done, and the step it will reach is known now.
+                msg = ("advance", self._tag, job.target)
+                if job.target < steps:
+                    # Not waited for: the worker computes these steps after the agent has
+                    # replied (sent below, once the reply is out: the worker does not
+                    # compete with the reply for the CPU). Its pipe is in order, so whatever
+                    # comes next (checkpoint, SEU, progress, the next advance) finds them
+                    # done, and the step it will reach is known now.
                     job.step = job.target
-        acked()
+                    later.append((job.conn, msg))
+                    continue
+                waiting["n"] += 1  # finishes: the reply needs its digest, so wait for "done"
+                job.waiters[self._tag] = acked
+                try:
+                    _send(job.conn, msg)
+                except OSError:
+                    job.waiters.pop(self._tag)(False, "worker gone")
+        acked()  # with no job finishing, the callback (the reply) runs here
+        for conn, msg in later:
+            try:
+                _send(conn, msg)
+            except OSError:
+                pass  # a worker stopped meanwhile (deadline) or dead: the next drain sees it
 
     def _deadlines(self, now_ns: int) -> None:
         """Live or suspended jobs past their deadline (simulation time) are stopped."""
