@@ -233,7 +233,8 @@ def virtual_worker_main(conn, seed: int | None) -> None:  # pragma: no cover - c
     """A reusable worker that computes only when told to (virtual clock).
 
     Idle until ``("job", job_id, workload, params, ckpt_path, resume)``; then serves
-    ``("advance", tag, target)`` (compute up to ``target`` steps), checkpoint, seu and
+    ``("advance", tag, target)`` (compute up to ``target`` steps; silent unless the
+    job is then ``done``), checkpoint, seu and
     progress; after ``done``, an error or a stopping checkpoint it is idle again."""
     import numpy as np
 
@@ -270,8 +271,6 @@ def virtual_worker_main(conn, seed: int | None) -> None:  # pragma: no cover - c
             if work.step >= steps:
                 _send(conn, ("done", work.digest(), work.step))
                 work = None
-            else:
-                _send(conn, ("advanced", msg[1], work.step))
         elif op == "checkpoint":
             work.save(ckpt)
             _send(conn, ("checkpointed", msg[1], work.step, msg[2]))
@@ -765,11 +764,6 @@ class JobManager:
                     job.state, job.step = "running", msg[1]
             elif op == "ready":
                 pass
-            elif op == "advanced":
-                job.step = max(job.step, msg[2])  # an advance not waited for was booked when sent
-                cb = job.waiters.pop(msg[1], None)
-                if cb:
-                    cb(True, msg[2])
             elif op == "progress":
                 job.step = msg[1]
             elif op == "checkpointed":
