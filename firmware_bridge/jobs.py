@@ -298,6 +298,9 @@ def nominal_rate_usteps(workload: str, p: dict, flops_s: int) -> int:
     return max(1, int(flops_s) * 1_000_000 // step_flops(workload, p))
 
 
+#: Virtual clock: a worker is told to compute its job's earned steps once this many
+#: have accumulated (or before anything reads its state, or at the finish).
+ADVANCE_BATCH_STEPS = 8
 _ACC_UNIT = 10**21  # micro-steps/s x ppm throttle x ns = 1e-21 step
 
 
@@ -329,6 +332,7 @@ class Job:
     rate_usteps: int = 0
     acc: int = 0  # fraction of a step earned but not yet computed, in 1e-21 steps
     target: int = 0  # steps earned up to last_ns
+    sent: int = 0  # the target last sent to the worker (it computes lazily, see advance())
     last_ns: int = 0
     done_ns: int | None = None
 
@@ -508,6 +512,7 @@ class JobManager:
             _send(job.conn, ("job", job.job_id, job.workload, job.params, self._ckpt(job), resume))
             # running from now on in simulation time; the worker computes when told to
             job.state, job.acc, job.target, job.last_ns = "running", 0, job.step, now_ns
+            job.sent = job.step
             self._ensure_spare()
             return
         parent, child = self._ctx.Pipe()
@@ -577,6 +582,10 @@ class JobManager:
         job = self._job(job_id)
         if job.conn is None or job.state not in ACTIVE:
             raise JobError(6, f"job {job.job_id} is {job.state}, not running")
+        if job.sent < job.target:  # the steps it owes first (advance() sends them lazily)
+            self._tag += 1
+            _send(job.conn, ("advance", self._tag, job.target))
+            job.sent = job.target
         self._tag += 1
         job.waiters[self._tag] = callback
         _send(job.conn, (op, self._tag, *args))
@@ -680,14 +689,17 @@ class JobManager:
                 self._tag += 1
                 msg = ("advance", self._tag, job.target)
                 if job.target < steps:
-                    # Not waited for: the worker computes these steps after the agent has
-                    # replied (sent below, once the reply is out: the worker does not
-                    # compete with the reply for the CPU). Its pipe is in order, so whatever
-                    # comes next (checkpoint, SEU, progress, the next advance) finds them
-                    # done, and the step it will reach is known now.
+                    # Not waited for: the step the worker will reach is known now. Nothing
+                    # outside the worker sees its state but a checkpoint, an SEU, a progress
+                    # query (request() sends the advance first: the pipe is in order) and
+                    # the finish, so it is told only every ADVANCE_BATCH_STEPS steps, after
+                    # the reply is out (it does not compete with the reply for the CPU).
                     job.step = job.target
-                    later.append((job.conn, msg))
+                    if job.target - job.sent >= ADVANCE_BATCH_STEPS:
+                        job.sent = job.target
+                        later.append((job.conn, msg))
                     continue
+                job.sent = job.target
                 waiting["n"] += 1  # finishes: the reply needs its digest, so wait for "done"
                 job.waiters[self._tag] = acked
                 try:
