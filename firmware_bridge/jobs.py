@@ -24,7 +24,9 @@ per simulated second from the workload, its params and the board's emulated
 throughput); on every time sync the agent calls :meth:`JobManager.advance`,
 which tells each running worker to compute exactly up to the step the job has
 reached in simulation time (rate x throttle x dt, accumulated exactly in
-integers), and reports back when every worker has acknowledged. So progress,
+integers). The worker is told lazily (every ``ADVANCE_BATCH_STEPS`` steps, and
+before anything reads its state: a checkpoint, an SEU, a progress query), and the
+reply waits for a worker only when its job finishes (for the digest). So progress,
 completion and deadline sim times do not depend on the machine's speed. The
 workers are pre-spawned and reused (a spawn costs a numpy import).
 
