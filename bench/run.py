@@ -5,7 +5,7 @@ over their serial links, the simulated Modbus supply and relays, archive,
 judges).
 
     python bench/run.py [--json] [--duration D] [--scenario NAME] [--workload idle|compute]
-                        [--repeat N] [--breakdown] [--no-sync-lead]
+                        [--repeat N] [--breakdown] [--no-sync-lead] [--no-c-frames]
 
 ``--breakdown`` also reports where a simulated second goes (ms of wall time per
 simulated second, by part: rig sensors, plant step, record, power loop; the
@@ -14,7 +14,9 @@ flight software's ADCS frame and payload link), timed by wrapping those methods.
 Baseline, measured in the same run: the rig's environment and plant alone,
 stepped at 10 Hz for the same simulated span (no flight software, no boards,
 no instruments). ``ratio_vs_plant_only`` says how much of the plant-only speed
-the full loop keeps. Each figure is the median of ``--repeat`` runs.
+the full loop keeps. Each figure is the median of ``--repeat`` runs. Also
+reported: CPU ms per simulated second of this process (every thread) and of the
+emulated boards (their agents, and their job workers), read from /proc.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ NS = 1_000_000_000
 
 #: --breakdown: (class, method, part). Wall time inside each, per simulated second.
 #: Nested parts: ``fsw_frames`` holds ``fsw_adcs_frame`` (which holds ``rig_sensors``)
-#: and ``fsw_payload_link``; ``rig_advance`` holds ``fsw_frames``; ``rig_second``
-#: holds ``rig_record`` and ``rig_power_loop``.
+#: and ``fsw_payload_link``; ``rig_advance`` holds ``fsw_frames`` and ``fsw_c_frames``
+#: (control frames run in C through the plant's port, their plant steps included);
+#: ``rig_second`` holds ``rig_record`` and ``rig_power_loop``.
 def _breakdown_points() -> list[tuple[type, str, str]]:
     from flight_sw.app import FlightSoftware
     from hil_rig.plant import Plant
@@ -49,7 +52,8 @@ def _breakdown_points() -> list[tuple[type, str, str]]:
     return [(Run, "_advance", "rig_advance"), (Run, "_second", "rig_second"), (Run, "_record", "rig_record"),
             (PowerLoop, "update", "rig_power_loop"), (Plant, "sensors", "rig_sensors"),
             (Plant, "step_row", "rig_plant_step"), (Plant, "step", "rig_plant_step"), (FlightSoftware, "step_to", "fsw_frames"),
-            (FlightSoftware, "_control", "fsw_adcs_frame"), (FlightSoftware, "_payload_step", "fsw_payload_link")]
+            (FlightSoftware, "_control", "fsw_adcs_frame"),
+            (FlightSoftware, "step_frames", "fsw_c_frames"), (FlightSoftware, "_payload_step", "fsw_payload_link")]
 
 
 class _Timers:
@@ -88,7 +92,7 @@ def breakdown_ms(acc: dict[str, float], sim_s: float, loop_wall_s: float) -> dic
     out = dict(ms)
     out["fsw_other"] = ms["fsw_frames"] - ms["fsw_adcs_frame"] - ms["fsw_payload_link"]
     out["fsw_adcs_frame_excl_sensors"] = ms["fsw_adcs_frame"] - ms["rig_sensors"]
-    out["rig_advance_own"] = ms["rig_advance"] - ms["fsw_frames"] - ms["rig_plant_step"]
+    out["rig_advance_own"] = ms["rig_advance"] - ms["fsw_frames"] - ms["fsw_c_frames"] - ms["rig_plant_step"]
     out["rig_second_other"] = ms["rig_second"] - ms["rig_record"] - ms["rig_power_loop"]
     out["rig_total"] = (ms["rig_sensors"] + ms["rig_plant_step"] + out["rig_advance_own"] + ms["rig_second"])
     out["loop_total"] = loop_wall_s / sim_s * 1e3
