@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import struct
 from dataclasses import dataclass
@@ -366,15 +367,10 @@ def decode_hk(data: bytes, layouts: dict[int, tuple[list[str], list[str]]] | Non
     }
 
 
-_HK_VALUES: dict[int, struct.Struct] = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _hk_values(n: int) -> struct.Struct:
     """The ``n`` big-endian f32 after the housekeeping head (compiled once per count)."""
-    st = _HK_VALUES.get(n)
-    if st is None:
-        st = _HK_VALUES[n] = struct.Struct(f">{n}f")
-    return st
+    return struct.Struct(f">{n}f")
 
 
 def encode_event(name: str, details: dict) -> bytes:

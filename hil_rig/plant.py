@@ -183,7 +183,6 @@ class PlantPort:
     actuate_fn: int
     ctx: int
     max_frames: int
-    plant: Any
     env: EnvSamples
     k: int
     dt_ns: int
@@ -459,10 +458,7 @@ class Plant:
         n = stop - start
         if n <= 0:
             return
-        if self._rows_cache is None or self._rows_cache[0] is not env:
-            packed = env_rows(env)
-            self._rows_cache = (env, packed, ffi.from_buffer("double[]", packed))
-        env_ptr = self._rows_cache[2] + start * lib.OHIL_PLANT_ENV_STRIDE
+        env_ptr = self._rows(env)[2] + start * lib.OHIL_PLANT_ENV_STRIDE
         if isinstance(payload_power_w, (int, float)):
             last_pw = float(payload_power_w)
             if self._pw_fill != (last_pw, n):  # refill the constant-power buffer only on change
@@ -490,10 +486,7 @@ class Plant:
         key = self._cmd_key
         if key[0] is not actuators or key[1] is not self.faults:
             self._set_cmd(actuators, self.faults)
-        cache = self._rows_cache
-        if cache is None or cache[0] is not env:
-            packed = env_rows(env)
-            cache = self._rows_cache = (env, packed, ffi.from_buffer("double[]", packed))
+        cache = self._rows(env)
         if not 0 <= k < len(cache[1]):
             raise ValueError(f"row {k} outside the environment's {len(cache[1])} rows")
         pw = float(payload_power_w)
@@ -520,10 +513,7 @@ class Plant:
         key = self._cmd_key
         if key[0] is not actuators or key[1] is not f:
             self._set_cmd(actuators, f)
-        cache = self._rows_cache
-        if cache is None or cache[0] is not env:
-            packed = env_rows(env)
-            cache = self._rows_cache = (env, packed, ffi.from_buffer("double[]", packed))
+        cache = self._rows(env)
         rows = len(cache[1])
         if not 0 <= k < rows:
             raise ValueError(f"row {k} outside the environment's {rows} rows")
@@ -531,16 +521,11 @@ class Plant:
         if illum is None or illum[0] is not env:
             arr = np.ascontiguousarray(env.illumination, dtype=np.float64)
             illum = self._illum_cache = (env, arr, ffi.from_buffer("double[]", arr))
-        fa = self._fault_args
-        if fa is None or fa[0] is not f:
-            fa = self._fault_args = (f, ffi.new("double[3]", list(f.gyro_bias_rad_s)),
-                                     ffi.new("double[3]", list(f.mag_bias_t)))
+        fa = self._fault_c(f)
         i = self._noise_idx["gyro"]
         if i >= _NOISE_BLOCK:  # every stream is read once a frame: all four run out together
-            for which, (rng, width) in self._noise_src.items():
-                blk = np.ascontiguousarray(rng.standard_normal((_NOISE_BLOCK, width)))
-                self._noise_blocks[which] = (blk, ffi.from_buffer("double[]", blk))
-                self._noise_idx[which] = 0
+            for which in self._noise_src:
+                self._noise_refill(which)
             i = 0
         n = min(n, rows - k, _NOISE_BLOCK - i)
         c = self._port_c
@@ -555,7 +540,7 @@ class Plant:
         c.n_css = nb["css"][1] + 6 * i
         c.n_meas = nb["meas"][1] + 7 * i
         c.frames = 0
-        return PlantPort(_PORT_SENSE, _PORT_ACTUATE, self._port_addr, n, self, env, k, dt_ns)
+        return PlantPort(_PORT_SENSE, _PORT_ACTUATE, self._port_addr, n, env, k, dt_ns)
 
     def port_done(self, port: PlantPort) -> Actuators:
         """Book the frames a port ran (time, environment, noise rows, last readings);
@@ -620,13 +605,34 @@ class Plant:
         the stream."""
         i = self._noise_idx[which]
         if i >= _NOISE_BLOCK:
-            rng, k = self._noise_src[which]
-            blk = np.ascontiguousarray(rng.standard_normal((_NOISE_BLOCK, k)))
-            self._noise_blocks[which] = (blk, ffi.from_buffer("double[]", blk))
+            self._noise_refill(which)
             i = 0
         self._noise_idx[which] = i + 1
         blk, ptr = self._noise_blocks[which]
         return blk, ptr, i
+
+    def _noise_refill(self, which: str) -> None:
+        """The next ``_NOISE_BLOCK`` rows of one sensor's noise, from row 0."""
+        rng, k = self._noise_src[which]
+        blk = np.ascontiguousarray(rng.standard_normal((_NOISE_BLOCK, k)))
+        self._noise_blocks[which] = (blk, ffi.from_buffer("double[]", blk))
+        self._noise_idx[which] = 0
+
+    def _rows(self, env: EnvSamples) -> tuple[EnvSamples, np.ndarray, Any]:
+        """(env, its packed rows, C pointer to them), packed once per environment."""
+        cache = self._rows_cache
+        if cache is None or cache[0] is not env:
+            packed = env_rows(env)
+            cache = self._rows_cache = (env, packed, ffi.from_buffer("double[]", packed))
+        return cache
+
+    def _fault_c(self, f: Faults) -> tuple[Faults, Any, Any]:
+        """(faults, C gyro bias, C magnetometer bias), built once per Faults value."""
+        fa = self._fault_args
+        if fa is None or fa[0] is not f:
+            fa = self._fault_args = (f, ffi.new("double[3]", list(f.gyro_bias_rad_s)),
+                                     ffi.new("double[3]", list(f.mag_bias_t)))
+        return fa
 
     def _env_ptr(self) -> tuple[Any, float]:
         """(pointer to the environment row of the last step, or NULL; its illumination)."""
@@ -654,10 +660,7 @@ class Plant:
         if faults is not None:
             self.faults = faults
         f, out = self.faults, self._sense_out
-        fa = self._fault_args
-        if fa is None or fa[0] is not f:
-            fa = self._fault_args = (f, ffi.new("double[3]", list(f.gyro_bias_rad_s)),
-                                     ffi.new("double[3]", list(f.mag_bias_t)))
+        fa = self._fault_c(f)
         env_ptr, illum = self._env_ptr()
         noise = self._noise_ptr
         lib.ohil_plant_sense(self._cfg, self._st, self._sense_cfg, env_ptr, illum, fa[1], fa[2], f.css_dead,
