@@ -453,7 +453,14 @@ class Link:
     def call(self, name: str, args: dict | None = None, *, timeout_s: float | None = None,
              retries: int | None = None) -> dict:
         """Invoke a function-management command by name; returns its JSON result."""
-        return self._call_result(name, self._call_begin(name, args, timeout_s, retries).wait())
+        return self.call_begin(name, args, timeout_s=timeout_s, retries=retries).wait()
+
+    def call_begin(self, name: str, args: dict | None = None, *, timeout_s: float | None = None,
+                   retries: int | None = None) -> PendingRequest:
+        """:meth:`call`, sent now; ``.wait()`` returns its JSON result (or raises)."""
+        req = self._call_begin(name, args, timeout_s, retries)
+        req.then = lambda reply: self._call_result(name, reply)
+        return req
 
     def _call_begin(self, name: str, args: dict | None, timeout_s: float | None,
                     retries: int | None, data: bytes | None = None) -> PendingRequest:
@@ -540,6 +547,10 @@ class Link:
 
     def checkpoint(self, job_id: int) -> dict:
         return self.call("checkpoint", {"job_id": job_id})
+
+    def checkpoint_begin(self, job_id: int) -> PendingRequest:
+        """:meth:`checkpoint`, sent now; ``.wait()`` returns its result."""
+        return self.call_begin("checkpoint", {"job_id": job_id})
 
     def suspend(self, job_id: int) -> dict:
         return self.call("suspend", {"job_id": job_id})

@@ -115,6 +115,8 @@ class PayloadLink(Protocol):
     Optional: ``time_sync_begin(t_ns)`` sends the sync and returns an object whose
     ``wait()`` gives what ``time_sync`` would; with it the payload manager syncs
     every board from its own thread, and can lead (see ``flight_sw.payload``).
+    Optional too: ``checkpoint_begin(job_id)``, the same for ``checkpoint`` (a
+    periodic checkpoint in flight while the loop runs on).
     """
 
     def ping(self) -> Any: ...

@@ -34,6 +34,14 @@ drops it, so the command lands after the sync as before, and the next frame
 syncs that board afresh; :meth:`PayloadManager.settle` does the same for
 whoever else touches a board (the rig, before a fault or a power change). A
 real-clock board must not get it: its clock would be set one frame ahead.
+With the lead on, the periodic checkpoint of a run goes out the same way (a
+link's ``checkpoint_begin``): the board saves while the loop runs on, and the
+reply is awaited ``CHECKPOINT_AWAIT_S`` later, or before anything else touches
+that board (:meth:`PayloadManager.settle`), or before the next checkpoint. Until
+then, the run's ``checkpoint_step`` comes from that reply only, not from the
+reports, which may or may not show the new checkpoint depending on how fast the
+board saved: what the flight software records stays independent of the wall
+clock. A failed checkpoint is retried at the next frame, as before.
 
 Verification: ``none``; ``known_answer`` (the ground gives the expected digest
 in ``expect_digest``); ``redundant`` (two runs on different boards when
@@ -61,6 +69,7 @@ except ImportError:  # pragma: no cover - before firmware_bridge.link exists
     LINK_ERRORS = (OSError, TimeoutError, RuntimeError)
 
 THROTTLE_BINS = 10
+CHECKPOINT_AWAIT_S = 5  # a periodic checkpoint in flight is awaited this long after it went out
 MAX_RUNS_PER_JOB = 4
 MAX_ATTEMPTS = 3
 
@@ -145,6 +154,8 @@ class PayloadManager(Component):
         self.time_sync = time_sync
         self.sync_lead = sync_lead
         self._lead: dict[str, tuple[int, Any]] = {}  # board -> (t_ns, time sync in flight)
+        self._ckpt: dict[str, _Checkpoint] = {}  # board -> periodic checkpoint in flight
+        self.checkpoints_led = 0  # periodic checkpoints sent without waiting for the reply
         self.lead_syncs_used = 0
         self.checkpoint_period_ns = int(checkpoint_period_s * NS)
         self.jobs: dict[int, Job] = {}
@@ -219,7 +230,7 @@ class PayloadManager(Component):
         self._account(t_ns)
 
     def _call(self, b: Board, method: str, *args: Any) -> Any:
-        if self._lead:
+        if self._lead or self._ckpt:
             self.settle(b.cfg.name)
         try:
             return getattr(b.link, method)(*args)
@@ -284,11 +295,31 @@ class PayloadManager(Component):
         """Await the lead time syncs in flight (to ``board``, or to all) and drop their
         replies: whoever calls this is about to change what the board will report;
         the next frame syncs it afresh. Call it before touching a board behind the
-        flight software's back (a fault, a power change)."""
+        flight software's back (a fault, a power change). A checkpoint in flight
+        to the board is awaited too, and its result taken."""
         for name in list(self._lead) if board is None else [board]:
             sent = self._lead.pop(name, None)
             if sent is not None:
                 self._drop(sent[1])
+        for name in list(self._ckpt) if board is None else [board]:
+            self._checkpointed(name)
+
+    def _checkpointed(self, name: str) -> None:
+        """Await the checkpoint in flight to board ``name`` (if any) and take its result;
+        a failed one is link-health evidence and is tried again at the next frame."""
+        out = self._ckpt.pop(name, None)
+        if out is None:
+            return
+        b, run = self.boards[name], out.run
+        try:
+            res = out.pending.wait()
+        except LINK_ERRORS as e:
+            self._link_error(b, "checkpoint", e)
+            run.last_ckpt_ns = out.previous_ns
+            return
+        ck = _get(res, "checkpoint_step")
+        if ck is not None:
+            run.checkpoint_step = max(run.checkpoint_step, int(ck))
 
     @staticmethod
     def _drop(pending: Any) -> None:
@@ -298,7 +329,7 @@ class PayloadManager(Component):
             pass  # nobody will read this reply; the next sync tells its own story
 
     def close(self) -> None:
-        """Await the lead time syncs still out (idempotent)."""
+        """Await the lead time syncs and checkpoints still out (idempotent)."""
         self.settle()
 
     def _housekeeping(self, t_ns: int, b: Board, res: Any = None) -> None:
@@ -360,6 +391,9 @@ class PayloadManager(Component):
                          resumed=False, cause="board lost the job; restarted from the start")
 
     def _poll_runs(self, t_ns: int) -> None:
+        for name, out in list(self._ckpt.items()):
+            if t_ns - out.sent_ns >= CHECKPOINT_AWAIT_S * NS:
+                self._checkpointed(name)
         for b in self.boards.values():
             if b.run is None or not b.powered or b.isolated or b.recovering or b.last_ok_ns != t_ns:
                 continue
@@ -373,8 +407,8 @@ class PayloadManager(Component):
                 continue
             state = _get(st, "state")
             ck = _get(st, "checkpoint_step")
-            if ck is not None:
-                run.checkpoint_step = int(ck)
+            if ck is not None and b.cfg.name not in self._ckpt:
+                run.checkpoint_step = max(run.checkpoint_step, int(ck))
             if state == "done":
                 run.digest = str(_get(st, "digest") or "")
                 run.state = "done"
@@ -385,6 +419,17 @@ class PayloadManager(Component):
                 self._free(run)
                 self._run_failed(t_ns, job, f"{b.cfg.name}: {state} {_get(st, 'error') or ''}".strip())
             elif t_ns - run.last_ckpt_ns >= self.checkpoint_period_ns:
+                self._checkpointed(b.cfg.name)  # the previous one first (a short period)
+                begin = getattr(b.link, "checkpoint_begin", None) if self.sync_lead else None
+                if begin is not None:
+                    try:
+                        self._ckpt[b.cfg.name] = _Checkpoint(run, t_ns, run.last_ckpt_ns,
+                                                             begin(run.remote_id))
+                        run.last_ckpt_ns = t_ns
+                        self.checkpoints_led += 1
+                    except LINK_ERRORS as e:
+                        self._link_error(b, "checkpoint", e)
+                    continue
                 res = self._call(b, "checkpoint", run.remote_id)
                 if res is not _FAILED:
                     run.last_ckpt_ns = t_ns
@@ -622,7 +667,7 @@ class PayloadManager(Component):
         self._power(t_ns, b, False, cause)
 
     def _power(self, t_ns: int, b: Board, on: bool, cause: str) -> None:
-        if self._lead:
+        if self._lead or self._ckpt:
             self.settle(b.cfg.name)
         self.switches.set(b.cfg.channel, on)
         b.powered = on
@@ -633,6 +678,17 @@ class PayloadManager(Component):
 
     def counts(self) -> dict[str, int]:
         return {"jobs_queued": self._state_counts["queued"], "jobs_running": self._state_counts["running"]}
+
+
+@dataclass
+class _Checkpoint:
+    """A periodic checkpoint in flight: its run, when it went out, the run's previous
+    checkpoint time (restored if it fails) and the begun call."""
+
+    run: Run
+    sent_ns: int
+    previous_ns: int
+    pending: Any
 
 
 class _Ready:

@@ -394,6 +394,9 @@ class _GatedLink:
     def checkpoint(self, job_id: Any) -> Any:
         return self._gate("checkpoint").checkpoint(job_id)
 
+    def checkpoint_begin(self, job_id: Any) -> Any:
+        return self._gate("checkpoint").checkpoint_begin(job_id)
+
     def suspend(self, job_id: Any) -> Any:
         return self._gate("suspend").suspend(job_id)
 

@@ -147,7 +147,8 @@ def test_compute_workload_gives_identical_archives_even_under_cpu_load(tmp_path:
 
 def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -> None:
     """In virtual time the flight software sends each frame's time sync to the
-    emulated boards one frame early, so they compute while the loop runs. What
+    emulated boards one frame early, so they compute while the loop runs, and
+    awaits its periodic checkpoints seconds after sending them. What
     the boards do and report must not change: the archives are identical, row for
     row, with and without it (compute workload: jobs start, progress, finish)."""
     from hil_rig.runner import Run
@@ -161,9 +162,11 @@ def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -
         run.sync_lead = lead
         with run:
             run.run_until(run.duration_ns)
-            used[lead] = run.fsw.payload.lead_syncs_used
+            used[lead] = (run.fsw.payload.lead_syncs_used, run.fsw.payload.checkpoints_led)
             assert run.finish().passed
-    assert used[False] == 0 and used[True] > 400  # two boards, 240 frames: nearly every sync led
+    assert used[False] == (0, 0)
+    assert used[True][0] > 400  # two boards, 240 frames: nearly every sync led
+    assert used[True][1] >= 6  # and the periodic checkpoints (30 s) went out the same way
     for table in TABLES:
         a, b = (table_rows(o, table) for o in outs.values())
         assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
