@@ -76,11 +76,15 @@ class PowerLoop:
         A bus voltage outside the bench file's limits raises :class:`LimitError`
         before anything is sent (the caller decides: stop the run safely).
         """
+        m: Measurement | None = None
         if bus_up:
             if not math.isfinite(bus_voltage_v):
                 raise LimitError(f"power loop: bus voltage {bus_voltage_v!r} is not a number")
             if self._set_v is None or abs(bus_voltage_v - self._set_v) >= self.min_step_v:
-                self.supply.set_voltage(bus_voltage_v)
+                if self._on is True:  # the common case: one request fewer
+                    m = self.supply.set_voltage_and_measure(bus_voltage_v)
+                else:
+                    self.supply.set_voltage(bus_voltage_v)
                 self._set_v = bus_voltage_v
             if self._on is not True:
                 self.supply.set_output(True)
@@ -88,7 +92,8 @@ class PowerLoop:
         elif self._on is not False:
             self.supply.set_output(False)
             self._on = False
-        m: Measurement = self.supply.measure()
+        if m is None:
+            m = self.supply.measure()
         return PowerSample(bus_voltage_v, m.voltage_v, m.current_a, m.output_on, m.mode)
 
     def _board(self, board: str):  # type: ignore[no-untyped-def]

@@ -150,6 +150,33 @@ def test_every_write_is_verified_by_read_back(host: SimHost, transport: str) -> 
         with pytest.raises(ReadBackMismatch, match=r"register 8 \(V-SET\): wrote 1234, read back 1233"):
             drv.set_voltage(12.34)
         drv.set_current_limit(1.0)  # other registers are stored as written
+        # the power loop's write-then-measure reads the setpoint back with the measurement
+        with pytest.raises(ReadBackMismatch, match=r"register 8 \(V-SET\): wrote 1200, read back 1199"):
+            drv.set_voltage_and_measure(12.0)
+    finally:
+        drv.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_set_voltage_and_measure_is_set_voltage_then_measure_in_two_requests(
+        host: SimHost, transport: str) -> None:
+    sim = SimSupply(RIDEN, "RD6006", load=lambda v: 0.25 * v)
+    drv = supply_driver(serve(host, sim, transport))
+    calls: list[str] = []
+    for name in ("read_registers", "write_register"):  # count the Modbus requests sent
+        real = getattr(drv.conn, name)
+        setattr(drv.conn, name, lambda *a, _f=real, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    try:
+        drv.set_current_limit(5.0)
+        drv.set_output(True)
+        calls.clear()
+        m = drv.set_voltage_and_measure(7.5)
+        assert calls == ["write_register", "read_registers"]
+        assert drv.conn.read_registers(8, 1) == [750]
+        assert m == drv.measure() and m.voltage_v == pytest.approx(7.5) and m.current_a == pytest.approx(1.875)
+        with pytest.raises(LimitError, match="outside"):
+            drv.set_voltage_and_measure(float("nan"))
+        assert drv.conn.read_registers(8, 1) == [750]  # nothing was sent
     finally:
         drv.close()
 
