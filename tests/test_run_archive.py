@@ -84,10 +84,10 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: pathlib.Path) -> None:
         import sys
         from hil_rig.archive import Archive, Channel
         a = Archive({str(tmp_path / 'telemetry.sqlite')!r}, [Channel("soc", "1", "soc")])
-        for t in range(100):
-            a.telemetry(t * 10**9, [t / 100])
+        for t in range(600):  # the checkpoint thread runs twice meanwhile (every 250 commits)
+            a.telemetry(t * 10**9, [t / 600])
             a.commit()
-        a.telemetry(100 * 10**9, [1.0])   # left uncommitted
+        a.telemetry(600 * 10**9, [1.0])   # left uncommitted
         print("ready", flush=True)
         sys.stdin.read()
     """)
@@ -100,10 +100,34 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: pathlib.Path) -> None:
     finally:
         p.kill()
     tm = load_run(tmp_path)["telemetry"]
-    assert len(tm) == 100 and np.array_equal(tm["t_ns"], np.arange(100) * 10**9)
-    assert table_rows(tmp_path, "telemetry")[-1] == (99 * 10**9, 0.99)
+    assert len(tm) == 600 and np.array_equal(tm["t_ns"], np.arange(600) * 10**9)
+    assert table_rows(tmp_path, "telemetry")[-1] == (599 * 10**9, 599 / 600)
     # and the file is a sound database
     assert sqlite3.connect(tmp_path / "telemetry.sqlite").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_checkpoints_copy_committed_rows_into_the_file_while_the_run_goes_on(tmp_path: pathlib.Path) -> None:
+    """The WAL is checkpointed on a thread of its own every CHECKPOINT_EVERY commits,
+    without the writer waiting: the rows reach the database file itself."""
+    from hil_rig.archive import CHECKPOINT_EVERY
+
+    path = tmp_path / "telemetry.sqlite"
+    a = Archive(path, CH)
+    try:
+        for t in range(CHECKPOINT_EVERY + 3):
+            a.telemetry(t, [0.5, 1])
+            a.commit()
+        assert a._checkpointer is not None
+        a._checkpointer.close()  # its last checkpoint is done when this returns
+        a._checkpointer = None
+        # the database file alone (immutable: the WAL is not read) holds the rows
+        db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        n = db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0]
+        db.close()
+        assert n == CHECKPOINT_EVERY + 3
+    finally:
+        a.close()
+    assert len(load_run(tmp_path)["telemetry"]) == CHECKPOINT_EVERY + 3
 
 
 def test_export_names_unknown_table(tmp_path: pathlib.Path) -> None:
