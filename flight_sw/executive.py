@@ -42,8 +42,8 @@ RATE_GROUPS: tuple[RateGroup, ...] = (
     RateGroup(
         "housekeeping",
         NS,
-        ("nav", "eps", "thermal", "telecommand", "payload", "fdir", "modes", "telemetry",
-         "payload_lead", "health"),
+        ("nav", "eps", "thermal", "telecommand", "payload", "payload_lead", "fdir", "modes",
+         "telemetry", "health"),
     ),
     RateGroup("planning", 10 * NS, ("eclipse",)),
 )

@@ -22,7 +22,7 @@ Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
 6. dispatch of queued runs to idle, healthy boards.
 
 Lead sync (``sync_lead``; only for boards on a virtual clock, and links with
-``time_sync_begin``): at the end of the 1 Hz group (:meth:`PayloadManager.lead`)
+``time_sync_begin``): right after the payload step (:meth:`PayloadManager.lead`)
 the next frame's ``time_sync`` is sent at once to every board that reported this
 frame, and its reply is awaited at the next frame. The boards compute the coming
 second while the rest of the loop (control frames, the rig's physics) runs,

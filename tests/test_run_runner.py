@@ -154,7 +154,10 @@ def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -
     from hil_rig.runner import Run
     from hil_rig.scenario import load_scenario
 
-    sc = load_scenario(_scenario(tmp_path, name="lead", duration="4 min", seed=11, workload="compute"))
+    path = _scenario(tmp_path, name="lead", duration="4 min", seed=11, workload="compute")
+    # a hung board that FDIR power-cycles while its lead sync is out (FDIR runs after the lead)
+    path.write_text(path.read_text() + '\n[[fault]]\nkind = "payload_hang"\nboard = "rpi0"\nat = "70 s"\n')
+    sc = load_scenario(path)
     outs = {False: tmp_path / "plain", True: tmp_path / "lead"}
     used = {}
     for lead, out in outs.items():
@@ -172,7 +175,10 @@ def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -
         assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
         for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
             assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
-    assert any("job_completed" in map(str, r) for r in table_rows(outs[True], "events"))
+    events = [str(r) for r in table_rows(outs[True], "events")]
+    assert any("job_completed" in e for e in events)
+    assert any("payload_hang_injected" in e for e in events)
+    assert any("board_power" in e and "rpi0" in e and '"on": false' in e for e in events)  # FDIR cycled it
 
 
 C_FRAMES_FAULTS = """
