@@ -236,7 +236,7 @@ def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
     m, s = os.openpty()
     agent = Agent(FdTransport(m), SimBoard("rpi"), clock=VirtualClock(), state_dir=str(tmp_path))
     try:
-        states = ["running", "suspended", "done", "failed", "cancelled", "deadline_missed"]
+        states = ["running", "suspended", "done", "failed", "cancelled", "deadline_missed", "starting"]
         t = 0
         for i in range(1, 3 * REPORT_MAX_JOBS + 40):
             job = Job(i, "matmul", {"n": 8, "steps": 100, "seed": 0}, None, 0,
