@@ -40,7 +40,7 @@ DEFAULT_VIRTUAL_FLOPS_S = 1_000_000
 REPORT_MAX_JOBS = 16
 #: Ended jobs (done, failed, cancelled, deadline_missed) a time-sync report lists at most:
 #: one that ended longer ago is still answered by ``job_status``.
-REPORT_MAX_ENDED = 16
+REPORT_MAX_ENDED = 4
 LIVE_STATES = ("starting", "running", "suspended")
 #: function id -> (name, the Agent method that serves it, test mode only)
 _FUNCTIONS = {fid: (name, f"_fn_{name}", test_only)

@@ -448,3 +448,34 @@ def test_sim_board_readings_and_status_lines_equal_freshly_computed_ones() -> No
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_long_finished_job_leaves_the_report_but_job_status_still_answers() -> None:
+    """A time-sync report lists at most REPORT_MAX_ENDED ended jobs (the newest): an older
+    finished job drops out of it, and job_status still gives its state and digest."""
+    from firmware_bridge.agent import REPORT_MAX_ENDED
+
+    gen = _board("virtual")
+    _, link = next(gen)
+    try:
+        t = 10**9
+        link.time_sync(t)
+
+        def run_one(seed: int) -> int:
+            nonlocal t
+            jid = link.start_job("matmul", {"n": 8, "steps": 3, "seed": seed})
+            t += 10**9  # a few steps: done within this simulated second
+            report = {j["job_id"]: j for j in link.time_sync(t)["jobs"]}
+            assert report[jid]["state"] == "done" and report[jid]["digest"]
+            return jid
+
+        first = run_one(1)
+        digest = link.job_status(first)["digest"]
+        later = [run_one(2 + k) for k in range(REPORT_MAX_ENDED)]
+        t += 10**9
+        listed = [j["job_id"] for j in link.time_sync(t)["jobs"]]
+        assert listed == later[::-1]  # the newest ended ones, newest first
+        status = link.job_status(first)
+        assert status["state"] == "done" and status["digest"] == digest
+    finally:
+        next(gen, None)  # the fixture's teardown: close the link, stop the emulator
