@@ -113,12 +113,14 @@ class FdTransport:
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
-        deadline = time.monotonic() + 0.2
+        deadline = None  # 0.2 s from the first time the pty would block
         while view:
             try:
                 n = os.write(self.fd, view)
                 view = view[n:]
             except BlockingIOError:
+                if deadline is None:
+                    deadline = time.monotonic() + 0.2
                 left = deadline - time.monotonic()
                 if left <= 0 or not select.select([], [self.fd], [], left)[1]:
                     self.dropped_bytes += len(view)  # nobody reads: a UART drops it too
