@@ -35,8 +35,16 @@ TICK_S = 0.05
 #: Emulated job throughput (floating-point operations per simulated second) of a
 #: virtual-clock agent when none is given: see ``firmware_bridge.jobs.nominal_rate_usteps``.
 DEFAULT_VIRTUAL_FLOPS_S = 1_000_000
-#: A time-sync report lists at most this many jobs (live ones first, then the newest).
+#: A time-sync report lists at most this many jobs: the live ones (``LIVE_STATES``), newest
+#: first, then at most ``REPORT_MAX_ENDED`` of the newest ended ones.
 REPORT_MAX_JOBS = 16
+#: Ended jobs (done, failed, cancelled, deadline_missed) a time-sync report lists at most:
+#: one that ended longer ago is still answered by ``job_status``.
+REPORT_MAX_ENDED = 4
+LIVE_STATES = ("starting", "running", "suspended")
+#: function id -> (name, the Agent method that serves it, test mode only)
+_FUNCTIONS = {fid: (name, f"_fn_{name}", test_only)
+              for name, (fid, _apid, test_only) in P.FUNCTIONS.items()}
 
 
 class _Reject(Exception):
@@ -105,12 +113,14 @@ class FdTransport:
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
-        deadline = time.monotonic() + 0.2
+        deadline = None  # 0.2 s from the first time the pty would block
         while view:
             try:
                 n = os.write(self.fd, view)
                 view = view[n:]
             except BlockingIOError:
+                if deadline is None:
+                    deadline = time.monotonic() + 0.2
                 left = deadline - time.monotonic()
                 if left <= 0 or not select.select([], [self.fd], [], left)[1]:
                     self.dropped_bytes += len(view)  # nobody reads: a UART drops it too
@@ -289,9 +299,7 @@ class Agent:
         self.tm_seq[apid] = (seq + 1) % P.SEQ_MODULO
         mc = self.msg_counters.get(kind, 0)
         self.msg_counters[kind] = (mc + 1) & 0xFFFF
-        pkt = P.Packet(P.TM, apid, seq, kind[0], kind[1], data, source_id=dest, msg_counter=mc,
-                       time_ns=self.clock.now_ns())
-        return frame(P.encode_packet(pkt))
+        return frame(P.encode_tm(apid, seq, kind[0], kind[1], data, dest, mc, self.clock.now_ns()))
 
     def send(self, data: bytes) -> None:
         if self.hung_until is not None:
@@ -306,7 +314,8 @@ class Agent:
         now = self.clock.now_ns()
         r = self.board.read(now)
         running = self.jobs.running()
-        last = max(self.jobs.jobs.values(), key=lambda j: j.job_id, default=None)
+        jobs = self.jobs.jobs  # job id -> job
+        last = jobs[max(jobs)] if jobs else None
         flags = (P.HK_FLAG_THERMAL_THROTTLE if self.thermal_throttle else 0) | (
             P.HK_FLAG_TEST_MODE if self.test_mode else 0)
         flags |= P.pack_pi_throttled(r.get("pi_throttled", 0)) << P.HK_FLAG_PI_SHIFT
@@ -331,8 +340,9 @@ class Agent:
 
     def _finish(self, key, rid: bytes, apid: int, kind, data: bytes, dest: int) -> None:
         out = self._tm(apid, kind, rid + data, dest)
-        if key in self.cache:
-            self.cache[key] = (self.cache[key][0], out)
+        hit = self.cache.get(key)
+        if hit is not None:  # (an entry keeps its place in the cache's order)
+            self.cache[key] = (hit[0], out)
         self.stats["replies"] += 1
         self.send(out)
 
@@ -348,7 +358,8 @@ class Agent:
                 self.send(hit[1])  # replay the reply; do not execute again
             return  # still executing: its reply will follow
         self.cache[key] = (crc, None)
-        self.cache.move_to_end(key)
+        if hit is not None:  # the same key, another command: now the newest entry
+            self.cache.move_to_end(key)
         while len(self.cache) > REPLY_CACHE_SIZE:
             self.cache.popitem(last=False)
         self.stats["commands"] += 1
@@ -380,6 +391,8 @@ class Agent:
 
     def _dispatch(self, pkt: P.Packet, ok, fail) -> None:
         kind = pkt.kind
+        if kind == P.TC_FUNCTION:  # the common case (a time sync every frame) first
+            return self._function(pkt.data, ok, fail)
         if kind == P.TC_PING:
             return ok(P.TM_PING)
         if kind == P.TC_HK_ONE_SHOT:
@@ -396,19 +409,22 @@ class Agent:
         if kind == P.TC_HK_DISABLE_PERIODIC:
             self.hk_period_s = None
             return ok(P.TM_COMPLETE_OK)
-        if kind != P.TC_FUNCTION:
-            raise _Reject(P.ERR_UNKNOWN_SERVICE, f"unsupported service ({kind[0]},{kind[1]})")
-        if len(pkt.data) < 2:
+        raise _Reject(P.ERR_UNKNOWN_SERVICE, f"unsupported service ({kind[0]},{kind[1]})")
+
+    def _function(self, data: bytes, ok, fail) -> None:
+        """A TC[8,1]: function id, then its JSON arguments."""
+        if len(data) < 2:
             raise _Reject(P.ERR_BAD_ARGUMENTS, "function management TC without a function id")
-        fid = int.from_bytes(pkt.data[:2], "big")
-        name = P.FUNCTION_NAMES.get(fid)
-        if name is None:
+        fid = int.from_bytes(data[:2], "big")
+        fn = _FUNCTIONS.get(fid)
+        if fn is None:
             raise _Reject(P.ERR_UNKNOWN_FUNCTION, f"unknown function id {fid}")
-        if P.FUNCTIONS[name][2] and not self.test_mode:
+        name, method, test_only = fn
+        if test_only and not self.test_mode:
             raise _Reject(P.ERR_NOT_TEST_MODE, f"{name} is accepted only in test mode")
-        args = _json(pkt.data[2:], name)
-        getattr(self, f"_fn_{name}")(args, lambda res: ok(P.TM_FUNCTION_REPORT, _result_json(res)),
-                                     lambda code, msg: fail(P.TM_COMPLETE_FAIL, code, msg))
+        args = _json(data[2:], name)
+        getattr(self, method)(args, lambda res: ok(P.TM_FUNCTION_REPORT, _result_json(res)),
+                              lambda code, msg: fail(P.TM_COMPLETE_FAIL, code, msg))
 
     # -- functions: each gets (args, done(result), failed(code, msg))
     def _fn_board_info(self, args, done, failed) -> None:
@@ -485,13 +501,21 @@ class Agent:
         return out
 
     def _report_jobs(self) -> list:
-        live = ("starting", "running", "suspended")
-        jobs = sorted(self.jobs.jobs.values(), key=lambda j: (j.state not in live, -j.job_id))
-        return jobs[:REPORT_MAX_JOBS]
+        """The jobs a time-sync report lists: live ones newest first, then at most
+        ``REPORT_MAX_ENDED`` ended ones, newest first; ``REPORT_MAX_JOBS`` in all."""
+        live, ended = [], []
+        for j in self.jobs.jobs.values():
+            (live if j.state in LIVE_STATES else ended).append(j)
+        if len(live) > 1:
+            live.sort(key=_job_id, reverse=True)
+        if ended:
+            ended.sort(key=_job_id, reverse=True)
+            live += ended[:REPORT_MAX_ENDED]
+        return live[:REPORT_MAX_JOBS]
 
     def _sync_reply(self, t: int, prev: int, report: bool) -> bytes:
         """``P.json_bytes(self._sync_result(t, prev, report))``, the same bytes, with each
-        job's brief encoded once while it does not change (finished jobs never do)."""
+        ended job's brief encoded once (it does not change) and a live one's formatted."""
         if not report or type(t) is not int or type(prev) is not int:
             return P.json_bytes(self._sync_result(t, prev, report))
         cache = self._brief_json
@@ -499,6 +523,10 @@ class Agent:
             cache.clear()
         briefs = []
         for j in self._report_jobs():
+            plain = _plain_brief(j)
+            if plain is not None:
+                briefs.append(plain)
+                continue
             key = (j.state, j.step, j.checkpoint_step, j.digest, j.error)
             hit = cache.get(j.job_id)
             if hit is None or hit[0] != key:
@@ -561,8 +589,8 @@ class Agent:
         now = self.clock.now_ns() if until_ns is None else until_ns
         self.board.advance(now, self.load, self.effective_throttle)
         self._last_tick_ns = now
-        temps = self.board.read(now)["temps_k"].values()
-        tmax = max((t for t in temps if t == t), default=0.0)
+        temps = [t for t in self.board.read(now)["temps_k"].values() if t == t]  # not NaN
+        tmax = max(temps) if temps else 0.0
         was = self.thermal_throttle
         if not was and tmax > THERMAL_LIMIT_K:
             self.thermal_throttle = True
@@ -580,10 +608,10 @@ class Agent:
         if self.hung_until is not None and mono >= self.hung_until:
             self.hung_until = None
             self.jobs.thaw()
-        waits = [timeout_s]
+        wait = timeout_s
         periodic = self.hk_period_s is not None and not self.clock.virtual
         if periodic and self.hung_until is None:
-            waits.append(max(0.0, self.next_hk - mono))
+            wait = min(wait, max(0.0, self.next_hk - mono))
         rlist = self.jobs.fds()  # a new list
         fd = None
         if mono >= self._peer_absent_until:
@@ -593,13 +621,14 @@ class Agent:
         if fd is not None:
             rlist.append(fd)
         else:
-            waits.append(max(0.0, self._peer_absent_until - mono) + 1e-3)
+            wait = min(wait, max(0.0, self._peer_absent_until - mono) + 1e-3)
         if rlist:
-            ready = select.select(rlist, [], [], min(waits))[0]
+            ready = select.select(rlist, [], [], wait)[0]
         else:
-            time.sleep(min(waits))
+            time.sleep(wait)
             ready = []
         if fd is not None and fd in ready:
+            ready.remove(fd)  # the rest are workers' pipes
             data = self.transport.read()
             if data is None:
                 self._peer_absent_until = time.monotonic() + 0.02
@@ -611,15 +640,15 @@ class Agent:
                     if self._pending_reboot:
                         self.reboot()
                         self._pending_reboot = False
-        now_ns = self.clock.now_ns()
-        self.jobs.poll([c for c in ready if c != fd], now_ns)
-        mono = time.monotonic()
+        self.jobs.poll(ready, self.clock.now_ns())
         period = self.hk_period_s  # again: a command in this step may have turned it off
-        if periodic and period is not None and self.hung_until is None and mono >= self.next_hk:
-            self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
-            self.next_hk += period
-            if self.next_hk < mono - 0.1:  # fell far behind: do not burst to catch up
-                self.next_hk = mono
+        if periodic and period is not None and self.hung_until is None:
+            mono = time.monotonic()
+            if mono >= self.next_hk:
+                self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
+                self.next_hk += period
+                if self.next_hk < mono - 0.1:  # fell far behind: do not burst to catch up
+                    self.next_hk = mono
         if not self.clock.virtual:
             self._tick()
         elif self.on_tick is not None:
@@ -641,6 +670,25 @@ class Agent:
             self.jobs.shutdown()
 
     _pending_reboot = False
+
+
+def _job_id(job) -> int:
+    return job.job_id
+
+
+_PLAIN_STATES = {s: s.encode() for s in LIVE_STATES}
+
+
+def _plain_brief(job) -> bytes | None:
+    """``P.json_bytes(job.brief())`` formatted directly for a live job (no digest, no
+    error, int fields: the job reported every sync); None for any other job."""
+    state = _PLAIN_STATES.get(job.state)
+    if (state is None or job.digest or job.error or type(job.job_id) is not int
+            or type(job.step) is not int or type(job.checkpoint_step) is not int):
+        return None
+    # keys in json_bytes' (sorted) order: checkpoint_step, job_id, state, step
+    return b'{"checkpoint_step":%d,"job_id":%d,"state":"%s","step":%d}' % (
+        job.checkpoint_step, job.job_id, state, job.step)
 
 
 def _json(data: bytes, what: str) -> dict:

@@ -82,6 +82,8 @@ class SimBoard:
         self.model = self.cfg["model"]
         self.temp_names = list(self.cfg["zones"])
         self.rail_names = list(self.cfg["rails"])
+        self._zones = tuple(self.cfg["zones"].items())  # (name, offset K per unit of load)
+        self._rails = tuple(self.cfg["rails"].items())  # (name, (voltage V, share of power))
         self.ambient_k = ambient_k
         self.temp_k = ambient_k + self.cfg["idle_w"] * self.cfg["r_k_w"]  # idle steady state
         self.load = 0.0
@@ -89,6 +91,7 @@ class SimBoard:
         self.t_ns: int | None = None
         self.seed = seed
         self._read: tuple[tuple, dict] | None = None  # (state it was read in, reading)
+        self._rails_at: tuple[float, dict] | None = None  # (power, the rails at that power)
 
     def power_w(self, load: float | None = None, throttle: float | None = None) -> float:
         load = self.load if load is None else load
@@ -117,10 +120,11 @@ class SimBoard:
     def _reading(self) -> dict:
         p = self.power_w()
         lt = self.load * self.throttle
-        temps = {n: round(self.temp_k + off * lt, 3) for n, off in self.cfg["zones"].items()}
-        rails = {}
-        for n, (v, share) in self.cfg["rails"].items():
-            rails[n] = (v, round(p * share / v, 3))
+        node = self.temp_k
+        temps = {n: round(node + off * lt, 3) for n, off in self._zones}
+        if self._rails_at is None or self._rails_at[0] != p:  # the rails follow the power only
+            self._rails_at = (p, {n: (v, round(p * share / v, 3)) for n, (v, share) in self._rails})
+        rails = dict(self._rails_at[1])
         total = self.cfg["mem_total_kib"]
         return {
             "temps_k": temps,
@@ -140,13 +144,17 @@ class StatusWriter:
         self.fd, self.name, self.kind = fd, name, kind
         os.set_blocking(fd, False)
         self.last_sent: float | None = None
+        self._power: tuple[float, float] | None = None  # (board power, rounded as sent)
         self.last_mono = 0.0
         self.pending = False
         self._head = json.dumps({"name": name, "kind": kind, "pid": os.getpid()})[:-1]
 
     def write(self, agent: Agent, force: bool = False) -> None:
         board = agent.board
-        p = round(board.power_w(), 6)
+        raw = board.power_w()
+        if self._power is None or self._power[0] != raw:  # the same power, rounded once
+            self._power = (raw, round(raw, 6))
+        p = self._power[1]
         now = time.monotonic()
         if p != self.last_sent:
             self.pending = True  # a change goes out at once (changes follow commands)

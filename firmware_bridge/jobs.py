@@ -719,7 +719,7 @@ class JobManager:
         """Live or suspended jobs past their deadline (simulation time) are stopped."""
         late = [j for j in self.jobs.values() if j.deadline_ns is not None and now_ns > j.deadline_ns
                 and j.state in ("starting", "running", "suspended")]
-        for job in sorted(late, key=_job_id):
+        for job in sorted(late, key=_job_id) if len(late) > 1 else late:
             if job.state in ("starting", "running", "suspended"):  # (a stop may change others)
                 self._fail_waiters(job, "deadline missed")
                 self._stop_worker(job)

@@ -131,6 +131,7 @@ EVENT_NAMES = {v: k for k, v in EVENTS.items()}
 _PRIMARY = struct.Struct(">HHH")
 _TC_SEC = struct.Struct(">BBBH")
 _TM_SEC = struct.Struct(">BBBHHq")
+_TM_HEAD = struct.Struct(">HHH" + _TM_SEC.format[1:])  # primary + TM secondary header
 
 
 class PacketError(ValueError):
@@ -170,39 +171,66 @@ def encode_packet(p: Packet) -> bytes:
     """Serialize a packet (with CRC). Raises PacketError for out-of-range fields."""
     if p.ptype not in (TM, TC):
         raise PacketError(f"packet type must be 0 (TM) or 1 (TC), got {p.ptype}")
-    if not 0 <= p.apid < 0x7FF:  # 0x7FF is the idle packet APID
-        raise PacketError(f"APID must be in 0..0x7fe, got {p.apid}")
-    if not 0 <= p.seq < SEQ_MODULO:
-        raise PacketError(f"sequence count must be in 0..16383, got {p.seq}")
-    for name in ("service", "subtype"):
-        v = getattr(p, name)
-        if not 0 <= v <= 255:
-            raise PacketError(f"{name} must be in 0..255, got {v}")
-    if not 0 <= p.source_id <= 0xFFFF:
-        raise PacketError(f"source/destination id must be in 0..65535, got {p.source_id}")
-    if p.ptype == TC:
-        if not 0 <= p.ack <= 0xF:
-            raise PacketError(f"ack flags must be in 0..15, got {p.ack}")
-        sec = _TC_SEC.pack((PUS_VERSION << 4) | p.ack, p.service, p.subtype, p.source_id)
-    else:
-        if not 0 <= p.msg_counter <= 0xFFFF:
-            raise PacketError(f"message type counter must be in 0..65535, got {p.msg_counter}")
-        if not -(1 << 63) <= p.time_ns < (1 << 63):
-            raise PacketError("time_ns does not fit in a signed 64-bit integer")
-        sec = _TM_SEC.pack(
-            PUS_VERSION << 4, p.service, p.subtype, p.msg_counter, p.source_id, p.time_ns
-        )
-    body_len = len(sec) + len(p.data) + CRC_BYTES
+    if p.ptype == TM:
+        return encode_tm(p.apid, p.seq, p.service, p.subtype, p.data, p.source_id,
+                         p.msg_counter, p.time_ns)
+    _check_header(p.apid, p.seq, p.service, p.subtype, p.source_id)
+    if not 0 <= p.ack <= 0xF:
+        raise PacketError(f"ack flags must be in 0..15, got {p.ack}")
+    sec = _TC_SEC.pack((PUS_VERSION << 4) | p.ack, p.service, p.subtype, p.source_id)
+    data = bytes(p.data)
+    body = _PRIMARY.pack(_word0(TC, p.apid), 0xC000 | p.seq, _body_len(len(sec), data) - 1) + sec + data
+    return body + crc16_ccitt(body).to_bytes(2, "big")
+
+
+def encode_tm(apid: int, seq: int, service: int, subtype: int, data: bytes, dest: int = 0,
+              msg_counter: int = 0, time_ns: int = 0) -> bytes:
+    """``encode_packet(Packet(TM, apid, seq, service, subtype, data, source_id=dest,
+    msg_counter=msg_counter, time_ns=time_ns))``, the same bytes and checks, without
+    building the Packet (the agent sends one per reply).
+
+    >>> encode_tm(APID_AGENT, 3, 17, 2, b"", 9, 1, 5) == encode_packet(Packet(
+    ...     TM, APID_AGENT, 3, 17, 2, source_id=9, msg_counter=1, time_ns=5))
+    True
+    """
+    _check_header(apid, seq, service, subtype, dest)
+    if not 0 <= msg_counter <= 0xFFFF:
+        raise PacketError(f"message type counter must be in 0..65535, got {msg_counter}")
+    if not -(1 << 63) <= time_ns < (1 << 63):
+        raise PacketError("time_ns does not fit in a signed 64-bit integer")
+    data = bytes(data)
+    body = _TM_HEAD.pack(
+        _word0(TM, apid), 0xC000 | seq, _body_len(_TM_SEC.size, data) - 1,
+        PUS_VERSION << 4, service, subtype, msg_counter, dest, time_ns,
+    ) + data
+    return body + crc16_ccitt(body).to_bytes(2, "big")
+
+
+def _check_header(apid: int, seq: int, service: int, subtype: int, source_id: int) -> None:
+    """The range checks every packet type shares (see :func:`encode_packet`)."""
+    if not 0 <= apid < 0x7FF:  # 0x7FF is the idle packet APID
+        raise PacketError(f"APID must be in 0..0x7fe, got {apid}")
+    if not 0 <= seq < SEQ_MODULO:
+        raise PacketError(f"sequence count must be in 0..16383, got {seq}")
+    if not 0 <= service <= 255:
+        raise PacketError(f"service must be in 0..255, got {service}")
+    if not 0 <= subtype <= 255:
+        raise PacketError(f"subtype must be in 0..255, got {subtype}")
+    if not 0 <= source_id <= 0xFFFF:
+        raise PacketError(f"source/destination id must be in 0..65535, got {source_id}")
+
+
+def _word0(ptype: int, apid: int) -> int:
+    return (ptype << 12) | 0x0800 | apid  # version 0, secondary header flag 1
+
+
+def _body_len(sec_bytes: int, data: bytes) -> int:
+    """Secondary header + data + CRC, in bytes; checks the packet size."""
+    body_len = sec_bytes + len(data) + CRC_BYTES
     total = PRIMARY_HEADER_BYTES + body_len
     if total > MAX_PACKET_BYTES:
         raise PacketError(f"packet of {total} bytes exceeds the maximum of {MAX_PACKET_BYTES}")
-    head = _PRIMARY.pack(
-        (p.ptype << 12) | 0x0800 | p.apid,  # version 0, sec header flag 1
-        0xC000 | p.seq,  # unsegmented
-        body_len - 1,
-    )
-    body = head + sec + bytes(p.data)
-    return body + crc16_ccitt(body).to_bytes(2, "big")
+    return body_len
 
 
 def decode_packet(raw: bytes) -> Packet:
@@ -319,20 +347,28 @@ def layout_id(temps: list[str], rails: list[str]) -> int:
     return crc16_ccitt(("|".join(temps) + "#" + "|".join(rails)).encode())
 
 
+@functools.lru_cache(maxsize=64)
+def _hk_struct(temps: tuple[str, ...], rails: tuple[str, ...]) -> tuple[int, struct.Struct]:
+    """(layout_id, the whole record's Struct: HK_HEAD then the temperatures and rails)
+    of one layout, computed once."""
+    return layout_id(temps, rails), struct.Struct(f"{HK_HEAD.format}{len(temps) + 2 * len(rails)}f")
+
+
 def encode_hk(hk: dict, temps: list[str], rails: list[str]) -> bytes:
-    t = [float(hk["temps_k"].get(n, float("nan"))) for n in temps]
-    r = []
+    lid, record = _hk_struct(tuple(temps), tuple(rails))
+    nan = float("nan")
+    tk, rk = hk["temps_k"], hk["rails"]
+    vals = [float(tk.get(n, nan)) for n in temps]
     for name in rails:
-        v, i = hk["rails"].get(name, (float("nan"), float("nan")))
-        r += [float(v), float(i)]
-    head = HK_HEAD.pack(
-        layout_id(temps, rails), int(hk["uptime_s"]) & 0xFFFFFFFF, hk["throttle"],
+        v, i = rk.get(name, (nan, nan))
+        vals += (float(v), float(i))
+    return record.pack(
+        lid, int(hk["uptime_s"]) & 0xFFFFFFFF, hk["throttle"],
         hk["cpu_load"], int(hk["mem_total_kib"]) & 0xFFFFFFFF,
         int(hk["mem_available_kib"]) & 0xFFFFFFFF, hk["power_w"], hk["jobs_running"],
         hk["last_job_id"], JOB_STATE_CODES.get(hk["last_job_state"], 0),
-        hk["last_job_progress"], hk["flags"], len(t), len(rails),
+        hk["last_job_progress"], hk["flags"], len(temps), len(rails), *vals,
     )
-    return head + struct.pack(f">{len(t) + len(r)}f", *t, *r)
 
 
 def decode_hk(data: bytes, layouts: dict[int, tuple[list[str], list[str]]] | None = None) -> dict:

@@ -226,17 +226,25 @@ def test_agent_source_parses_as_python_3_10() -> None:
 
 
 def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
-    """The agent assembles the time-sync report from cached per-job JSON: the bytes must be
-    exactly json_bytes of the report dict, as jobs come, change and finish."""
+    """The agent assembles the time-sync report from cached or formatted per-job JSON: the
+    bytes must be exactly json_bytes of the report dict, as jobs come, change and finish;
+    it lists the live jobs and at most REPORT_MAX_ENDED ended ones."""
     from firmware_bridge import protocol as P
-    from firmware_bridge.agent import REPORT_MAX_JOBS, Agent, FdTransport, VirtualClock
+    from firmware_bridge.agent import (
+        LIVE_STATES,
+        REPORT_MAX_ENDED,
+        REPORT_MAX_JOBS,
+        Agent,
+        FdTransport,
+        VirtualClock,
+    )
     from firmware_bridge.emulator import SimBoard
     from firmware_bridge.jobs import Job
 
     m, s = os.openpty()
     agent = Agent(FdTransport(m), SimBoard("rpi"), clock=VirtualClock(), state_dir=str(tmp_path))
     try:
-        states = ["running", "suspended", "done", "failed", "cancelled", "deadline_missed"]
+        states = ["running", "suspended", "done", "failed", "cancelled", "deadline_missed", "starting"]
         t = 0
         for i in range(1, 3 * REPORT_MAX_JOBS + 40):
             job = Job(i, "matmul", {"n": 8, "steps": 100, "seed": 0}, None, 0,
@@ -257,6 +265,12 @@ def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
                 prev = t - 7
                 assert agent._sync_reply(t, prev, report) == P.json_bytes(
                     agent._sync_result(t, prev, report))
+            # the report lists every live job (newest first), then the newest ended ones
+            jobs = agent.jobs.jobs.values()
+            live = sorted((j.job_id for j in jobs if j.state in LIVE_STATES), reverse=True)
+            ended = sorted((j.job_id for j in jobs if j.state not in LIVE_STATES), reverse=True)
+            listed = [b["job_id"] for b in agent._sync_result(t, t - 7, True)["jobs"]]
+            assert listed == (live + ended[:REPORT_MAX_ENDED])[:REPORT_MAX_JOBS]
             if i % 17 == 0:
                 for jid in list(agent.jobs.jobs)[:10]:
                     del agent.jobs.jobs[jid]

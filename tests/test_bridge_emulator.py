@@ -411,3 +411,71 @@ def test_disabling_periodic_housekeeping_while_it_streams_keeps_the_agent_alive(
         link.close()
         emu.stop()
         os.close(master)
+
+
+def test_sim_board_readings_and_status_lines_equal_freshly_computed_ones() -> None:
+    """SimBoard keeps the rails of the last power and StatusWriter the rounded power: every
+    reading must equal a fresh board's in the same state, and every status line the
+    json.dumps of its fields, as load and throttle come and go."""
+    import json
+
+    from firmware_bridge.emulator import SimBoard, StatusWriter
+
+    class _Agent:  # what StatusWriter reads of an agent
+        def __init__(self, board) -> None:
+            self.board, self.running, self.t = board, True, 0
+            self.clock = type("C", (), {"now_ns": lambda _: self.t})()
+
+    r, w = os.pipe()
+    try:
+        for kind in KINDS:
+            board = SimBoard(kind, 1)
+            status = StatusWriter(w, "b", kind)
+            agent = _Agent(board)
+            for i, (load, throttle) in enumerate([(0.0, 1.0), (1.0, 1.0), (1.0, 1.0), (1.0, 0.3),
+                                                  (0.0, 0.3), (1.0, 0.3), (1.0, 1.0)] * 2):
+                agent.t = (i + 1) * 10**9
+                board.advance(agent.t, load, throttle)
+                fresh = SimBoard(kind, 1)
+                fresh.temp_k, fresh.load, fresh.throttle = board.temp_k, load, throttle
+                assert board.read(agent.t) == fresh.read(agent.t)
+                status.write(agent, force=True)
+                line = os.read(r, 65536).decode()
+                assert line == json.dumps({"name": "b", "kind": kind, "pid": os.getpid(),
+                                           "power_w": round(fresh.power_w(), 6),
+                                           "temp_k": round(board.temp_k, 3), "t_ns": agent.t,
+                                           "ready": True}) + "\n"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_long_finished_job_leaves_the_report_but_job_status_still_answers() -> None:
+    """A time-sync report lists at most REPORT_MAX_ENDED ended jobs (the newest): an older
+    finished job drops out of it, and job_status still gives its state and digest."""
+    from firmware_bridge.agent import REPORT_MAX_ENDED
+
+    gen = _board("virtual")
+    _, link = next(gen)
+    try:
+        t = 10**9
+        link.time_sync(t)
+
+        def run_one(seed: int) -> int:
+            nonlocal t
+            jid = link.start_job("matmul", {"n": 8, "steps": 3, "seed": seed})
+            t += 10**9  # a few steps: done within this simulated second
+            report = {j["job_id"]: j for j in link.time_sync(t)["jobs"]}
+            assert report[jid]["state"] == "done" and report[jid]["digest"]
+            return jid
+
+        first = run_one(1)
+        digest = link.job_status(first)["digest"]
+        later = [run_one(2 + k) for k in range(REPORT_MAX_ENDED)]
+        t += 10**9
+        listed = [j["job_id"] for j in link.time_sync(t)["jobs"]]
+        assert listed == later[::-1]  # the newest ended ones, newest first
+        status = link.job_status(first)
+        assert status["state"] == "done" and status["digest"] == digest
+    finally:
+        next(gen, None)  # the fixture's teardown: close the link, stop the emulator

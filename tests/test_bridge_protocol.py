@@ -119,6 +119,49 @@ def test_cobs_decode_rejects_truncated_frame() -> None:
         cobs_decode(b"\x05\x01\x02")
 
 
+@given(packets.filter(lambda p: p.ptype == P.TM))
+def test_encode_tm_gives_the_bytes_of_encode_packet(p: P.Packet) -> None:
+    """The agent's reply encoder (no Packet built) against the general one."""
+    assert P.encode_tm(p.apid, p.seq, p.service, p.subtype, p.data, p.source_id, p.msg_counter,
+                       p.time_ns) == P.encode_packet(p)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("apid", 0x7FF), ("apid", -1), ("seq", P.SEQ_MODULO), ("service", 256), ("subtype", -1),
+    ("source_id", 0x10000), ("msg_counter", 0x10000), ("time_ns", 2**63),
+    ("data", bytes(P.MAX_TM_DATA_BYTES + 1)),
+])
+def test_encode_tm_rejects_what_encode_packet_rejects(field: str, value) -> None:
+    fields = {"apid": P.APID_AGENT, "seq": 1, "service": 8, "subtype": 130, "data": b"x",
+              "source_id": 7, "msg_counter": 2, "time_ns": 3, field: value}
+    with pytest.raises(P.PacketError) as general:
+        P.encode_packet(P.Packet(P.TM, **fields))
+    with pytest.raises(P.PacketError) as lean:
+        P.encode_tm(*fields.values())
+    assert str(lean.value) == str(general.value)
+
+
+@given(st.lists(st.floats(width=32), min_size=0, max_size=6),
+       st.lists(st.tuples(st.floats(width=32), st.floats(width=32)), max_size=4),
+       st.floats(0, 2**32), st.floats(width=32), st.integers(0, 255), st.integers(0, 2**32 - 1))
+def test_encode_hk_gives_the_bytes_of_its_head_then_its_values(temps, rails, uptime, x, n, flags):
+    """encode_hk packs the whole record with one Struct per layout (cached): the bytes are
+    HK_HEAD's, then the temperatures and rails as big-endian f32."""
+    import struct
+
+    tn, rn = [f"t{i}" for i in range(len(temps))], [f"r{i}" for i in range(len(rails))]
+    hk = {"temps_k": dict(zip(tn, temps, strict=True)), "rails": dict(zip(rn, rails, strict=True)), "uptime_s": uptime,
+          "throttle": x, "cpu_load": x, "mem_total_kib": 7, "mem_available_kib": 2**33 + 5,
+          "power_w": x, "jobs_running": n, "last_job_id": 9, "last_job_state": "done",
+          "last_job_progress": x, "flags": flags}
+    hk["temps_k"].pop("t0", None)  # a missing zone: NaN
+    vals = [hk["temps_k"].get(t, float("nan")) for t in tn] + [v for r in rails for v in r]
+    want = P.HK_HEAD.pack(P.layout_id(tn, rn), int(uptime) & 0xFFFFFFFF, x, x, 7, 5, x, n, 9,
+                          P.JOB_STATE_CODES["done"], x, flags, len(tn), len(rn))
+    want += struct.pack(f">{len(vals)}f", *vals)
+    assert P.encode_hk(hk, tn, rn) == want
+
+
 def test_framing_overhead_of_1kib_payload_is_under_3_percent() -> None:
     payload = bytes(range(256)) * 4
     for ptype in (P.TC, P.TM):
