@@ -29,6 +29,8 @@ import sys
 import time
 from functools import partial
 
+from _figures import print_figures  # bench/, the script's own directory
+
 BAUD = 115200
 REQ_BYTES, ANS_BYTES = 8, 5 + 2 * 9
 
@@ -138,12 +140,7 @@ def main() -> int:
         "rounds": args.rounds,
         "seconds_per_round": args.seconds,
     }
-    if args.json:
-        print(json.dumps(res, separators=(",", ":")))
-    else:
-        print(f"{'figure':<34}{'value':>12}")
-        for k, v in res.items():
-            print(f"{k:<34}{v:>12}")
+    print_figures(res, args.json)
     return 0
 
 

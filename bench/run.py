@@ -22,7 +22,6 @@ emulated boards (their agents, and their job workers), read from /proc.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import shutil
 import statistics
@@ -32,6 +31,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _figures import print_figures  # noqa: E402 - bench/, the script's own directory
 
 from hil_rig.runner import Run  # noqa: E402
 from hil_rig.scenario import find_scenario, load_scenario, parse_duration  # noqa: E402
@@ -252,12 +253,7 @@ def main() -> int:
         parts = runs[0]["breakdown_ms_per_sim_s"]
         res["breakdown_ms_per_sim_s"] = {k: round(statistics.median(r["breakdown_ms_per_sim_s"][k] for r in runs), 3)
                                          for k in parts}
-    if args.json:
-        print(json.dumps(res, separators=(",", ":")))
-    else:
-        print(f"{'figure':<28}{'value':>14}")
-        for k, v in res.items():
-            print(f"{k:<28}{v!s:>14}")
+    print_figures(res, args.json)
     return 0
 
 

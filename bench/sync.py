@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import select
 import statistics
@@ -31,6 +30,7 @@ import sys
 import time
 
 import serial
+from _figures import print_figures  # bench/, the script's own directory
 
 from firmware_bridge import protocol as P
 from firmware_bridge.emulator import EmulatorProcess, open_pty
@@ -134,12 +134,7 @@ def main() -> int:
     res["report_json_bytes_without_hk"] = reply_bytes
     res.update(syncs=a.syncs, repeat=a.repeat, ended=a.ended, kind=a.kind)
     res = {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}
-    if a.json:
-        print(json.dumps(res))
-        return 0
-    print(f"{'figure':30s} {'value':>10s}")
-    for k, v in res.items():
-        print(f"{k:30s} {v!s:>10s}")
+    print_figures(res, a.json)
     return 0
 
 
