@@ -50,6 +50,15 @@ def _scenario(tmp: pathlib.Path, name: str = "short", duration: str = "3 min", s
     return p
 
 
+def _assert_same_archives(a_dir: pathlib.Path, b_dir: pathlib.Path) -> None:
+    """Every archive table of two runs identical, row for row (naming the first difference)."""
+    for table in TABLES:
+        a, b = table_rows(a_dir, table), table_rows(b_dir, table)
+        assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
+        for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
+            assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
+
+
 def _hil(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hil_rig.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
@@ -136,11 +145,7 @@ def test_compute_workload_gives_identical_archives_even_under_cpu_load(tmp_path:
                 h.kill()
                 h.wait()
         assert res.returncode == 0, res.stderr[-3000:]
-    for table in TABLES:
-        a, b = (table_rows(o, table) for o in outs)
-        assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
-        for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
-            assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
+    _assert_same_archives(*outs)
     events = [r for r in table_rows(outs[0], "events") if "job_completed" in map(str, r)]
     assert len(events) >= 1  # the run really computed: a job finished on a board
 
@@ -170,11 +175,7 @@ def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -
     assert used[False] == (0, 0)
     assert used[True][0] > 400  # two boards, 240 frames: nearly every sync led
     assert used[True][1] >= 6  # and the periodic checkpoints (30 s) went out the same way
-    for table in TABLES:
-        a, b = (table_rows(o, table) for o in outs.values())
-        assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
-        for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
-            assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
+    _assert_same_archives(*outs.values())
     events = [str(r) for r in table_rows(outs[True], "events")]
     assert any("job_completed" in e for e in events)
     assert any("payload_hang_injected" in e for e in events)
@@ -239,11 +240,7 @@ def test_control_frames_in_c_change_nothing_in_the_archive(tmp_path: pathlib.Pat
         with run:
             run.run_until(run.duration_ns)
             assert run.finish().passed
-    for table in TABLES:
-        a, b = (table_rows(o, table) for o in outs.values())
-        assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
-        for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
-            assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
+    _assert_same_archives(*outs.values())
     kinds = [str(r) for r in table_rows(outs[True], "events")]
     assert any("sensor_stuck_start" in r for r in kinds) and any("board_power" in r for r in kinds)
 

@@ -12,11 +12,12 @@ from hil_rig.instruments.base import Measurement, SupplyLimits
 from hil_rig.instruments.errors import (
     InstrumentError,
     LimitError,
-    ReadBackMismatch,
     UnknownModelError,
 )
 from hil_rig.instruments.profiles import SupplyModel, SupplyProfile
 from hil_rig.instruments.transport import ModbusConnection
+
+_SPAN_REGS = 32  # registers this close together are read in one request
 
 
 class ModbusSupply:
@@ -136,21 +137,19 @@ class ModbusSupply:
         reg = self.regs["voltage_set"]
         keys = self._poll_registers()
         addrs = [self.regs[k] for k in keys] + [reg]
-        if max(addrs) - min(addrs) >= 32:
+        if max(addrs) - min(addrs) >= _SPAN_REGS:
             self.set_voltage(volts)
             return self.measure()
         self.conn.write_register(reg, counts, verify=False)
         values = self._read_keys([*keys, "voltage_set"])
-        if values["voltage_set"] != counts:
-            raise ReadBackMismatch(f"{self.conn._what('register', reg)}: wrote {counts}, "
-                                   f"read back {values['voltage_set']}")
+        self.conn.check_read_back("register", reg, counts, values["voltage_set"])
         return self._measured(values)
 
     def _read_keys(self, keys: list[str]) -> dict[str, int]:
         """Registers by key: one request for the span when they are close together."""
         addrs = [self.regs[k] for k in keys]
         lo, hi = min(addrs), max(addrs)
-        if hi - lo < 32:
+        if hi - lo < _SPAN_REGS:
             block = self.conn.read_registers(lo, hi - lo + 1)
             return {k: block[self.regs[k] - lo] for k in keys}
         return {k: self.conn.read_registers(self.regs[k], 1)[0] for k in keys}

@@ -190,6 +190,13 @@ class ModbusConnection:
             )
         return regs[:count]
 
+    def check_read_back(self, kind: str, address: int, wrote: Any, back: Any) -> None:
+        """``ReadBackMismatch`` naming the register(s) or coil(s) when ``back`` differs
+        from what was written (one value, or a list from ``address`` on)."""
+        if back != wrote:
+            count = len(wrote) if isinstance(wrote, list) else 1
+            raise ReadBackMismatch(f"{self._what(kind, address, count)}: wrote {wrote}, read back {back}")
+
     def write_register(self, address: int, value: int, *, verify: bool = True) -> None:
         """FC06: write one holding register, then read it back (FC03)."""
         if not 0 <= value <= 0xFFFF:
@@ -198,9 +205,7 @@ class ModbusConnection:
         what = self._what("register", address)
         self._call(what, lambda c: c.write_register(address, value, device_id=unit))
         if verify:
-            back = self.read_registers(address, 1)[0]
-            if back != value:
-                raise ReadBackMismatch(f"{what}: wrote {value}, read back {back}")
+            self.check_read_back("register", address, value, self.read_registers(address, 1)[0])
 
     def write_registers(self, address: int, values: Sequence[int], *, verify: bool = True) -> None:
         """FC16: write several holding registers, then read them back."""
@@ -209,9 +214,7 @@ class ModbusConnection:
         what = self._what("register", address, len(vals))
         self._call(what, lambda c: c.write_registers(address, vals, device_id=unit))
         if verify:
-            back = self.read_registers(address, len(vals))
-            if back != vals:
-                raise ReadBackMismatch(f"{what}: wrote {vals}, read back {back}")
+            self.check_read_back("register", address, vals, self.read_registers(address, len(vals)))
 
     # -- coils --------------------------------------------------------------
     def read_coils(self, address: int, count: int = 1) -> list[bool]:
@@ -229,9 +232,7 @@ class ModbusConnection:
         what = self._what("coil", address)
         self._call(what, lambda c: c.write_coil(address, bool(value), device_id=unit))
         if verify:
-            back = self.read_coils(address, 1)[0]
-            if back != bool(value):
-                raise ReadBackMismatch(f"{what}: wrote {bool(value)}, read back {back}")
+            self.check_read_back("coil", address, bool(value), self.read_coils(address, 1)[0])
 
     def write_coils(self, address: int, values: Sequence[bool], *, verify: bool = True) -> None:
         """FC15 (0x0F): write several coils, then read them back."""
@@ -240,6 +241,4 @@ class ModbusConnection:
         what = self._what("coil", address, len(vals))
         self._call(what, lambda c: c.write_coils(address, vals, device_id=unit))
         if verify:
-            back = self.read_coils(address, len(vals))
-            if back != vals:
-                raise ReadBackMismatch(f"{what}: wrote {vals}, read back {back}")
+            self.check_read_back("coil", address, vals, self.read_coils(address, len(vals)))
