@@ -8,8 +8,16 @@
 Thread-safe: any number of threads may issue commands concurrently. A reader
 thread decodes every incoming packet; replies wake their request, housekeeping
 and events go to the telemetry queue (``link.telemetry``) and to the optional
-``on_telemetry`` callback (called on the reader thread: keep it short, and do
-not issue commands from it). A command either returns its result or raises a
+``on_telemetry`` callback (called on the reading thread: keep it short, and do
+not issue commands from it).
+
+With ``read_on_wait=True`` there is no reader thread: a thread waiting for a
+reply reads the port itself (one at a time; what it reads for other requests
+wakes them), and so do :meth:`Link.poll` and :meth:`Link.events`. That saves a
+thread hand-off per reply, for a caller that talks to the board all the time
+(the runner syncs every board every simulated second); telemetry, ``link_down``
+and reconnects then happen only while some thread waits, polls or begins a
+command. A command either returns its result or raises a
 :class:`LinkError` subclass naming the command: it is never lost silently.
 Retries resend the identical packet (same APID and sequence count), and the
 agent replays its cached reply instead of executing twice.
@@ -40,6 +48,7 @@ except ImportError:  # pragma: no cover - not posix
     _PosixSerial = None
 
 _READ_CHUNK = 65536
+_READ_TURN_S = 0.05  # longest a read_on_wait waiter reads before letting another thread read
 
 
 class LinkError(Exception):
@@ -173,6 +182,7 @@ class Link:
         telemetry_queue_size: int = 10000,
         source_id: int | None = None,
         fast_retransmit: bool = True,
+        read_on_wait: bool = False,
     ) -> None:
         self.url, self.baud = url, baud
         self.timeout_s, self.retries = timeout_s, retries
@@ -197,10 +207,16 @@ class Link:
         self._closed = False
         self._connected = threading.Event()
         self._deframer = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+        self.read_on_wait = read_on_wait
+        self._rx_lock = threading.Lock()  # one thread reads and dispatches at a time
+        self._reopen_at = 0.0
         self._ser = self._open()  # the first open must succeed: a bad URL is an error
         self._connected.set()
-        self._reader = threading.Thread(target=self._read_loop, name=f"link-{url}", daemon=True)
-        self._reader.start()
+        self._reader: threading.Thread | None = None
+        if not read_on_wait:
+            self._reader = threading.Thread(target=self._read_loop, name=f"link-{url}",
+                                            daemon=True)
+            self._reader.start()
 
     # -- port handling
     def _open(self):
@@ -234,52 +250,79 @@ class Link:
 
     def _read_loop(self) -> None:
         while not self._closed:
-            if not self._connected.is_set():
-                if not self.reconnect:
-                    time.sleep(self.reconnect_interval_s)
-                    continue
-                try:
-                    self._ser = self._open()
-                except LinkError:
-                    time.sleep(self.reconnect_interval_s)
-                    continue
+            with self._rx_lock:
+                self._pump(_READ_TURN_S)
+
+    def _pump(self, timeout_s: float) -> None:
+        """Read what the port has within ``timeout_s`` and dispatch it, or try to
+        reopen a lost port. The caller holds ``_rx_lock``."""
+        if self._closed:
+            return
+        if not self._connected.is_set():
+            self._reopen(timeout_s)
+            return
+        try:
+            ser = self._ser
+            if type(ser) is _PosixSerial:
+                data = _read_posix(ser, timeout_s)
+            else:  # other pyserial URLs (socket://, rfc2217://, loop://, ...)
+                data = ser.read(1)
+                if data:
+                    n = ser.in_waiting
+                    if n:
+                        data += ser.read(n)
+        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            if not self._closed:
+                self._lost(f"{type(exc).__name__}: {exc}")
+            return
+        if not data:
+            if _vanished(self.url):
+                self._lost("port vanished")
+            return
+        self.stats.rx_bytes += len(data)
+        d = self._deframer
+        before_pkt, before_frm = d.stats.packet_errors, d.stats.cobs_errors + d.stats.oversize
+        pkts = d.feed(data)
+        bad = (d.stats.packet_errors - before_pkt,
+               d.stats.cobs_errors + d.stats.oversize - before_frm)
+        if bad[0] or bad[1]:
+            self.stats.crc_errors += bad[0]
+            self.stats.framing_errors += bad[1]
+            if self.fast_retransmit:
+                self._nudge()
+        for pkt in pkts:
+            self._on_packet(pkt)
+
+    def _reopen(self, timeout_s: float) -> None:
+        """Open the lost port again (at most every ``reconnect_interval_s``), or wait
+        up to ``timeout_s`` for the next try."""
+        now = time.monotonic()
+        if self.reconnect and now >= self._reopen_at:
+            try:
+                self._ser = self._open()
+            except LinkError:
+                self._reopen_at = now + self.reconnect_interval_s
+            else:
                 self._deframer = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
                 self.stats.reconnects += 1
                 self._connected.set()
                 self._emit(Telemetry("link", "link_up", {"url": self.url}))
-                continue
+                return
+        wait = timeout_s if not self.reconnect else min(timeout_s, self._reopen_at - now)
+        if wait > 0:
+            time.sleep(wait)
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """With ``read_on_wait``: read and dispatch what the board sent (waiting up to
+        ``timeout_s`` for something), so that telemetry, late replies and a lost
+        port are noticed between commands. Without it, the reader thread does this."""
+        if self._reader is not None or self._closed:
+            return
+        if self._rx_lock.acquire(True, max(0.0, timeout_s)):
             try:
-                ser = self._ser
-                if type(ser) is _PosixSerial:
-                    data = _read_posix(ser)
-                else:  # other pyserial URLs (socket://, rfc2217://, loop://, ...)
-                    data = ser.read(1)
-                    if data:
-                        n = ser.in_waiting
-                        if n:
-                            data += ser.read(n)
-            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
-                if self._closed:
-                    return
-                self._lost(f"{type(exc).__name__}: {exc}")
-                continue
-            if not data:
-                if _vanished(self.url):
-                    self._lost("port vanished")
-                continue
-            self.stats.rx_bytes += len(data)
-            d = self._deframer
-            before_pkt, before_frm = d.stats.packet_errors, d.stats.cobs_errors + d.stats.oversize
-            pkts = d.feed(data)
-            bad = (d.stats.packet_errors - before_pkt,
-                   d.stats.cobs_errors + d.stats.oversize - before_frm)
-            if bad[0] or bad[1]:
-                self.stats.crc_errors += bad[0]
-                self.stats.framing_errors += bad[1]
-                if self.fast_retransmit:
-                    self._nudge()
-            for pkt in pkts:
-                self._on_packet(pkt)
+                self._pump(timeout_s)
+            finally:
+                self._rx_lock.release()
 
     def _on_packet(self, pkt: P.Packet) -> None:
         if pkt.ptype != P.TM:
@@ -395,6 +438,8 @@ class Link:
             raise
         req = PendingRequest(self, command, apid, seq, pending, wire, timeout_s, retries)
         self.stats.commands += 1
+        if self._reader is None and not self._connected.is_set():
+            self.poll()  # no reader thread reopens the port: try now rather than time out
         self._write(req.wire)
         req.expires = time.monotonic() + timeout_s
         return req
@@ -407,7 +452,7 @@ class Link:
             fast = 0  # extra fast retransmissions after a corrupted frame (bounded by retries)
             expires = req.expires
             while True:
-                if pending.event.wait(max(0.0, expires - time.monotonic())):
+                if self._await(pending, expires):
                     with self._lock:
                         nudged = pending.reply is None and pending.nudged and not self._closed
                         if nudged:
@@ -449,6 +494,25 @@ class Link:
                 self._pending.pop((req.apid, req.seq), None)
             if self.history is not None:
                 self.history.append((req.apid, req.seq, req.command, outcome))
+
+    def _await(self, pending: _Pending, expires: float) -> bool:
+        """Wait until ``pending`` is woken (True) or ``expires`` passes (False). With
+        ``read_on_wait`` the waiting thread reads the port itself, a little at a time
+        while another thread reads (whose reading may wake this one)."""
+        if self._reader is not None:
+            return pending.event.wait(max(0.0, expires - time.monotonic()))
+        event, lock = pending.event, self._rx_lock
+        while not event.is_set():
+            left = expires - time.monotonic()
+            if left <= 0 or self._closed:
+                return event.is_set()
+            if lock.acquire(True, min(left, _READ_TURN_S)):
+                try:
+                    if not event.is_set():
+                        self._pump(min(left, _READ_TURN_S))
+                finally:
+                    lock.release()
+        return True
 
     def call(self, name: str, args: dict | None = None, *, timeout_s: float | None = None,
              retries: int | None = None) -> dict:
@@ -603,7 +667,17 @@ class Link:
                 return {"total": page["total"], "unique": page["unique"], "keys": keys}
 
     def events(self, timeout_s: float = 0.0) -> list[Telemetry]:
-        """Drain the telemetry queue (waiting up to ``timeout_s`` for the first item)."""
+        """Drain the telemetry queue (waiting up to ``timeout_s`` for the first item).
+        With ``read_on_wait``, reads the port for it first."""
+        if self._reader is None:
+            deadline = time.monotonic() + timeout_s
+            self.poll()
+            while self.telemetry.empty() and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.poll(min(left, _READ_TURN_S))
+            timeout_s = 0.0
         out = []
         try:
             out.append(self.telemetry.get(timeout=timeout_s) if timeout_s > 0
@@ -622,11 +696,16 @@ class Link:
         with self._lock:
             for p in self._pending.values():
                 p.event.set()
-        self._reader.join(timeout=2)
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        held = self._rx_lock.acquire(True, 2)  # no thread reads a port being closed
         try:
             self._ser.close()
         except Exception:  # noqa: BLE001
             pass
+        finally:
+            if held:
+                self._rx_lock.release()
 
     def __enter__(self) -> Link:
         return self
@@ -653,13 +732,13 @@ def _time_sync_data(t_ns: int, report: bool) -> bytes:
     return _TIME_SYNC_FID + b'{"t_ns":%d}' % t_ns
 
 
-def _read_posix(ser) -> bytes:
-    """What a posix serial port has waiting: one select (the port's read timeout) and one
+def _read_posix(ser, timeout_s: float) -> bytes:
+    """What a posix serial port has waiting within ``timeout_s``: one select and one
     read, instead of pyserial's read(1) + in_waiting + read(n). Errors as pyserial's."""
     fd = ser.fd
     if fd is None:
         raise serial.PortNotOpenError()
-    if not select.select([fd], [], [], ser.timeout)[0]:
+    if not select.select([fd], [], [], timeout_s)[0]:
         return b""
     try:
         data = os.read(fd, _READ_CHUNK)

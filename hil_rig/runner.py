@@ -693,7 +693,7 @@ class Run:
 
         for name, (path, baud) in self._link_paths.items():
             link = Link(path, baud, timeout_s=_LINK_TIMEOUT_S, retries=_LINK_RETRIES,
-                        source_id=1 + list(self.boards).index(name))
+                        source_id=1 + list(self.boards).index(name), read_on_wait=True)
             self.links[name] = link
             self._closers.append(link.close)
 

@@ -15,11 +15,11 @@ from firmware_bridge.link import CommandFailed, CommandRejected, Link, LinkTimeo
 JOB = {"n": 16, "steps": 60000, "seed": 3}
 
 
-def _board(clock: str):
+def _board(clock: str, read_on_wait: bool = False):
     master, path = open_pty()
     emu = EmulatorProcess(master, kind="jetson", name="b0", seed=1, test_mode=True,
                           clock=clock).start()
-    link = Link(path, timeout_s=1.0, retries=3)
+    link = Link(path, timeout_s=1.0, retries=3, read_on_wait=read_on_wait)
     yield emu, link
     link.close()
     emu.stop()
@@ -258,10 +258,20 @@ def test_deadline_in_simulation_time(vboard) -> None:
     assert any(e.name == "deadline_missed" and e.data["job_id"] == jid for e in evs)
 
 
-def test_concurrent_threads_each_get_their_own_reply(board) -> None:
+@pytest.fixture(params=[False, True], ids=["reader-thread", "read-on-wait"])
+def any_link(request, board):
+    """The module's board through its reader-thread link, and through a link with no
+    reader thread (the waiting threads read the port themselves)."""
+    if not request.param:
+        yield board[1]
+        return
+    yield from (lk for _, lk in _board("real", read_on_wait=True))
+
+
+def test_concurrent_threads_each_get_their_own_reply(any_link) -> None:
     import threading
 
-    _, link = board
+    link = any_link
     errors: list[str] = []
 
     def worker(k: int) -> None:
@@ -282,6 +292,26 @@ def test_concurrent_threads_each_get_their_own_reply(board) -> None:
     for t in threads:
         t.join(timeout=60)
     assert errors == []
+    assert link.stats.late_replies == 0
+
+
+def test_read_on_wait_link_gets_telemetry_when_asked() -> None:
+    """With no reader thread, asynchronous housekeeping waits in the port until a
+    command, :meth:`Link.poll` or :meth:`Link.events` reads it; nothing is lost."""
+    for _, link in _board("real", read_on_wait=True):
+        assert link._reader is None
+        link.enable_periodic_hk(0.02)
+        time.sleep(0.3)
+        link.disable_periodic_hk()  # reads (and queues) what arrived meanwhile
+        hk = [t for t in link.events() if t.kind == "hk"]
+        assert len(hk) >= 5
+        seqs = [t.seq for t in hk]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # none missing
+        assert link.stats.tm_seq_gaps == 0
+        link.enable_periodic_hk(0.02)
+        got = link.events(timeout_s=5.0)  # waits, reading the port, for the next one
+        link.disable_periodic_hk()
+        assert any(t.kind == "hk" for t in got)
 
 
 def test_emulator_on_a_serial_path_and_link_over_socket(tmp_path) -> None:

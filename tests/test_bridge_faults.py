@@ -109,9 +109,9 @@ def _check_exactly_once(link: Link, outcomes: list[str], n: int) -> None:
     assert completed <= set(executed), "a completed command is missing from the board ledger"
 
 
-def _run_corrupted(rig, n: int) -> None:
+def _run_corrupted(rig, n: int, read_on_wait: bool = False) -> None:
     emu, proxy, path = rig
-    with Link(path, timeout_s=0.03, retries=16) as link:
+    with Link(path, timeout_s=0.03, retries=16, read_on_wait=read_on_wait) as link:
         link.history = []
         link.ping()
         proxy.set_faults(corrupt=0.01)
@@ -128,8 +128,10 @@ def _run_corrupted(rig, n: int) -> None:
         assert 0.005 < c / b < 0.015
 
 
-def test_commands_over_1pct_corruption_execute_exactly_once(rig) -> None:
-    _run_corrupted(rig, 1000)
+# read_on_wait: no reader thread, the waiting thread reads the port (the runner's mode)
+@pytest.mark.parametrize("read_on_wait", [False, True])
+def test_commands_over_1pct_corruption_execute_exactly_once(rig, read_on_wait) -> None:
+    _run_corrupted(rig, 1000, read_on_wait)
 
 
 @pytest.mark.slow
@@ -137,10 +139,12 @@ def test_10000_commands_over_1pct_corruption(rig) -> None:
     _run_corrupted(rig, 10_000)
 
 
-def test_port_vanishes_and_returns(rig) -> None:
+@pytest.mark.parametrize("read_on_wait", [False, True])
+def test_port_vanishes_and_returns(rig, read_on_wait) -> None:
     emu, proxy, path = rig
     events = []
-    with Link(path, timeout_s=0.1, retries=30, on_telemetry=events.append) as link:
+    with Link(path, timeout_s=0.1, retries=30, on_telemetry=events.append,
+              read_on_wait=read_on_wait) as link:
         link.history = []
         assert link.ping() > 0
         outcomes: list[str] = []
@@ -173,11 +177,12 @@ def test_port_vanishes_and_returns(rig) -> None:
         _check_exactly_once(link, outcomes, len(outcomes))
 
 
-def test_acknowledged_command_whose_reply_is_lost_is_not_lost(rig) -> None:
+@pytest.mark.parametrize("read_on_wait", [False, True])
+def test_acknowledged_command_whose_reply_is_lost_is_not_lost(rig, read_on_wait) -> None:
     """The board executes, the reply dies on the line, the port drops: the retry
     after reconnect gets the board's cached reply, and the command ran once."""
     emu, proxy, path = rig
-    with Link(path, timeout_s=0.2, retries=20) as link:
+    with Link(path, timeout_s=0.2, retries=20, read_on_wait=read_on_wait) as link:
         link.history = []
         link.ping()
         proxy.set_faults(drop=1.0, direction="to_link")
