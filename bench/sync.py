@@ -7,7 +7,10 @@ sync, medians of ``--repeat`` rounds:
 - ``link_main_cpu_us``: CPU of this process through ``Link.time_sync`` (the
   calling thread and the link's reader thread);
 - ``agent_cpu_us``: CPU of the board's agent process (its job worker excluded);
-- ``link_wall_us``: wall time of one ``Link.time_sync``.
+- ``link_wall_us``: wall time of one ``Link.time_sync``;
+- ``read_on_wait_main_cpu_us``, ``read_on_wait_wall_us``: the same through a
+  ``Link(read_on_wait=True)``, which has no reader thread (the calling thread
+  reads the reply itself: the runner's mode).
 
 Baseline measured in the same run, on the same board and pty: the same request
 bytes written and the reply read, deframed and decoded (JSON, base64) by the
@@ -47,14 +50,19 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _link_round(link: Link, agent_pid: int, t: int, n: int) -> tuple[int, dict]:
+def _link_round(link: Link, agent_pid: int, t: int, n: int, prefix: str) -> tuple[int, dict]:
+    for _ in range(50):  # warm up
+        t += NS
+        link.time_sync(t)
     c0, a0, w0 = time.process_time(), _cpu_s(agent_pid), time.perf_counter()
     for _ in range(n):
         t += NS
         link.time_sync(t)
     w1, c1, a1 = time.perf_counter(), time.process_time(), _cpu_s(agent_pid)
-    return t, {"link_main_cpu_us": 1e6 * (c1 - c0) / n, "agent_cpu_us": 1e6 * (a1 - a0) / n,
-               "link_wall_us": 1e6 * (w1 - w0) / n}
+    fig = {f"{prefix}_main_cpu_us": 1e6 * (c1 - c0) / n, f"{prefix}_wall_us": 1e6 * (w1 - w0) / n}
+    if prefix == "link":
+        fig["agent_cpu_us"] = 1e6 * (a1 - a0) / n
+    return t, fig
 
 
 def _threadless_round(path: str, t: int, n: int, seq: int) -> tuple[int, int, dict]:
@@ -120,17 +128,18 @@ def main() -> int:
                     link.start_job("matmul", {"n": 64, "steps": 10_000_000, "seed": 1})
                     t += NS
                     reply_bytes = len(P.json_bytes({k: v for k, v in link.time_sync(t).items() if k != "hk"}))
-                for _ in range(50):  # warm up
-                    t += NS
-                    link.time_sync(t)
-                t, fig = _link_round(link, emu.pid, t, a.syncs)
+                t, fig = _link_round(link, emu.pid, t, a.syncs, "link")
+            with Link(path, timeout_s=2.0, read_on_wait=True) as link:
+                t, row = _link_round(link, emu.pid, t, a.syncs, "read_on_wait")
             t, seq, base = _threadless_round(path, t, a.syncs, seq + 5000)
-            rounds.append({**fig, **base})
+            rounds.append({**fig, **row, **base})
     finally:
         emu.stop()
         os.close(master)
     res: dict = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     res["link_vs_threadless_cpu"] = res["link_main_cpu_us"] / res["threadless_main_cpu_us"]
+    res["read_on_wait_vs_threadless_cpu"] = (res["read_on_wait_main_cpu_us"]
+                                             / res["threadless_main_cpu_us"])
     res["report_json_bytes_without_hk"] = reply_bytes
     res.update(syncs=a.syncs, repeat=a.repeat, ended=a.ended, kind=a.kind)
     res = {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}

@@ -25,9 +25,11 @@ def test_sync_bench_json_has_the_figures() -> None:
     assert len(lines) == 1
     data = json.loads(lines[0])
     for key in ("link_main_cpu_us", "agent_cpu_us", "link_wall_us", "threadless_main_cpu_us",
-                "threadless_wall_us", "link_vs_threadless_cpu"):
+                "threadless_wall_us", "link_vs_threadless_cpu", "read_on_wait_main_cpu_us",
+                "read_on_wait_wall_us", "read_on_wait_vs_threadless_cpu"):
         assert data[key] >= 0, key
     assert data["link_wall_us"] > 0 and data["threadless_wall_us"] > 0
+    assert data["read_on_wait_wall_us"] > 0
     # the report held the running job and the capped ended ones (4 of the 5)
     assert data["report_json_bytes_without_hk"] > 5 * 40
     assert (data["syncs"], data["repeat"], data["ended"]) == (30, 1, 5)
