@@ -414,9 +414,10 @@ class Plant:
         return float(lib.ohil_plant_ocv(self._cfg, soc))
 
     def omega_body(self) -> list[float]:
-        jw = self.p.wheel_inertia_kg_m2
-        st = self._st
-        return [(st.pi_body_nms[k] - jw * st.wheel_speed_rad_s[k]) / self.p.inertia_kg_m2[k] for k in range(3)]
+        p, st = self.p, self._st
+        jw, inertia = p.wheel_inertia_kg_m2, p.inertia_kg_m2
+        pi, ws = st.pi_body_nms, st.wheel_speed_rad_s
+        return [(pi[k] - jw * ws[k]) / inertia[k] for k in range(3)]
 
     def h_inertial(self) -> np.ndarray:
         """Total angular momentum (body + wheels) in the inertial frame, N m s."""

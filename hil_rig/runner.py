@@ -725,7 +725,8 @@ class Run:
         self.load_power_w = 0.0  # bus load, refreshed from the plant once per second
         self._env_t0 = -1
         self._env: Any = None
-        self._hk_cols: list[tuple[str, bool]] | None = None
+        self._hk_cols: list[tuple[str, type]] | None = None
+        self._board_keys: list[tuple[str, str, str, str]] = []  # (board, its hk keys: state, temp, power)
 
     def _fsw_config(self) -> Any:
         import native
@@ -1090,14 +1091,15 @@ class Run:
                           self.payload_power_w, temps[0], temps[1], temps[2], temps[3],
                           math.sqrt(wx * wx + wy * wy + wz * wz)]
         hk = fsw.hk
-        if self._hk_cols is None:  # (hk key, is integer) per flight-software column, built once
-            self._hk_cols = [(c.name[4:], c.kind == "INTEGER") for c in self.channels[len(TRUTH_CHANNELS):]]
-        for key, is_int in self._hk_cols:
+        if self._hk_cols is None:  # built once: (hk key, int or float) per flight-software column
+            self._hk_cols = [(c.name[4:], int if c.kind == "INTEGER" else float)
+                             for c in self.channels[len(TRUTH_CHANNELS):]]
+            self._board_keys = [(n, f"board.{n}.state", f"board.{n}.temp_k", f"board.{n}.power_w")
+                                for n in self.boards]
+        isfinite = math.isfinite
+        for key, num in self._hk_cols:
             v = hk.get(key)
-            if v is None or (isinstance(v, float) and not math.isfinite(v)):
-                row.append(None)
-            else:
-                row.append(int(v) if is_int else float(v))
+            row.append(None if v is None or (isinstance(v, float) and not isfinite(v)) else num(v))
         self.archive.telemetry(t, row)
         from flight_sw.dictionary import BOARD_STATES
 
@@ -1108,13 +1110,12 @@ class Run:
         self._jobs_seen = len(done)
         states = {}
         temps_c = {"payload_node": temps[0] - 273.15}
-        for name in self.boards:
-            st_i = hk.get(f"board.{name}.state")
+        for name, state_key, temp_key, power_key in self._board_keys:
+            st_i = hk.get(state_key)
             st = BOARD_STATES[int(st_i)] if st_i is not None else "OFF"
             states[name] = st
-            tk = hk.get(f"board.{name}.temp_k")
-            pw = hk.get(f"board.{name}.power_w")
-            self.archive.payload(t, name, st, _num(pw), _num(tk), self._jobs_by_board.get(name, 0))
+            self.archive.payload(t, name, st, _num(hk.get(power_key)), _num(hk.get(temp_key)),
+                                 self._jobs_by_board.get(name, 0))
         self.archive.commit()
         sample = Sample(
             t_ns=t, soc=p.soc, illumination=illum, sun_err_deg=sun_err, payload_temp_c=temps_c,

@@ -94,6 +94,7 @@ class SimSupply:
             addrs.add(profile.id_register)
             addrs.update(range(profile.id_register, max(addrs) + 1))  # identity block is contiguous
         self.addresses = sorted(addrs)
+        self._address_set = frozenset(addrs)
 
     # -- model --------------------------------------------------------------
     def state(self) -> SupplyState:
@@ -149,7 +150,7 @@ class SimSupply:
 
     def _write(self, address: int, value: int) -> ExcCodes | None:
         p, m, regs = self.profile, self.model, self.profile.registers
-        if address in self._ro or address not in self.addresses:
+        if address in self._ro or address not in self._address_set:
             return ExcCodes.ILLEGAL_ADDRESS
         if address == regs["voltage_set"]:
             if value > round(m.max_voltage_v * m.counts_per_volt):
@@ -182,7 +183,7 @@ class SimSupply:
         if func_code == 4:
             return ExcCodes.ILLEGAL_FUNCTION  # the Riden serves holding registers only
         span = range(address, address + (len(values) if values else count))
-        if any(a not in self.addresses for a in span):
+        if not self._address_set.issuperset(span):
             return ExcCodes.ILLEGAL_ADDRESS
         changed = False
         with self._lock:
@@ -195,8 +196,9 @@ class SimSupply:
                         return err
                 self.writes += 1
                 changed = True
+            n = len(registers)
             for a, v in self._register_values().items():
-                if 0 <= a - start_address < len(registers):
+                if 0 <= a - start_address < n:
                     registers[a - start_address] = v
             if values:
                 # pymodbus stores `values` after this hook: keep them coherent

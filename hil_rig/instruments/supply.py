@@ -45,6 +45,8 @@ class ModbusSupply:
         conn.names.update(profile.names())
         self.model: SupplyModel = self._identify(model)
         self.regs = profile.registers
+        #: the registers a measurement reads
+        self._poll_keys = [k for k in ("voltage_out", "current_out", "protection", "mode", "output") if k in self.regs]
 
     def _identify(self, expected: str | None) -> SupplyModel:
         p = self.profile
@@ -117,16 +119,13 @@ class ModbusSupply:
         return self.model.decode_voltage(v), self.model.decode_current(i)
 
     # -- measurement --------------------------------------------------------
-    def _poll_registers(self) -> list[str]:
-        return [k for k in ("voltage_out", "current_out", "protection", "mode", "output") if k in self.regs]
-
     def measure(self) -> Measurement:
         """Measured output voltage and current, mode, protection and output state.
 
         Reads the whole span in one request when the registers are close
         together (10..18 on a Riden), else one request per register.
         """
-        return self._measured(self._read_keys(self._poll_registers()))
+        return self._measured(self._read_keys(self._poll_keys))
 
     def set_voltage_and_measure(self, volts: float) -> Measurement:
         """:meth:`set_voltage` then :meth:`measure`, in two requests instead of three
@@ -135,7 +134,7 @@ class ModbusSupply:
         differs is an error, as it is for every write."""
         counts = self.check_voltage(volts)
         reg = self.regs["voltage_set"]
-        keys = self._poll_registers()
+        keys = self._poll_keys
         addrs = [self.regs[k] for k in keys] + [reg]
         if max(addrs) - min(addrs) >= _SPAN_REGS:
             self.set_voltage(volts)

@@ -142,8 +142,9 @@ class ModbusConnection:
         where = f"{kind} {address}" if count == 1 else f"{kind}s {address}..{address + count - 1}"
         return f"{self.label} {where}" + (f" ({name})" if name else "")
 
-    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(client)`` with bounded retries; map every failure to a named error."""
+    def _call(self, kind: str, address: int, count: int, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(client)`` with bounded retries; map every failure to a named error
+        (naming the ``kind`` of item, ``address`` and ``count``; built only on failure)."""
         attempts = self.retries + 1
         last: Exception | None = None
         with self._lock:
@@ -157,7 +158,8 @@ class ModbusConnection:
                     rr = fn(client)
                 except (ModbusIOException, ConnectionException, OSError) as exc:
                     last = exc
-                    self.log.warning("%s: attempt %d/%d failed: %s", what, attempt + 1, attempts, exc)
+                    self.log.warning("%s: attempt %d/%d failed: %s", self._what(kind, address, count), attempt + 1,
+                                     attempts, exc)
                     self.close()
                     continue
                 except ModbusException as exc:
@@ -167,11 +169,11 @@ class ModbusConnection:
                 if rr.isError():
                     code = int(getattr(rr, "exception_code", 0) or 0)
                     raise ModbusExceptionResponse(
-                        f"{what}: {exception_name(code)} (exception code {code})", code
+                        f"{self._what(kind, address, count)}: {exception_name(code)} (exception code {code})", code
                     )
                 return rr
         raise InstrumentTimeout(
-            f"{what}: no valid answer after {attempts} attempt(s) of {self.timeout_s:g} s "
+            f"{self._what(kind, address, count)}: no valid answer after {attempts} attempt(s) of {self.timeout_s:g} s "
             f"at {self.endpoint.url()}: {type(last).__name__}: {last}"
         )
 
@@ -180,7 +182,7 @@ class ModbusConnection:
         """FC03: read ``count`` holding registers."""
         unit = self.endpoint.unit
         rr = self._call(
-            self._what("register", address, count),
+            "register", address, count,
             lambda c: c.read_holding_registers(address, count=count, device_id=unit),
         )
         regs = list(rr.registers)
@@ -202,8 +204,7 @@ class ModbusConnection:
         if not 0 <= value <= 0xFFFF:
             raise ValueError(f"{self._what('register', address)}: value {value} is not a 16-bit word")
         unit = self.endpoint.unit
-        what = self._what("register", address)
-        self._call(what, lambda c: c.write_register(address, value, device_id=unit))
+        self._call("register", address, 1, lambda c: c.write_register(address, value, device_id=unit))
         if verify:
             self.check_read_back("register", address, value, self.read_registers(address, 1)[0])
 
@@ -211,8 +212,7 @@ class ModbusConnection:
         """FC16: write several holding registers, then read them back."""
         vals = [int(v) for v in values]
         unit = self.endpoint.unit
-        what = self._what("register", address, len(vals))
-        self._call(what, lambda c: c.write_registers(address, vals, device_id=unit))
+        self._call("register", address, len(vals), lambda c: c.write_registers(address, vals, device_id=unit))
         if verify:
             self.check_read_back("register", address, vals, self.read_registers(address, len(vals)))
 
@@ -221,7 +221,7 @@ class ModbusConnection:
         """FC01: read ``count`` coils."""
         unit = self.endpoint.unit
         rr = self._call(
-            self._what("coil", address, count),
+            "coil", address, count,
             lambda c: c.read_coils(address, count=count, device_id=unit),
         )
         return [bool(b) for b in rr.bits[:count]]
@@ -229,8 +229,7 @@ class ModbusConnection:
     def write_coil(self, address: int, value: bool, *, verify: bool = True) -> None:
         """FC05: write one coil, then read it back (FC01)."""
         unit = self.endpoint.unit
-        what = self._what("coil", address)
-        self._call(what, lambda c: c.write_coil(address, bool(value), device_id=unit))
+        self._call("coil", address, 1, lambda c: c.write_coil(address, bool(value), device_id=unit))
         if verify:
             self.check_read_back("coil", address, bool(value), self.read_coils(address, 1)[0])
 
@@ -238,7 +237,6 @@ class ModbusConnection:
         """FC15 (0x0F): write several coils, then read them back."""
         vals = [bool(v) for v in values]
         unit = self.endpoint.unit
-        what = self._what("coil", address, len(vals))
-        self._call(what, lambda c: c.write_coils(address, vals, device_id=unit))
+        self._call("coil", address, len(vals), lambda c: c.write_coils(address, vals, device_id=unit))
         if verify:
             self.check_read_back("coil", address, vals, self.read_coils(address, len(vals)))
