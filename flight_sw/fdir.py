@@ -118,8 +118,11 @@ class Fdir:
             if v is not None:
                 v = float(v)
             last_value[name] = v
-            on = enabled[name]
-            if not on or v is None:
+            if not enabled[name]:
+                status[name] = None
+                not_all_in.add(m.target)
+                continue
+            if v is None:  # no data: the count stands
                 status[name] = None
                 not_all_in.add(m.target)
             elif m.violates(v):
@@ -133,7 +136,8 @@ class Fdir:
             else:
                 status[name] = False
                 count[name] = 0
-            if on and count[name] >= m.persistence:
+                continue  # in limits: not tripped
+            if count[name] >= m.persistence:
                 tripped.setdefault(m.target, []).append(m)
         out: list[Action] = []
         for target in self.targets:
