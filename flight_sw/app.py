@@ -18,6 +18,7 @@ from flight_sw.dictionary import (
     MODE_NAMES,
     DictionaryError,
     TmCodec,
+    board_channel_names,
     check_args,
 )
 from flight_sw.events import EventLog
@@ -36,15 +37,17 @@ from flight_sw.interfaces import (
 )
 from flight_sw.modes import COMPUTE, SAFE, ModeConfig, ModeInputs, ModeManager
 from flight_sw.orbit import EclipsePredictor, EclipseWindow, TleError, epoch_tuple, sun_teme_unit
-from flight_sw.payload import BoardConfig, PayloadManager
+from flight_sw.payload import BoardConfig, PayloadManager, fdir_sample_names
 from flight_sw.tc import TcRejected, TcVerifier
 
 # Earth's field: a centred dipole, IGRF-2020 axis and strength (flight-side model)
 _B0_T = 3.12e-5
 _DIPOLE_COLAT = math.radians(9.41)
 _DIPOLE_LON = math.radians(-72.63)
+_SIN_COLAT, _COS_COLAT = math.sin(_DIPOLE_COLAT), math.cos(_DIPOLE_COLAT)
 _RE_M = 6378137.0
 
+_NAN = float("nan")
 _ADCS_MODE = {"BOOT": 0, "DETUMBLE": 0, "SAFE": 1, "SUN_POINT": 1, "COMPUTE": 1}
 
 
@@ -103,10 +106,7 @@ class _Fn(Component):
     def __init__(self, name: str, fn) -> None:  # noqa: ANN001
         super().__init__()
         self.name = name
-        self._fn = fn
-
-    def run(self, t_ns: int) -> None:
-        self._fn(t_ns)
+        self.run = fn  # the executive calls the function itself: no frame in between
 
 
 class FlightSoftware:
@@ -127,6 +127,7 @@ class FlightSoftware:
         self.events = EventLog()
         self.board_names = [b.name for b in cfg.boards]
         self.dictionary = TmCodec(self.board_names)
+        self._board_channels = {n: board_channel_names(n) for n in self.board_names}
         self.adcs = native.Adcs(cfg.adcs or None)
         self.eps = native.Eps(cfg.eps or None)
         th = dict(cfg.thermal)
@@ -377,10 +378,15 @@ class FlightSoftware:
         inp["dt_s"] = 1.0
         tz = inp["temp_k"]
         for i, z in enumerate(self.cfg.thermal_zones):
-            tz[i] = temps.get(z, float("nan"))
-        pt = [b.temp_k for b in self.payload.boards.values() if b.temp_k == b.temp_k and b.powered]
-        pt += [v for k, v in temps.items() if k.startswith("payload")]
-        inp["payload_temp_k"] = max(pt) if pt else float("nan")
+            tz[i] = temps.get(z, _NAN)
+        pt = []  # the boards' temperatures, then the plate's sensors (plain loops: every frame)
+        for b in self.payload.boards.values():
+            if b.temp_k == b.temp_k and b.powered:
+                pt.append(b.temp_k)
+        for k, v in temps.items():
+            if k.startswith("payload"):
+                pt.append(v)
+        inp["payload_temp_k"] = max(pt) if pt else _NAN
         out = self.thermal.step()
         self._heater_mask = int(out["heater_mask"])
         self._therm_out = {"payload_throttle": float(out["payload_throttle"]), "trip": int(out["trip"])}
@@ -474,6 +480,11 @@ class FlightSoftware:
         s = self.sensor
         p = self.payload
         w = self.window
+        board_temps, isolated = [], 0  # the boards' known temperatures; isolated boards
+        for b in p.boards.values():
+            if b.temp_k == b.temp_k:
+                board_temps.append(b.temp_k)
+            isolated += b.isolated
         hk: dict[str, float] = {
             "t_ns": t_ns,
             "mode": MODE_NAMES.index(self.modes.mode),
@@ -488,8 +499,8 @@ class FlightSoftware:
             "throttle_cmd": p.throttle,
             "rate_norm_rad_s": _norm3(s.omega_body_rad_s),
             "pointing_error_rad": self._last_adcs["pointing_error_rad"],
-            "temp_battery_k": s.temps_k.get("battery", float("nan")),
-            "temp_payload_max_k": max([b.temp_k for b in p.boards.values() if b.temp_k == b.temp_k] or [float("nan")]),
+            "temp_battery_k": s.temps_k.get("battery", _NAN),
+            "temp_payload_max_k": max(board_temps) if board_temps else _NAN,
             "in_eclipse_pred": 1 if (w is not None and w.entry_ns <= t_ns < w.exit_ns) else 0,
             "t_to_eclipse_s": -1.0 if w is None else max(0.0, (w.entry_ns - t_ns) / NS),
             "eclipse_duration_s": 0.0 if w is None else w.duration_s,
@@ -498,7 +509,7 @@ class FlightSoftware:
             "jobs_completed": p.stats["jobs_completed"],
             "jobs_failed": p.stats["jobs_failed"],
             "seu_detected": p.stats["seu_detected"],
-            "boards_isolated": sum(b.isolated for b in p.boards.values()),
+            "boards_isolated": isolated,
             "tc_accepted": self.verifier.accepted,
             "tc_rejected": sum(self.verifier.rejected.values()),
             "overruns": self.executive.overruns,
@@ -508,10 +519,11 @@ class FlightSoftware:
         for name, b in p.boards.items():
             st = ("ISOLATED" if b.isolated else "OFF" if not b.powered else "FAULT" if b.last_ok_ns != t_ns
                   else "SUSPENDED" if (b.run and b.run[1].state == "suspended") else "BUSY" if b.run else "IDLE")
-            hk[f"board.{name}.temp_k"] = b.temp_k
-            hk[f"board.{name}.power_w"] = b.power_w
-            hk[f"board.{name}.state"] = BOARD_STATES.index(st)
-            hk[f"board.{name}.throttle"] = max(b.throttle_sent, 0.0)
+            temp_k, power_w, state, throttle = self._board_channels[name]
+            hk[temp_k] = b.temp_k
+            hk[power_w] = b.power_w
+            hk[state] = BOARD_STATES.index(st)
+            hk[throttle] = max(b.throttle_sent, 0.0)
         self.hk = hk
         self.hk_records.append(hk)
         if self.ground is not None:
@@ -551,10 +563,11 @@ class FlightSoftware:
         ]
         trip = native.default_thermal_config()["trip_k"] if "trip_k" not in c.thermal else c.thermal["trip_k"]
         for b in c.boards:
+            age, temp, streak = fdir_sample_names(b.name)
             mons += [
-                MonitorDef(f"{b.name}.heartbeat_age_s", b.name, None, 2.5, 3, entry="retry", unit="s"),
-                MonitorDef(f"{b.name}.temp_k", b.name, None, trip, 5, entry="isolate", unit="K"),
-                MonitorDef(f"{b.name}.digest_fail_streak", b.name, None, 1.5, 1, entry="reset"),
+                MonitorDef(age, b.name, None, 2.5, 3, entry="retry", unit="s"),
+                MonitorDef(temp, b.name, None, trip, 5, entry="isolate", unit="K"),
+                MonitorDef(streak, b.name, None, 1.5, 1, entry="reset"),
             ]
         return mons
 
@@ -569,8 +582,8 @@ def _dipole_teme_t(r_m: tuple[float, float, float], jd: float) -> tuple[float, f
     """Centred-dipole field (T) at r (TEME, m); the dipole axis turns with the Earth (GMST)."""
     gmst = math.radians((280.46061837 + 360.98564736629 * (jd - 2451545.0)) % 360.0)
     lon = _DIPOLE_LON + gmst
-    s = math.sin(_DIPOLE_COLAT)
-    m = (-s * math.cos(lon), -s * math.sin(lon), -math.cos(_DIPOLE_COLAT))
+    s = _SIN_COLAT
+    m = (-s * math.cos(lon), -s * math.sin(lon), -_COS_COLAT)
     rn = math.sqrt(r_m[0] ** 2 + r_m[1] ** 2 + r_m[2] ** 2)
     rh = (r_m[0] / rn, r_m[1] / rn, r_m[2] / rn)
     k = _B0_T * (_RE_M / rn) ** 3

@@ -88,6 +88,11 @@ def _board_channels(board: str) -> tuple[Channel, ...]:
     )
 
 
+def board_channel_names(board: str) -> tuple[str, ...]:
+    """The names of a board's housekeeping channels: temp_k, power_w, state, throttle."""
+    return tuple(c.name for c in _board_channels(board))
+
+
 BOARD_STATES = ("OFF", "IDLE", "BUSY", "SUSPENDED", "FAULT", "ISOLATED")
 
 

@@ -109,6 +109,9 @@ class Executive:
                     raise ValueError(f"rate group {g.name}: no component named {m!r}")
         self.base_ns = base
         self.divisors = {g.name: g.period_ns // base for g in self.groups}
+        self._table = tuple((g, self.divisors[g.name]) for g in self.groups)  # run_tick's loop
+        # solo_ticks: by group, the divisors of the other groups
+        self._others = {g.name: tuple(d for n, d in self.divisors.items() if n != g.name) for g in self.groups}
         self.components = components
         self.events = events
         self.watchdog = Watchdog(watchdog_timeout_ns)
@@ -147,8 +150,13 @@ class Executive:
                 n += 1
             return n
         # every tick runs `group`: the span ends at the next tick of any other group
-        nxt = min((-(-k // d) * d for g, d in self.divisors.items() if g != group), default=last + 1)
-        return max(0, min(nxt, last + 1) - k)
+        # (a plain loop: this runs before every batch of control frames)
+        end = last + 1
+        for d in self._others[group]:
+            nxt = -(-k // d) * d
+            if nxt < end:
+                end = nxt
+        return max(0, end - k)
 
     def ran_solo(self, group: str, n: int) -> None:
         """Book ``n`` ticks that ran only ``group``, in a batch outside :meth:`run_tick`
@@ -163,8 +171,10 @@ class Executive:
         k = self.tick + self.solo_ticks(group, t_ns)
         if k * self.base_ns > t_ns:
             return False
-        due = [g.name for g in self.groups if k % self.divisors[g.name] == 0]
-        return bool(due) and due[0] == group
+        for g, d in self._table:
+            if k % d == 0:
+                return g.name == group  # the first group due in tick k
+        return False
 
     def ran_first(self, group: str) -> None:
         """Book ``group`` of the next tick as run in a batch: :meth:`run_tick` runs the
@@ -176,8 +186,8 @@ class Executive:
         k = self.tick
         t = k * self.base_ns
         done_k, done_group = self._ran_first
-        for g in self.groups:
-            if k % self.divisors[g.name] or (done_k == k and g.name == done_group):
+        for g, d in self._table:
+            if k % d or (done_k == k and g.name == done_group):
                 continue
             started = self.clock.now_ns()
             w0 = time.perf_counter() if self.profile is not None else 0.0

@@ -108,26 +108,41 @@ class Fdir:
     def evaluate(self, t_ns: int, samples: Mapping[str, float | None]) -> list[Action]:
         """One FDIR cycle: update monitors from ``samples``; return the actions to take."""
         status: dict[str, bool | None] = {}
+        count, enabled, last_value = self.count, self.enabled, self.last_value
+        # per target, gathered in the one pass over the monitors (in table order):
+        violating: set[str] = set()  # some monitor violates
+        not_all_in: set[str] = set()  # some monitor is not in limits (violates, no data, disabled)
+        tripped: dict[str, list[MonitorDef]] = {}  # enabled monitors at or past their persistence
         for name, m in self.monitors.items():
             v = samples.get(name)
             if v is not None:
                 v = float(v)
-            self.last_value[name] = v
-            if not self.enabled[name] or v is None:
+            last_value[name] = v
+            if not enabled[name]:
                 status[name] = None
+                not_all_in.add(m.target)
                 continue
-            bad = m.violates(v)
-            status[name] = bad
-            if bad:
-                self.count[name] += 1
-                if self.count[name] == m.persistence:
+            if v is None:  # no data: the count stands
+                status[name] = None
+                not_all_in.add(m.target)
+            elif m.violates(v):
+                status[name] = True
+                violating.add(m.target)
+                not_all_in.add(m.target)
+                count[name] += 1
+                if count[name] == m.persistence:
                     self.events.emit(t_ns, "fdir_trip", monitor=name, target=m.target, value=v,
                                      lo=m.lo, hi=m.hi, persistence=m.persistence)
             else:
-                self.count[name] = 0
+                status[name] = False
+                count[name] = 0
+                continue  # in limits: not tripped
+            if count[name] >= m.persistence:
+                tripped.setdefault(m.target, []).append(m)
         out: list[Action] = []
-        for target, mons in self.targets.items():
-            act = self._target_cycle(t_ns, target, mons, status)
+        for target in self.targets:
+            act = self._target_cycle(t_ns, target, target in violating, target not in not_all_in,
+                                     tripped.get(target, []), status)
             if act is not None:
                 out.append(act)
                 self.actions.append(act)
@@ -135,13 +150,11 @@ class Fdir:
                                  cause=act.cause, step=act.step)
         return out
 
-    def _target_cycle(self, t_ns: int, target: str, mons: list[MonitorDef],
-                      status: Mapping[str, bool | None]) -> Action | None:
-        violating = any(status[m.name] for m in mons)
-        all_in = all(status[m.name] is False for m in mons)
+    def _target_cycle(self, t_ns: int, target: str, violating: bool, all_in: bool,
+                      tripped: list[MonitorDef], status: Mapping[str, bool | None]) -> Action | None:
+        """One target's cycle; ``tripped``: its enabled monitors at or past their persistence."""
         self.clean[target] = 0 if violating else self.clean[target] + 1
         self.evidence[target] = self.evidence[target] + 1 if all_in else 0
-        tripped = [m for m in mons if self.enabled[m.name] and self.tripped(m.name)]
         if target in self.isolated and self.evidence[target] >= self.clear_persistence:
             self.isolated.discard(target)
             self._reset(target)

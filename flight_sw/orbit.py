@@ -71,11 +71,14 @@ def sun_teme_m(jd: np.ndarray) -> np.ndarray:
     return np.stack([r * np.cos(lam), r * np.cos(eps) * np.sin(lam), r * np.sin(eps) * np.sin(lam)], axis=-1)
 
 
+_RAD_1P915, _RAD_0P020 = math.radians(1.915), math.radians(0.020)  # sun_teme_unit's constants
+
+
 def sun_teme_unit(jd: float) -> tuple[float, float, float]:
     """Scalar form of :func:`sun_teme_m`, as a unit vector (the 1 Hz navigation frame)."""
     n = jd - 2451545.0
     g = math.radians(357.528 + 0.9856003 * n)
-    lam = math.radians(280.460 + 0.9856474 * n) + math.radians(1.915) * math.sin(g) + math.radians(0.020) * math.sin(2 * g)
+    lam = math.radians(280.460 + 0.9856474 * n) + _RAD_1P915 * math.sin(g) + _RAD_0P020 * math.sin(2 * g)
     eps = math.radians(23.439 - 0.0000004 * n)
     sl = math.sin(lam)
     return (math.cos(lam), math.cos(eps) * sl, math.sin(eps) * sl)

@@ -149,6 +149,7 @@ class PayloadManager(Component):
         if missing:
             raise ValueError(f"payload manager: no link for board(s) {missing}")
         self.boards = {b.name: Board(b, links[b.name]) for b in boards}
+        self._fdir_names = {n: fdir_sample_names(n) for n in self.boards}
         self.switches = switches
         self.events = events
         self.time_sync = time_sync
@@ -215,7 +216,7 @@ class PayloadManager(Component):
             for b in self.boards.values():  # power every board the relay left off
                 if not self.switches.get(b.cfg.channel):
                     self._power(t_ns, b, True, "boot")
-        live = [b for b in self.boards.values() if b.powered and not b.isolated]
+        live = self.active_boards()
         synced = self._time_sync_all(t_ns, live) if self.time_sync else {}
         for b in live:
             self._housekeeping(t_ns, b, synced.get(b.cfg.name))
@@ -343,7 +344,9 @@ class PayloadManager(Component):
             jobs = _get(res, "jobs")
             if hk is not None and isinstance(jobs, list):
                 b.report_ns = t_ns
-                b.job_report = {_get(j, "job_id"): j for j in jobs}
+                b.job_report = {}
+                for j in jobs:
+                    b.job_report[_get(j, "job_id")] = j
         if hk is None:
             hk = self._call(b, "housekeeping")
             if hk is _FAILED:
@@ -358,9 +361,12 @@ class PayloadManager(Component):
         b.last_ok_ns = t_ns
         b.link_errors = 0
         temps = _get(hk, "temps_k") or {}
-        vals = [float(v) for v in (temps.values() if isinstance(temps, Mapping) else temps) if v == v]
-        if vals:
-            b.temp_k = max(vals)
+        hottest = None  # max() of the known values, in their order
+        for v in temps.values() if type(temps) is dict or isinstance(temps, Mapping) else temps:
+            if v == v and (hottest is None or float(v) > hottest):
+                hottest = float(v)
+        if hottest is not None:
+            b.temp_k = hottest
         p = _get(hk, "power_w")
         if p is not None:
             b.power_w = float(p)
@@ -545,7 +551,11 @@ class PayloadManager(Component):
             self.events.emit(t_ns, "payload_resumed", runs=n)
 
     def active_boards(self) -> list[Board]:
-        return [b for b in self.boards.values() if b.powered and not b.isolated]
+        out = []  # a plain loop: called several times a frame, for a board or two
+        for b in self.boards.values():
+            if b.powered and not b.isolated:
+                out.append(b)
+        return out
 
     def payload_power_w(self) -> float:
         return sum(b.power_w for b in self.active_boards())
@@ -626,10 +636,13 @@ class PayloadManager(Component):
     def fdir_samples(self, t_ns: int) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
         for name, b in self.boards.items():
-            live = b.powered and not b.isolated
-            out[f"{name}.heartbeat_age_s"] = (t_ns - b.last_ok_ns) / NS if live else None
-            out[f"{name}.temp_k"] = b.temp_k if (live and b.temp_k == b.temp_k) else None
-            out[f"{name}.digest_fail_streak"] = float(b.digest_fail_streak) if live else None
+            age, temp, streak = self._fdir_names[name]
+            if b.powered and not b.isolated:
+                out[age] = (t_ns - b.last_ok_ns) / NS
+                out[temp] = b.temp_k if b.temp_k == b.temp_k else None
+                out[streak] = float(b.digest_fail_streak)
+            else:
+                out[age] = out[temp] = out[streak] = None
         return out
 
     def apply(self, t_ns: int, target: str, action: str, cause: str) -> None:
@@ -709,8 +722,14 @@ class _Failed:
 _FAILED = _Failed()
 
 
+def fdir_sample_names(board: str) -> tuple[str, str, str]:
+    """The names of a board's samples in :meth:`PayloadManager.fdir_samples` (its FDIR
+    monitors): heartbeat age (s), temperature (K), digest failure streak."""
+    return f"{board}.heartbeat_age_s", f"{board}.temp_k", f"{board}.digest_fail_streak"
+
+
 def _get(obj: Any, key: str) -> Any:
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):  # a link's replies are dicts: no ABC check
         return obj.get(key)
     return getattr(obj, key, None)
 

@@ -451,6 +451,7 @@ class Adcs(_Loop):
 
     def __init__(self, config: Mapping[str, Any] | Any | None = None) -> None:
         _single_loop_init(self, config, "ohil_adcs_cfg", lib.ohil_adcs_init)
+        self._port: tuple[tuple[int, int, int], tuple[Any, Any, Any]] | None = None  # run_port's last casts
 
     def run_port(self, n: int, sense_fn: int, actuate_fn: int, ctx: int) -> np.ndarray:
         """Run ``n`` frames through a C sensor/actuator port in one call
@@ -464,9 +465,11 @@ class Adcs(_Loop):
         if not sense_fn or not actuate_fn:
             raise ValueError("run_port: sense_fn and actuate_fn must be C function addresses, not 0")
         if n:
-            lib.ohil_adcs_run_port(self._cfg, self._state, self._in, self._out, n,
-                                   ffi.cast("ohil_adcs_sense_fn", sense_fn),
-                                   ffi.cast("ohil_adcs_actuate_fn", actuate_fn), ffi.cast("void *", ctx))
+            port = (sense_fn, actuate_fn, ctx)
+            if self._port is None or self._port[0] != port:  # cast once per port, not per call
+                self._port = (port, (ffi.cast("ohil_adcs_sense_fn", sense_fn),
+                                     ffi.cast("ohil_adcs_actuate_fn", actuate_fn), ffi.cast("void *", ctx)))
+            lib.ohil_adcs_run_port(self._cfg, self._state, self._in, self._out, n, *self._port[1])
         return self.outputs
 
 
