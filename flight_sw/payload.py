@@ -283,7 +283,8 @@ class PayloadManager(Component):
         sync now to every board that reported this frame; :meth:`run` awaits it."""
         if not (self.time_sync and self.sync_lead):
             return
-        self.settle()
+        self._drop_leads()  # (none left unless run() skipped a board) -- checkpoints in
+        # flight stay in flight: they are taken CHECKPOINT_AWAIT_S later (_poll_runs)
         for b in self.boards.values():
             if (b.powered and not b.isolated and not b.recovering and b.report_ns == t_ns
                     and hasattr(b.link, "time_sync_begin")):
@@ -298,12 +299,16 @@ class PayloadManager(Component):
         the next frame syncs it afresh. Call it before touching a board behind the
         flight software's back (a fault, a power change). A checkpoint in flight
         to the board is awaited too, and its result taken."""
+        self._drop_leads(board)
+        for name in list(self._ckpt) if board is None else [board]:
+            self._checkpointed(name)
+
+    def _drop_leads(self, board: str | None = None) -> None:
+        """Await the lead time syncs in flight (to ``board``, or to all); drop their replies."""
         for name in list(self._lead) if board is None else [board]:
             sent = self._lead.pop(name, None)
             if sent is not None:
                 self._drop(sent[1])
-        for name in list(self._ckpt) if board is None else [board]:
-            self._checkpointed(name)
 
     def _checkpointed(self, name: str) -> None:
         """Await the checkpoint in flight to board ``name`` (if any) and take its result;
