@@ -157,6 +157,7 @@ class PayloadManager(Component):
         self._lead: dict[str, tuple[int, Any]] = {}  # board -> (t_ns, time sync in flight)
         self._ckpt: dict[str, _Checkpoint] = {}  # board -> periodic checkpoint in flight
         self.checkpoints_led = 0  # periodic checkpoints sent without waiting for the reply
+        self.checkpoints_taken_late = 0  # ...whose reply was taken CHECKPOINT_AWAIT_S later
         self.lead_syncs_used = 0
         self.checkpoint_period_ns = int(checkpoint_period_s * NS)
         self.jobs: dict[int, Job] = {}
@@ -405,6 +406,7 @@ class PayloadManager(Component):
         for name, out in list(self._ckpt.items()):
             if t_ns - out.sent_ns >= CHECKPOINT_AWAIT_S * NS:
                 self._checkpointed(name)
+                self.checkpoints_taken_late += 1
         for b in self.boards.values():
             if b.run is None or not b.powered or b.isolated or b.recovering or b.last_ok_ns != t_ns:
                 continue
