@@ -141,11 +141,15 @@ class _Flag:
         return True
 
 
-@dataclass
 class _Pending:
-    event: _Flag = field(default_factory=_Flag)
-    reply: P.Packet | None = None
-    nudged: bool = False  # a corrupted frame arrived: probably our reply; resend now
+    """One request awaiting its reply (a plain class: one is made per command)."""
+
+    __slots__ = ("event", "reply", "nudged")
+
+    def __init__(self) -> None:
+        self.event = _Flag()
+        self.reply: P.Packet | None = None
+        self.nudged = False  # a corrupted frame arrived: probably our reply; resend now
 
 
 DEFAULT_TIMEOUTS = {"checkpoint": 10.0, "suspend": 10.0, "inject_seu": 10.0}
@@ -429,9 +433,8 @@ class Link:
             pending = _Pending()
             self._pending[(apid, seq)] = pending
         try:
-            pkt = P.Packet(P.TC, apid, seq, kind[0], kind[1], data, ack=P.ACK_COMPLETION,
-                           source_id=self.source_id)
-            wire = frame(P.encode_packet(pkt))
+            wire = frame(P.encode_tc(apid, seq, kind[0], kind[1], data, P.ACK_COMPLETION,
+                                     self.source_id))
         except BaseException:
             with self._lock:
                 self._pending.pop((apid, seq), None)

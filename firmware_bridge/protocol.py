@@ -174,12 +174,25 @@ def encode_packet(p: Packet) -> bytes:
     if p.ptype == TM:
         return encode_tm(p.apid, p.seq, p.service, p.subtype, p.data, p.source_id,
                          p.msg_counter, p.time_ns)
-    _check_header(p.apid, p.seq, p.service, p.subtype, p.source_id)
-    if not 0 <= p.ack <= 0xF:
-        raise PacketError(f"ack flags must be in 0..15, got {p.ack}")
-    sec = _TC_SEC.pack((PUS_VERSION << 4) | p.ack, p.service, p.subtype, p.source_id)
-    data = bytes(p.data)
-    body = _PRIMARY.pack(_word0(TC, p.apid), 0xC000 | p.seq, _body_len(len(sec), data) - 1) + sec + data
+    return encode_tc(p.apid, p.seq, p.service, p.subtype, p.data, p.ack, p.source_id)
+
+
+def encode_tc(apid: int, seq: int, service: int, subtype: int, data: bytes, ack: int = 0,
+              source_id: int = 0) -> bytes:
+    """``encode_packet(Packet(TC, apid, seq, service, subtype, data, ack=ack,
+    source_id=source_id))``, the same bytes and checks, without building the Packet
+    (the host sends one per board per frame).
+
+    >>> encode_tc(APID_AGENT, 3, 17, 1, b"x", ACK_COMPLETION, 9) == encode_packet(Packet(
+    ...     TC, APID_AGENT, 3, 17, 1, b"x", ack=ACK_COMPLETION, source_id=9))
+    True
+    """
+    _check_header(apid, seq, service, subtype, source_id)
+    if not 0 <= ack <= 0xF:
+        raise PacketError(f"ack flags must be in 0..15, got {ack}")
+    sec = _TC_SEC.pack((PUS_VERSION << 4) | ack, service, subtype, source_id)
+    data = bytes(data)
+    body = _PRIMARY.pack(_word0(TC, apid), 0xC000 | seq, _body_len(len(sec), data) - 1) + sec + data
     return body + crc16_ccitt(body).to_bytes(2, "big")
 
 

@@ -126,6 +126,13 @@ def test_encode_tm_gives_the_bytes_of_encode_packet(p: P.Packet) -> None:
                        p.time_ns) == P.encode_packet(p)
 
 
+@given(packets.filter(lambda p: p.ptype == P.TC))
+def test_encode_tc_decodes_to_the_packet_it_was_given(p: P.Packet) -> None:
+    """The link's request encoder (no Packet built; encode_packet's TC path)."""
+    raw = P.encode_tc(p.apid, p.seq, p.service, p.subtype, p.data, p.ack, p.source_id)
+    assert P.decode_packet(raw) == p
+
+
 @pytest.mark.parametrize("field, value", [
     ("apid", 0x7FF), ("apid", -1), ("seq", P.SEQ_MODULO), ("service", 256), ("subtype", -1),
     ("source_id", 0x10000), ("msg_counter", 0x10000), ("time_ns", 2**63),
