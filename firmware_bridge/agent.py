@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from . import protocol as P
 from .framing import Deframer, frame
-from .jobs import JobError, JobManager
+from .jobs import LIVE_STATES, JobError, JobManager, by_job_id
 from .sensors import SysfsSensors
 
 AGENT_VERSION = "0.1.0"
@@ -41,7 +41,6 @@ REPORT_MAX_JOBS = 16
 #: Ended jobs (done, failed, cancelled, deadline_missed) a time-sync report lists at most:
 #: one that ended longer ago is still answered by ``job_status``.
 REPORT_MAX_ENDED = 4
-LIVE_STATES = ("starting", "running", "suspended")
 #: function id -> (name, the Agent method that serves it, test mode only)
 _FUNCTIONS = {fid: (name, f"_fn_{name}", test_only)
               for name, (fid, _apid, test_only) in P.FUNCTIONS.items()}
@@ -507,9 +506,9 @@ class Agent:
         for j in self.jobs.jobs.values():
             (live if j.state in LIVE_STATES else ended).append(j)
         if len(live) > 1:
-            live.sort(key=_job_id, reverse=True)
+            live.sort(key=by_job_id, reverse=True)
         if ended:
-            ended.sort(key=_job_id, reverse=True)
+            ended.sort(key=by_job_id, reverse=True)
             live += ended[:REPORT_MAX_ENDED]
         return live[:REPORT_MAX_JOBS]
 
@@ -670,10 +669,6 @@ class Agent:
             self.jobs.shutdown()
 
     _pending_reboot = False
-
-
-def _job_id(job) -> int:
-    return job.job_id
 
 
 _PLAIN_STATES = {s: s.encode() for s in LIVE_STATES}

@@ -376,9 +376,11 @@ class JobError(Exception):
 
 
 ACTIVE = ("starting", "running")
+LIVE_STATES = (*ACTIVE, "suspended")  # not ended: a worker or a checkpoint still holds it
 
 
-def _job_id(job: Job) -> int:
+def by_job_id(job: Job) -> int:
+    """Sort key: a job's id."""
     return job.job_id
 SPARE_WORKERS = 1  # virtual clock: idle, warmed-up workers kept ready for the next job
 
@@ -675,7 +677,7 @@ class JobManager:
                 callback()
 
         live = [j for j in self.jobs.values() if j.state in ACTIVE and j.conn is not None]
-        for job in sorted(live, key=_job_id) if len(live) > 1 else live:
+        for job in sorted(live, key=by_job_id) if len(live) > 1 else live:
             end = t_ns if job.deadline_ns is None else min(t_ns, job.deadline_ns)
             steps = job.params["steps"]
             if end > job.last_ns and job.target < steps:
@@ -718,9 +720,9 @@ class JobManager:
     def _deadlines(self, now_ns: int) -> None:
         """Live or suspended jobs past their deadline (simulation time) are stopped."""
         late = [j for j in self.jobs.values() if j.deadline_ns is not None and now_ns > j.deadline_ns
-                and j.state in ("starting", "running", "suspended")]
-        for job in sorted(late, key=_job_id) if len(late) > 1 else late:
-            if job.state in ("starting", "running", "suspended"):  # (a stop may change others)
+                and j.state in LIVE_STATES]
+        for job in sorted(late, key=by_job_id) if len(late) > 1 else late:
+            if job.state in LIVE_STATES:  # (a stop may change others)
                 self._fail_waiters(job, "deadline missed")
                 self._stop_worker(job)
                 job.state = "deadline_missed"

@@ -211,7 +211,6 @@ class Link:
         self._closed = False
         self._connected = threading.Event()
         self._deframer = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
-        self.read_on_wait = read_on_wait
         self._rx_lock = threading.Lock()  # one thread reads and dispatches at a time
         self._reopen_at = 0.0
         self._ser = self._open()  # the first open must succeed: a bad URL is an error

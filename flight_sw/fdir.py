@@ -137,7 +137,7 @@ class Fdir:
                 status[name] = False
                 count[name] = 0
                 continue  # in limits: not tripped
-            if count[name] >= m.persistence:
+            if self.tripped(name):
                 tripped.setdefault(m.target, []).append(m)
         out: list[Action] = []
         for target in self.targets:

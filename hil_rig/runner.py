@@ -1092,10 +1092,14 @@ class Run:
                           math.sqrt(wx * wx + wy * wy + wz * wz)]
         hk = fsw.hk
         if self._hk_cols is None:  # built once: (hk key, int or float) per flight-software column
+            from flight_sw.dictionary import board_channel_names
+
             self._hk_cols = [(c.name[4:], int if c.kind == "INTEGER" else float)
                              for c in self.channels[len(TRUTH_CHANNELS):]]
-            self._board_keys = [(n, f"board.{n}.state", f"board.{n}.temp_k", f"board.{n}.power_w")
-                                for n in self.boards]
+            self._board_keys = []
+            for n in self.boards:
+                temp_key, power_key, state_key, _throttle = board_channel_names(n)
+                self._board_keys.append((n, state_key, temp_key, power_key))
         isfinite = math.isfinite
         for key, num in self._hk_cols:
             v = hk.get(key)
