@@ -120,7 +120,7 @@ class Archive:
             CREATE TABLE telemetry (t_ns INTEGER PRIMARY KEY{cols});
             CREATE TABLE payload (t_ns INTEGER NOT NULL, board TEXT NOT NULL,
                                   state TEXT NOT NULL, power_w REAL, temp_k REAL,
-                                  jobs_done INTEGER, PRIMARY KEY (t_ns, board));
+                                  jobs_done INTEGER, PRIMARY KEY (t_ns, board)) WITHOUT ROWID;
             CREATE TABLE events (seq INTEGER PRIMARY KEY, t_ns INTEGER NOT NULL,
                                  source TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
             CREATE INDEX events_t ON events (t_ns);
