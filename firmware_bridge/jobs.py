@@ -24,9 +24,11 @@ per simulated second from the workload, its params and the board's emulated
 throughput); on every time sync the agent calls :meth:`JobManager.advance`,
 which tells each running worker to compute exactly up to the step the job has
 reached in simulation time (rate x throttle x dt, accumulated exactly in
-integers). The worker is told lazily (every ``ADVANCE_BATCH_STEPS`` steps, and
-before anything reads its state: a checkpoint, an SEU, a progress query), and the
-reply waits for a worker only when its job finishes (for the digest). So progress,
+integers). The worker is told lazily (every ``ADVANCE_BATCH_STEPS`` steps, at
+every sync once the job is within two sync intervals of its end, and before
+anything reads its state: a checkpoint, an SEU, a progress query), and the reply
+waits for a worker only when its job finishes (for the digest: then only for
+the steps of that last interval). So progress,
 completion and deadline sim times do not depend on the machine's speed. The
 workers are pre-spawned and reused (a spawn costs a numpy import).
 
@@ -680,6 +682,7 @@ class JobManager:
         for job in sorted(live, key=by_job_id) if len(live) > 1 else live:
             end = t_ns if job.deadline_ns is None else min(t_ns, job.deadline_ns)
             steps = job.params["steps"]
+            whole = 0  # steps earned in this interval
             if end > job.last_ns and job.target < steps:
                 gain = job.rate_usteps * thr_ppm  # per ns, in 1e-21 steps
                 need = (steps - job.target) * _ACC_UNIT - job.acc
@@ -698,8 +701,11 @@ class JobManager:
                     # query (request() sends the advance first: the pipe is in order) and
                     # the finish, so it is told only every ADVANCE_BATCH_STEPS steps, after
                     # the reply is out (it does not compete with the reply for the CPU).
+                    # Near the end (within two intervals like this one) it is told at
+                    # every sync, so that the reply that finishes the job waits only for
+                    # the steps of its own interval, not for a whole batch.
                     job.step = job.target
-                    if job.target - job.sent >= ADVANCE_BATCH_STEPS:
+                    if job.target - job.sent >= ADVANCE_BATCH_STEPS or steps - job.target <= 2 * whole:
                         job.sent = job.target
                         later.append((job.conn, msg))
                     continue

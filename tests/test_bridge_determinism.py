@@ -117,3 +117,47 @@ def test_virtual_jobs_do_not_move_without_time_sync(tmp_path) -> None:
     finally:
         emu.stop()
         os.close(master)
+
+
+def test_finishing_sync_waits_only_for_its_last_interval(tmp_path) -> None:
+    """The worker is told lazily, in batches of ADVANCE_BATCH_STEPS steps, but at every
+    sync near the job's end: so the sync that finishes a job waits for the steps of
+    its own interval only (then for the digest), not for a whole batch. The digest is
+    that of exactly ``steps`` steps, computed here independently of the worker."""
+    import select
+
+    import numpy as np
+
+    from firmware_bridge.jobs import ADVANCE_BATCH_STEPS, JobManager, _Work, step_flops, validate
+
+    params = validate("matmul", {"n": 16, "steps": 40, "seed": 3})
+    per_sync = 3  # steps earned per simulated second at this emulated throughput
+    flops = per_sync * step_flops("matmul", params)
+    assert nominal_rate_usteps("matmul", params, flops) == per_sync * 1_000_000
+    assert per_sync < ADVANCE_BATCH_STEPS
+    jm = JobManager(str(tmp_path), lambda *a: None, virtual_flops_s=flops, seed=1)
+    try:
+        assert jm.wait_ready(60.0)
+        job = jm.start("matmul", params, None, 0)
+        owed_at_finish = None
+        for s in range(1, 30):
+            sent_before = job.sent
+            replied: list = []
+            jm.advance(s * NS, 1.0, lambda r=replied, s=s: r.append(s))
+            if job.target >= params["steps"] and owed_at_finish is None:
+                owed_at_finish = params["steps"] - sent_before  # what the finishing reply waits for
+            deadline = time.monotonic() + 30.0
+            while not replied and time.monotonic() < deadline:
+                ready = select.select(jm.fds(), [], [], 0.5)[0]
+                jm.poll(ready, s * NS)
+            assert replied, f"sync {s}: no reply"
+            if job.state == "done":
+                break
+        assert job.state == "done" and job.step == params["steps"]
+        assert owed_at_finish is not None and owed_at_finish <= per_sync
+        ref = _Work("matmul", params, np)
+        for _ in range(params["steps"]):
+            ref.run_step()
+        assert job.digest == ref.digest()
+    finally:
+        jm.shutdown()
