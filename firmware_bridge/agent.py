@@ -39,8 +39,10 @@ DEFAULT_VIRTUAL_FLOPS_S = 1_000_000
 #: first, then at most ``REPORT_MAX_ENDED`` of the newest ended ones.
 REPORT_MAX_JOBS = 16
 #: Ended jobs (done, failed, cancelled, deadline_missed) a time-sync report lists at most:
-#: one that ended longer ago is still answered by ``job_status``.
-REPORT_MAX_ENDED = 4
+#: the newest one, which the host learns of in the first report after it ended (a board
+#: runs its jobs one after another); one that ended longer ago, or a second one that
+#: ended in the same interval, is still answered by ``job_status``.
+REPORT_MAX_ENDED = 1
 #: function id -> (name, the Agent method that serves it, test mode only)
 _FUNCTIONS = {fid: (name, f"_fn_{name}", test_only)
               for name, (fid, _apid, test_only) in P.FUNCTIONS.items()}
