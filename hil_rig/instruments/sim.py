@@ -333,6 +333,38 @@ class _Served:
     fds: tuple[int, ...] = ()
 
 
+def _on_loop(handler):  # type: ignore[no-untyped-def]
+    """pymodbus (3.13 to 3.16) passes each decoded request from its connection's data
+    callback to ``handle_later``, which schedules it with
+    ``asyncio.run_coroutine_threadsafe`` as if from another thread: a self-pipe write
+    and two more turns of the loop per request. The callback runs on the loop's own
+    thread, so the request is scheduled there directly: the same requests, handled in
+    the same order, about a fifth less time per request (``bench/modbus.py``: TCP
+    polls per second 4,365 -> 5,475 and 3,916 -> 4,978 in two alternating pairs).
+    A handler without that hop is left as it is."""
+    later, handle = getattr(handler, "handle_later", None), getattr(handler, "handle_request", None)
+    if callable(later) and callable(handle):
+        tasks: set[asyncio.Task] = set()  # strong references until each request is done
+
+        def handle_later() -> None:
+            task = handler.loop.create_task(handle())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        handler.handle_later = handle_later
+    return handler
+
+
+class _TcpServer(ModbusTcpServer):
+    def callback_new_connection(self):  # type: ignore[no-untyped-def]
+        return _on_loop(super().callback_new_connection())
+
+
+class _SerialServer(ModbusSerialServer):
+    def callback_new_connection(self):  # type: ignore[no-untyped-def]
+        return _on_loop(super().callback_new_connection())
+
+
 class SimHost:
     """Hosts simulated instruments on real pymodbus servers, in a daemon thread.
 
@@ -371,7 +403,7 @@ class SimHost:
 
     def serve_tcp(self, device: SimDevice, unit: int = 1) -> ModbusEndpoint:
         async def start() -> _Served:
-            server = ModbusTcpServer(device, address=("127.0.0.1", 0))
+            server = _TcpServer(device, address=("127.0.0.1", 0))
             task = await self._start(server, True)
             port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
             return _Served(server, ModbusEndpoint("tcp", host="127.0.0.1", port=port, unit=unit), task)
@@ -389,7 +421,7 @@ class SimHost:
 
         async def start() -> _Served:
             kwargs = {"trace_packet": pacer.trace} if pacer else {}
-            server = ModbusSerialServer(
+            server = _SerialServer(
                 device, framer=FramerType.RTU, port=f"hilptmx://{master}", baudrate=baud, **kwargs
             )
             task = await self._start(server, False)
