@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import errno
+import heapq
 import os
 import select
 import sys
@@ -509,9 +510,8 @@ class Agent:
             (live if j.state in LIVE_STATES else ended).append(j)
         if len(live) > 1:
             live.sort(key=by_job_id, reverse=True)
-        if ended:
-            ended.sort(key=by_job_id, reverse=True)
-            live += ended[:REPORT_MAX_ENDED]
+        if ended:  # the newest REPORT_MAX_ENDED, newest first (no sort of all kept jobs)
+            live += heapq.nlargest(REPORT_MAX_ENDED, ended, key=by_job_id)
         return live[:REPORT_MAX_JOBS]
 
     def _sync_reply(self, t: int, prev: int, report: bool) -> bytes:

@@ -384,6 +384,8 @@ LIVE_STATES = (*ACTIVE, "suspended")  # not ended: a worker or a checkpoint stil
 def by_job_id(job: Job) -> int:
     """Sort key: a job's id."""
     return job.job_id
+
+
 SPARE_WORKERS = 1  # virtual clock: idle, warmed-up workers kept ready for the next job
 
 

@@ -727,6 +727,7 @@ class Run:
         self._env: Any = None
         self._hk_cols: list[tuple[str, type]] | None = None
         self._board_keys: list[tuple[str, str, str, str]] = []  # (board, its hk keys: state, temp, power)
+        self._board_states: tuple[str, ...] = ()  # flight_sw.dictionary.BOARD_STATES, with _hk_cols
 
     def _fsw_config(self) -> Any:
         import native
@@ -1092,8 +1093,9 @@ class Run:
                           math.sqrt(wx * wx + wy * wy + wz * wz)]
         hk = fsw.hk
         if self._hk_cols is None:  # built once: (hk key, int or float) per flight-software column
-            from flight_sw.dictionary import board_channel_names
+            from flight_sw.dictionary import BOARD_STATES, board_channel_names
 
+            self._board_states = BOARD_STATES
             self._hk_cols = [(c.name[4:], int if c.kind == "INTEGER" else float)
                              for c in self.channels[len(TRUTH_CHANNELS):]]
             self._board_keys = []
@@ -1105,8 +1107,6 @@ class Run:
             v = hk.get(key)
             row.append(None if v is None or (isinstance(v, float) and not isfinite(v)) else num(v))
         self.archive.telemetry(t, row)
-        from flight_sw.dictionary import BOARD_STATES
-
         done = fsw.payload.completed  # jobs completed so far, in order: count the new ones
         for job in done[self._jobs_seen:]:
             for b in {r.board for r in job.runs}:
@@ -1116,7 +1116,7 @@ class Run:
         temps_c = {"payload_node": temps[0] - 273.15}
         for name, state_key, temp_key, power_key in self._board_keys:
             st_i = hk.get(state_key)
-            st = BOARD_STATES[int(st_i)] if st_i is not None else "OFF"
+            st = self._board_states[int(st_i)] if st_i is not None else "OFF"
             states[name] = st
             self.archive.payload(t, name, st, _num(hk.get(power_key)), _num(hk.get(temp_key)),
                                  self._jobs_by_board.get(name, 0))

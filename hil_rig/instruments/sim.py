@@ -355,14 +355,19 @@ def _on_loop(handler):  # type: ignore[no-untyped-def]
     return handler
 
 
-class _TcpServer(ModbusTcpServer):
+class _OnLoop:
+    """Mixin for a pymodbus server: its connections' handlers go through :func:`_on_loop`."""
+
     def callback_new_connection(self):  # type: ignore[no-untyped-def]
-        return _on_loop(super().callback_new_connection())
+        return _on_loop(super().callback_new_connection())  # type: ignore[misc]
 
 
-class _SerialServer(ModbusSerialServer):
-    def callback_new_connection(self):  # type: ignore[no-untyped-def]
-        return _on_loop(super().callback_new_connection())
+class _TcpServer(_OnLoop, ModbusTcpServer):
+    pass
+
+
+class _SerialServer(_OnLoop, ModbusSerialServer):
+    pass
 
 
 class SimHost:
