@@ -8,10 +8,15 @@ Workloads:
   input batches, accumulating the logits; params ``batch``, ``width``,
   ``layers``, ``steps``, ``seed``.
 
+Both compute in float32, as inference does on the boards' accelerators (and
+at a third of float64's cost on the host that runs emulated boards).
+
 The result digest is SHA-256 over the final working state, so the same
-workload and params give the same digest, whether or not the job was
-suspended, checkpointed and resumed in between, and a flipped bit (SEU) in its
-working memory changes it.
+workload and params give the same digest on the same machine and NumPy,
+whether or not the job was suspended, checkpointed and resumed in between, and
+a flipped bit (SEU) in its working memory changes it. (Across machines it can
+differ in the last bits, as float64 could: BLAS kernels and SIMD paths differ
+by CPU, so a known answer is computed on the kind of board that checks it.)
 
 Each job runs in its own process (multiprocessing, spawn), throttled by duty
 cycle: after computing for a slice of wall time ``t`` it sleeps
@@ -114,31 +119,33 @@ class _Work:
         self.workload = workload
         self.p = p
         self.step = 0
+        f32 = np.float32  # inference precision: every array and every step in float32
+        self.c01, self.zero = f32(0.1), f32(0.0)
         rng = np.random.default_rng(p["seed"])
         if workload == "matmul":
             n = p["n"]
             self.arrays = {
-                "a": rng.standard_normal((n, n)) / np.sqrt(n),
-                "x": rng.standard_normal((n, n)),
+                "a": rng.standard_normal((n, n), dtype=f32) / f32(np.sqrt(n)),
+                "x": rng.standard_normal((n, n), dtype=f32),
             }
         else:
             w = p["width"]
             dims = [w] * (p["layers"] + 1) + [10]
-            self.arrays = {f"w{i}": rng.standard_normal((dims[i], dims[i + 1])) / np.sqrt(dims[i])
+            self.arrays = {f"w{i}": rng.standard_normal((dims[i], dims[i + 1]), dtype=f32) / f32(np.sqrt(dims[i]))
                            for i in range(len(dims) - 1)}
-            self.arrays["acc"] = np.zeros(10)
+            self.arrays["acc"] = np.zeros(10, dtype=f32)
 
     def run_step(self) -> None:
         np = self.np
         a = self.arrays
         if self.workload == "matmul":
-            a["x"] = np.tanh(a["a"] @ a["x"] + 0.1)
+            a["x"] = np.tanh(a["a"] @ a["x"] + self.c01)
         else:
             rng = np.random.default_rng([self.p["seed"], self.step])
-            h = rng.standard_normal((self.p["batch"], self.p["width"]))
+            h = rng.standard_normal((self.p["batch"], self.p["width"]), dtype=np.float32)
             nl = self.p["layers"]
             for i in range(nl):
-                h = np.maximum(h @ a[f"w{i}"], 0.0)
+                h = np.maximum(h @ a[f"w{i}"], self.zero)
             a["acc"] = a["acc"] + (h @ a[f"w{nl}"]).sum(axis=0)
         self.step += 1
 
