@@ -386,6 +386,10 @@ class JobError(Exception):
 
 ACTIVE = ("starting", "running")
 LIVE_STATES = (*ACTIVE, "suspended")  # not ended: a worker or a checkpoint still holds it
+#: Ended jobs kept for job_status: once twice this many have ended, the next job started
+#: forgets all but the newest this many. (The agent passes over every kept job at each
+#: time sync, so a long list costs every sync.)
+ENDED_KEPT = 8
 
 
 def by_job_id(job: Job) -> int:
@@ -586,8 +590,9 @@ class JobManager:
         self._next_id = self._next_id % 65535 + 1
         self._set_rate(job)
         self.jobs[job.job_id] = job
-        if len(self.jobs) > 64:  # forget the oldest finished jobs
-            for jid in [j for j, v in self.jobs.items() if v.conn is None][:-32]:
+        ended = [jid for jid, j in self.jobs.items() if j.state not in LIVE_STATES]  # oldest first
+        if len(ended) >= 2 * ENDED_KEPT:  # forget the oldest ended jobs (never a suspended one)
+            for jid in ended[:-ENDED_KEPT]:
                 del self.jobs[jid]
         self._spawn(job, resume=False, now_ns=now_ns)
         return job

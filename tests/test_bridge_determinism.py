@@ -161,3 +161,49 @@ def test_finishing_sync_waits_only_for_its_last_interval(tmp_path) -> None:
         assert job.digest == ref.digest()
     finally:
         jm.shutdown()
+
+
+def test_ended_jobs_are_forgotten_oldest_first_never_a_suspended_one(tmp_path) -> None:
+    """The agent keeps at least ENDED_KEPT and at most 2 * ENDED_KEPT ended jobs for
+    job_status (it passes over every kept job at each sync); the oldest ended ones go
+    first, and a suspended job, however old, is never forgotten."""
+    import select
+
+    from firmware_bridge.jobs import ENDED_KEPT, JobError, JobManager, step_flops, validate
+
+    short = validate("matmul", {"n": 8, "steps": 1, "seed": 1})
+    flops = step_flops("matmul", short)  # one step per simulated second
+    jm = JobManager(str(tmp_path), lambda *a: None, virtual_flops_s=flops, seed=1)
+
+    def pump(done, t_ns: int) -> None:
+        deadline = time.monotonic() + 30.0
+        while not done() and time.monotonic() < deadline:
+            jm.poll(select.select(jm.fds(), [], [], 0.5)[0], t_ns)
+        assert done()
+
+    try:
+        assert jm.wait_ready(60.0)
+        old = jm.start("matmul", {"n": 8, "steps": 1000, "seed": 2}, None, 0)
+        got: list = []
+        jm.checkpoint(old.job_id, lambda ok, res: got.append(ok), stop=True)
+        pump(lambda: bool(got), 0)
+        assert got == [True] and old.state == "suspended"
+        t, ids = 0, []
+        for _ in range(3 * ENDED_KEPT + 1):
+            job = jm.start("matmul", short, None, t)
+            ids.append(job.job_id)
+            t += NS
+            replied: list = []
+            jm.advance(t, 1.0, lambda r=replied: r.append(1))
+            pump(lambda r=replied: bool(r), t)
+            assert job.state == "done"
+            ended = [j for j in jm.jobs.values() if j.state == "done"]
+            assert len(ended) <= 2 * ENDED_KEPT
+            assert [j.job_id for j in ended][-ENDED_KEPT:] == ids[-ENDED_KEPT:]
+        assert jm.jobs[old.job_id].state == "suspended"  # the oldest job of all, still there
+        assert ENDED_KEPT <= len(jm.jobs) - 1 <= 2 * ENDED_KEPT
+        with pytest.raises(JobError) as e:
+            jm._job(ids[0])
+        assert e.value.code == 5
+    finally:
+        jm.shutdown()
