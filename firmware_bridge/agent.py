@@ -20,7 +20,7 @@ import select
 import sys
 import tempfile
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from . import protocol as P
@@ -254,6 +254,7 @@ class Agent:
         self.job_flops_s = (job_flops_s or DEFAULT_VIRTUAL_FLOPS_S) if self.clock.virtual else None
         self.seed = seed
         self.deframer = Deframer(self._decode, P.MAX_PACKET_BYTES)
+        self._inbox: deque = deque()  # commands read, not yet executed (see _serve_inbox)
         self.running = True
         self.stats = {"commands": 0, "duplicates": 0, "replies": 0, "tx_dropped_bytes": 0,
                       "rejected": 0}
@@ -615,13 +616,18 @@ class Agent:
             wait = min(wait, max(0.0, self.next_hk - mono))
         rlist = self.jobs.fds()  # a new list
         fd = None
-        if mono >= self._peer_absent_until:
+        holding = self._holding()
+        if holding:
+            pass  # a command waits on a job worker: read no more until it is answered
+        elif self._inbox:
+            wait = 0.0  # commands read earlier wait: poll, then execute them
+        if not holding and mono >= self._peer_absent_until:
             fd = self.transport.fileno()
             if fd is None:  # the serial device is not there (yet): look again shortly
                 self._peer_absent_until = mono + 0.2
         if fd is not None:
             rlist.append(fd)
-        else:
+        elif not holding:
             wait = min(wait, max(0.0, self._peer_absent_until - mono) + 1e-3)
         if rlist:
             ready = select.select(rlist, [], [], wait)[0]
@@ -634,14 +640,12 @@ class Agent:
             if data is None:
                 self._peer_absent_until = time.monotonic() + 0.02
             elif data:
-                self._pending_reboot = False
-                for pkt, raw in self.deframer.feed(data):
-                    if self.hung_until is None:
-                        self._on_packet(pkt, raw)
-                    if self._pending_reboot:
-                        self.reboot()
-                        self._pending_reboot = False
+                pkts = self.deframer.feed(data)
+                if self.hung_until is None:  # a hung board executes nothing it hears
+                    self._inbox.extend(pkts)
+        self._serve_inbox()
         self.jobs.poll(ready, self.clock.now_ns())
+        self._serve_inbox()  # a worker's answer may have ended a hold
         period = self.hk_period_s  # again: a command in this step may have turned it off
         if periodic and period is not None and self.hung_until is None:
             mono = time.monotonic()
@@ -654,6 +658,27 @@ class Agent:
             self._tick()
         elif self.on_tick is not None:
             self.on_tick(self)
+
+    def _holding(self) -> bool:
+        """Virtual clock: a command is waiting on a job worker (a checkpoint, a suspend,
+        an SEU, the time sync that finishes a job). The agent then executes no further
+        command until it is answered, so replies go out in the order the commands came
+        in, whatever the workers' timing: the byte stream on the link is then a
+        function of the commands alone, and a noisy link (``proxy.FaultProxy``) damages
+        the same frames in every run. (Real clock: commands are served as they come.)"""
+        return self.clock.virtual and self.jobs.awaited()
+
+    def _serve_inbox(self) -> None:
+        """Execute the commands read so far, in order, until one waits on a worker."""
+        inbox = self._inbox
+        while inbox and not self._holding():
+            pkt, raw = inbox.popleft()
+            self._pending_reboot = False
+            if self.hung_until is None:  # (a command before it may have hung the board)
+                self._on_packet(pkt, raw)
+            if self._pending_reboot:
+                self.reboot()
+                self._pending_reboot = False
 
     def reboot(self) -> None:
         self.jobs.shutdown()

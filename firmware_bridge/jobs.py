@@ -556,6 +556,10 @@ class JobManager:
         if self.virtual and not self._closing:
             self._ensure_spare()
 
+    def awaited(self) -> bool:
+        """Whether any request to a worker is still unanswered."""
+        return any(j.waiters for j in self.jobs.values())
+
     def running(self) -> list[Job]:
         return [j for j in self.jobs.values() if j.state in ACTIVE]
 

@@ -5,7 +5,16 @@ pyserial opens (a pty slave or a real device). Link side: a fresh pty that the
 proxy owns; the link opens ``proxy.link_path`` (optionally a stable symlink, like
 ``/dev/serial/by-id/...``). Every byte in either direction can be dropped,
 corrupted (one random bit flipped), duplicated or delayed, with per-byte
-probabilities drawn from one seeded numpy Generator. :meth:`unplug` makes the
+probabilities. The proxy knows one thing about the protocol: frames end with a
+0x00 delimiter (``firmware_bridge.framing``). The fate of each byte of a frame
+is drawn from a numpy Generator seeded with the proxy's seed, the direction, the
+frame's bytes and how many times the same bytes have passed before (a retry);
+the delimiters themselves pass untouched, so a fault damages the frame it hits
+and never merges two. A run is therefore reproducible from its seed even
+though replies that wait on a board's job worker (a checkpoint) may interleave
+differently with the others from run to run, and however reads split the
+stream. Bytes that no delimiter follows are held at most ``HOLD_S``, then
+treated as one frame. :meth:`unplug` makes the
 link-side port vanish (the pty is closed and the symlink removed, as when a USB
 adapter is pulled); :meth:`replug` brings a new one back under the same symlink.
 
@@ -16,6 +25,7 @@ adapter is pulled); :meth:`replug` brings a new one back under the same symlink.
 from __future__ import annotations
 
 import errno
+import hashlib
 import heapq
 import os
 import select
@@ -27,6 +37,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DIRECTIONS = ("to_link", "to_board", "both")
+DELIMITER = 0  # frames end with it (firmware_bridge.framing); it is never mangled
+HOLD_S = 0.02  # bytes no delimiter follows are held this long, then taken as one frame
+SEEN_MAX = 65536  # frames remembered for their retry count
 
 
 @dataclass
@@ -75,7 +88,10 @@ class FaultProxy:
             self._ser = serial.serial_for_url(board, baudrate=baud, timeout=0, exclusive=True)
             self._board_fd = self._ser.fileno()
         self.link_symlink = link_symlink
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self._seen: dict[tuple[str, bytes], int] = {}  # frame -> times it passed under a fault
+        self._partial = {"to_link": b"", "to_board": b""}  # bytes awaiting their delimiter
+        self._partial_since = {"to_link": 0.0, "to_board": 0.0}
         self.faults = {"to_link": Faults(), "to_board": Faults()}
         self.stats = ProxyStats()
         self._lock = threading.Lock()
@@ -160,24 +176,63 @@ class FaultProxy:
             os.replace(tmp, self.link_symlink)
 
     def _mangle(self, direction: str, data: bytes) -> bytes:
+        """Faults applied to ``data``, frame by frame; a tail without its delimiter is
+        kept in ``_partial`` (see :meth:`_flush_partial`)."""
         f = self.faults[direction]
         st: DirectionStats = getattr(self.stats, direction)
         st.bytes_in += len(data)
+        held = self._partial[direction]
         if not (f.drop or f.corrupt or f.duplicate):
-            return data
-        n = len(data)
-        arr = np.frombuffer(data, dtype=np.uint8).copy()
-        u = self.rng.random((3, n))
-        corrupt = u[1] < f.corrupt
+            self._partial[direction] = b""
+            return held + data
+        buf = held + data
+        end = buf.rfind(DELIMITER.to_bytes(1, "big")) + 1
+        if end < len(buf):
+            if not held:
+                self._partial_since[direction] = time.monotonic()
+            self._partial[direction] = buf[end:]
+        else:
+            self._partial[direction] = b""
+        frames = buf[:end].split(b"\x00")[:-1]  # each was followed by a delimiter
+        return b"".join(self._mangle_frame(direction, fr, f, st) + b"\x00" for fr in frames)
+
+    def _mangle_frame(self, direction: str, body: bytes, f: Faults, st: DirectionStats) -> bytes:
+        """One frame's bytes (no delimiter) through the faults: each byte's fate (drop,
+        corrupt, duplicate, which bit) from a Generator keyed by the seed, the direction,
+        the bytes and the how-many-th time they pass."""
+        if not body:
+            return body
+        n_seen = self._seen.get((direction, body), 0)
+        self._seen[(direction, body)] = n_seen + 1
+        if len(self._seen) > SEEN_MAX:  # forget the oldest half (retries come within seconds)
+            for k in list(self._seen)[:SEEN_MAX // 2]:
+                del self._seen[k]
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        key = [self.seed & 0xFFFFFFFF, self.seed >> 32 & 0xFFFFFFFF, DIRECTIONS.index(direction),
+               n_seen, *(int.from_bytes(digest[i:i + 4], "big") for i in range(0, 16, 4))]
+        u = np.random.default_rng(key).random((len(body), 4))  # per byte: drop, corrupt, duplicate, bit
+        arr = np.frombuffer(body, dtype=np.uint8).copy()
+        corrupt = u[:, 1] < f.corrupt
         if corrupt.any():
-            bits = self.rng.integers(0, 8, n).astype(np.uint8)
+            bits = (u[:, 3] * 8).astype(np.uint8)
             arr[corrupt] ^= (np.uint8(1) << bits[corrupt])
-        drop = u[0] < f.drop
-        dup = (u[2] < f.duplicate) & ~drop
+        drop = u[:, 0] < f.drop
+        dup = (u[:, 2] < f.duplicate) & ~drop
         st.dropped += int(drop.sum())
         st.corrupted += int(corrupt.sum())
         st.duplicated += int(dup.sum())
         return np.repeat(arr, 1 - drop.astype(np.int64) + dup.astype(np.int64)).tobytes()
+
+    def _flush_partial(self, now: float) -> None:
+        """Held bytes whose delimiter has not come within ``HOLD_S``: one frame, sent on."""
+        for direction, held in self._partial.items():
+            if held and now - self._partial_since[direction] >= HOLD_S:
+                self._partial[direction] = b""
+                f = self.faults[direction]
+                st: DirectionStats = getattr(self.stats, direction)
+                out = self._mangle_frame(direction, held, f, st) if (f.drop or f.corrupt or f.duplicate) else held
+                if out:
+                    self._send(direction, out, f.delay_s)
 
     def _deliver(self, direction: str, data: bytes) -> None:
         st: DirectionStats = getattr(self.stats, direction)
@@ -203,15 +258,15 @@ class FaultProxy:
     def _forward(self, direction: str, data: bytes) -> None:
         with self._lock:
             out = self._mangle(direction, data)
-            delay = self.faults[direction].delay_s
-            if not out:
-                return
-            if delay > 0:
-                self._counter += 1
-                heapq.heappush(self._delayed, (time.monotonic() + delay, self._counter,
-                                               direction, out))
-                return
-            self._deliver(direction, out)
+            if out:
+                self._send(direction, out, self.faults[direction].delay_s)
+
+    def _send(self, direction: str, out: bytes, delay: float) -> None:
+        if delay > 0:
+            self._counter += 1
+            heapq.heappush(self._delayed, (time.monotonic() + delay, self._counter, direction, out))
+            return
+        self._deliver(direction, out)
 
     def _read(self, fd: int) -> bytes | None:
         try:
@@ -227,6 +282,7 @@ class FaultProxy:
         while not self._stop.is_set():
             now = time.monotonic()
             with self._lock:
+                self._flush_partial(now)
                 while self._delayed and self._delayed[0][0] <= now:
                     _, _, d, data = heapq.heappop(self._delayed)
                     self._deliver(d, data)
@@ -234,6 +290,9 @@ class FaultProxy:
                 wait = 0.02
                 if self._delayed:
                     wait = min(wait, max(0.0, self._delayed[0][0] - now))
+                for d, held in self._partial.items():
+                    if held:
+                        wait = min(wait, max(0.0, self._partial_since[d] + HOLD_S - now))
             rlist = [self._board_fd]
             if master is not None and now >= self._link_absent_until:
                 rlist.append(master)

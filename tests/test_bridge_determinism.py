@@ -207,3 +207,59 @@ def test_ended_jobs_are_forgotten_oldest_first_never_a_suspended_one(tmp_path) -
         assert e.value.code == 5
     finally:
         jm.shutdown()
+
+
+def test_replies_leave_in_command_order_while_a_worker_is_asked(tmp_path) -> None:
+    """Virtual clock: a checkpoint waits on the job's worker (it saves the working
+    state), a time sync does not. Sent back to back, the checkpoint's reply still
+    leaves first, every time: the agent executes no command while one waits on a
+    worker, so the bytes on the link do not depend on the worker's timing."""
+    import tty
+
+    from firmware_bridge import protocol as P
+    from firmware_bridge.framing import Deframer, frame
+
+    master, path = open_pty()
+    emu = EmulatorProcess(master, kind="jetson", name="order", seed=1, clock="virtual",
+                          state_dir=str(tmp_path / "state"))
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    seq = 0
+
+    def tc(name: str, args: dict) -> tuple[int, bytes]:
+        nonlocal seq
+        seq += 1
+        fid, apid, _ = P.FUNCTIONS[name]
+        data = fid.to_bytes(2, "big") + P.json_bytes(args)
+        return seq, b"\x00" + frame(P.encode_tc(apid, seq, *P.TC_FUNCTION, data, P.ACK_COMPLETION, 1))
+
+    deframer = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+
+    def replies(want: set[int]) -> list[tuple[int, dict]]:
+        got: list[tuple[int, dict]] = []
+        deadline = time.monotonic() + 30.0
+        while {s for s, _ in got} < want and time.monotonic() < deadline:
+            for pkt in deframer.feed(os.read(fd, 65536)):
+                if pkt.kind == P.TM_FUNCTION_REPORT:
+                    s = int.from_bytes(pkt.data[2:4], "big") & 0x3FFF
+                    got.append((s, P.decode_json(pkt.data[4:], "reply")))
+        assert {s for s, _ in got} >= want, f"replies {got} for {want}"
+        return got
+
+    try:
+        emu.start()
+        s, wire = tc("start_job", {"workload": "matmul", "params": {"n": 64, "steps": 10_000_000, "seed": 3}})
+        os.write(fd, wire)
+        job_id = replies({s})[0][1]["job_id"]
+        t = 0
+        for _ in range(20):
+            t += NS
+            s_ck, ck = tc("checkpoint", {"job_id": job_id})
+            s_sync, sync = tc("time_sync", {"t_ns": t, "report": True})
+            os.write(fd, ck + sync)  # one write: the agent may read both at once
+            order = [s for s, _ in replies({s_ck, s_sync})]
+            assert order == [s_ck, s_sync], order
+    finally:
+        os.close(fd)
+        emu.stop()
+        os.close(master)

@@ -76,6 +76,57 @@ def test_proxy_faults_are_seeded_and_at_the_requested_rate() -> None:
         os.close(m)
 
 
+def test_proxy_mangles_each_frame_by_its_bytes_not_by_timing() -> None:
+    """A frame's fate depends on the seed, its bytes and how many times the same bytes
+    passed before: not on how reads split the stream, nor on the order frames come in
+    (a checkpoint reply waits on a job worker, so it may overtake a sync reply in one
+    run and not in the next). A retry of the same bytes gets a fate of its own, and
+    the delimiters are never touched (a fault never merges two frames)."""
+    from firmware_bridge.framing import frame
+
+    rng = np.random.default_rng(0)
+    frames = [frame(rng.integers(1, 256, int(rng.integers(20, 400)), dtype=np.uint8).tobytes())
+              for _ in range(120)]
+    frames[61] = frames[60]  # a retry: the same bytes again
+
+    def run(order: list[int], split: int) -> dict[int, list[bytes]]:
+        m, s = os.openpty()
+        proxy = FaultProxy(m, seed=9)
+        try:
+            proxy.set_faults(corrupt=0.004, drop=0.002, duplicate=0.002, direction="to_link")
+            out: dict[int, list[bytes]] = {}
+            for i in order:
+                fr = frames[i]
+                k = split % len(fr) or 1
+                got = proxy._mangle("to_link", fr[:k]) + proxy._mangle("to_link", fr[k:])
+                # the delimiter is kept (a flipped bit may add a zero: then the frame splits)
+                assert got.endswith(b"\x00") and got.count(b"\x00") >= fr.count(b"\x00")
+                out.setdefault(i, []).append(got)
+            return out
+        finally:
+            proxy.close()
+            os.close(s)
+
+    base = run(list(range(120)), 1000)
+    order = list(range(120))
+    order[10], order[11] = order[11], order[10]
+    order[80:90] = order[80:90][::-1]
+    assert run(order, 7) == base
+    damaged = [i for i in base if base[i][0] != frames[i]]
+    assert 20 <= len(damaged) <= 110, len(damaged)  # the rate is per byte, not per frame
+    assert base[60] != base[61] or base[60][0] == frames[60]  # a retry draws again
+    other = run(list(range(120)), 1000)
+    assert other == base  # same seed, same bytes: the same damage
+    m, s = os.openpty()
+    reseeded = FaultProxy(m, seed=10)
+    try:
+        reseeded.set_faults(corrupt=0.004, drop=0.002, duplicate=0.002, direction="to_link")
+        assert [reseeded._mangle("to_link", frames[i]) for i in range(120)] != [base[i][0] for i in range(120)]
+    finally:
+        reseeded.close()
+        os.close(s)
+
+
 def _hammer(link: Link, n: int, rng: np.random.Generator) -> list[str]:
     outcomes = []
     for i in range(n):
