@@ -242,8 +242,10 @@ class Agent:
         max_job_dim: int | None = None,
         job_flops_s: int | None = None,
         seed: int | None = None,
+        ordered_replies: bool = False,
     ) -> None:
         self.transport = transport
+        self.ordered_replies = ordered_replies  # virtual clock: see _holding()
         self.board = board
         self.clock = clock or RealClock()
         self.name = name
@@ -660,13 +662,15 @@ class Agent:
             self.on_tick(self)
 
     def _holding(self) -> bool:
-        """Virtual clock: a command is waiting on a job worker (a checkpoint, a suspend,
-        an SEU, the time sync that finishes a job). The agent then executes no further
-        command until it is answered, so replies go out in the order the commands came
-        in, whatever the workers' timing: the byte stream on the link is then a
-        function of the commands alone, and a noisy link (``proxy.FaultProxy``) damages
-        the same frames in every run. (Real clock: commands are served as they come.)"""
-        return self.clock.virtual and self.jobs.awaited()
+        """With ``ordered_replies`` (virtual clock): a command is waiting on a job worker
+        (a checkpoint, a suspend, an SEU, the time sync that finishes a job). The agent
+        then executes no further command until it is answered, so replies go out in the
+        order the commands came in, whatever the workers' timing: the bytes on the link
+        are then a function of the commands alone, and a noisy link
+        (``proxy.FaultProxy``) damages the same frames in every run. It costs time (a
+        time sync sent right after a checkpoint waits for the save), so it is for links
+        with faults; otherwise the replies' order does not change what the host sees."""
+        return self.ordered_replies and self.clock.virtual and self.jobs.awaited()
 
     def _serve_inbox(self) -> None:
         """Execute the commands read so far, in order, until one waits on a worker."""

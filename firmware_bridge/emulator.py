@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="emulated")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test-mode", action="store_true")
+    ap.add_argument("--ordered-replies", action="store_true",
+                    help="virtual clock: replies in command order, whatever the job workers' timing "
+                         "(for a link with faults: see Agent._holding)")
     ap.add_argument("--clock", choices=["virtual", "real"], default="real")
     ap.add_argument("--state-dir", default=None, help="job checkpoints (survive a power cycle)")
     ap.add_argument("--max-job-dim", type=int, default=EMULATOR_MAX_JOB_DIM,
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     agent = Agent(transport, board, clock=VirtualClock() if a.clock == "virtual" else RealClock(),
                   name=a.name, test_mode=a.test_mode, state_dir=a.state_dir,
                   max_job_dim=a.max_job_dim, job_flops_s=KINDS[a.kind]["job_flops_s"], seed=a.seed,
-                  on_tick=(lambda ag: status.write(ag)) if status else None)
+                  ordered_replies=a.ordered_replies, on_tick=(lambda ag: status.write(ag)) if status else None)
     if agent.jobs.virtual:
         agent.jobs.wait_ready()  # warm workers before "ready": a first job never waits
     if status:
@@ -234,9 +237,10 @@ class EmulatorProcess:
 
     def __init__(self, master_fd: int, kind: str = "jetson", name: str = "emulated", seed: int = 0,
                  test_mode: bool = False, clock: str = "real", status: bool = True,
-                 state_dir: str | None = None) -> None:
+                 state_dir: str | None = None, ordered_replies: bool = False) -> None:
         self.master_fd, self.kind, self.name, self.seed = master_fd, kind, name, seed
         self.test_mode, self.clock, self.status, self.state_dir = test_mode, clock, status, state_dir
+        self.ordered_replies = ordered_replies
         self.proc: subprocess.Popen | None = None
         self._power_w: float | None = None
         self._status_lock = threading.RLock()
@@ -253,6 +257,8 @@ class EmulatorProcess:
                "--clock", self.clock]
         if self.test_mode:
             cmd.append("--test-mode")
+        if self.ordered_replies:
+            cmd.append("--ordered-replies")
         if self.state_dir:
             cmd += ["--state-dir", self.state_dir]
         # the status pipe also tells us when the board is ready, so it is always there;

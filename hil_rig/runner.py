@@ -674,6 +674,9 @@ class Run:
                 # a stable path, like /dev/serial/by-id/...: the link reopens it after an unplug
                 px = FaultProxy(b.serial, baud=b.baud, seed=sc.seed * 1000 + i,
                                 link_symlink=os.path.join(tmp, name))
+                vboard = self.vb.boards.get(name) if self.vb is not None else None
+                if vboard is not None:  # (not booted yet) its replies in command order: the
+                    vboard.ordered_replies = True  # proxy's damage then repeats with the seed
                 self.proxies[name] = px
                 self._closers.append(px.close)
                 path = px.link_path

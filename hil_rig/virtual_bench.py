@@ -51,6 +51,7 @@ class _Board:
         self.path = os.ttyname(self.slave)
         self.seed, self.clock, self.test_mode = seed, clock, test_mode
         self.proc: Any = None  # firmware_bridge.emulator.EmulatorProcess
+        self.ordered_replies = False  # set before a boot: its link has a fault proxy
         self.powered = False  # electrically powered (relay on and voltage present)
         self.boot_at: float | None = None
         self.boots = 0
@@ -78,6 +79,7 @@ class _Board:
         proc = EmulatorProcess(
             self.master, kind=self.spec.emulates, name=self.spec.name, seed=self.seed,
             test_mode=self.test_mode, clock=self.clock, state_dir=self.disk,
+            ordered_replies=self.ordered_replies,
         )
         proc.start()  # returns once the board reported ready (with its power draw)
         self.proc = proc

@@ -210,10 +210,11 @@ def test_ended_jobs_are_forgotten_oldest_first_never_a_suspended_one(tmp_path) -
 
 
 def test_replies_leave_in_command_order_while_a_worker_is_asked(tmp_path) -> None:
-    """Virtual clock: a checkpoint waits on the job's worker (it saves the working
-    state), a time sync does not. Sent back to back, the checkpoint's reply still
-    leaves first, every time: the agent executes no command while one waits on a
-    worker, so the bytes on the link do not depend on the worker's timing."""
+    """Virtual clock with ordered replies (the emulator behind a fault proxy): a
+    checkpoint waits on the job's worker (it saves the working state), a time sync
+    does not. Sent back to back, the checkpoint's reply still leaves first, every
+    time: the agent executes no command while one waits on a worker, so the bytes
+    on the link do not depend on the worker's timing."""
     import tty
 
     from firmware_bridge import protocol as P
@@ -221,7 +222,7 @@ def test_replies_leave_in_command_order_while_a_worker_is_asked(tmp_path) -> Non
 
     master, path = open_pty()
     emu = EmulatorProcess(master, kind="jetson", name="order", seed=1, clock="virtual",
-                          state_dir=str(tmp_path / "state"))
+                          state_dir=str(tmp_path / "state"), ordered_replies=True)
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
     tty.setraw(fd)
     seq = 0
