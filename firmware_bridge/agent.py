@@ -618,10 +618,8 @@ class Agent:
             wait = min(wait, max(0.0, self.next_hk - mono))
         rlist = self.jobs.fds()  # a new list
         fd = None
-        holding = self._holding()
-        if holding:
-            pass  # a command waits on a job worker: read no more until it is answered
-        elif self._inbox:
+        holding = self._holding()  # a command waits on a job worker: read no more until answered
+        if self._inbox and not holding:
             wait = 0.0  # commands read earlier wait: poll, then execute them
         if not holding and mono >= self._peer_absent_until:
             fd = self.transport.fileno()

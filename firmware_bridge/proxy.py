@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .framing import DELIMITER  # frames end with it; the proxy never mangles it
+
 DIRECTIONS = ("to_link", "to_board", "both")
-DELIMITER = 0  # frames end with it (firmware_bridge.framing); it is never mangled
 HOLD_S = 0.02  # bytes no delimiter follows are held this long, then taken as one frame
 SEEN_MAX = 65536  # frames remembered for their retry count
 
@@ -48,6 +49,11 @@ class Faults:
     corrupt: float = 0.0
     duplicate: float = 0.0
     delay_s: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Whether any byte can be damaged (a delay alone damages none)."""
+        return bool(self.drop or self.corrupt or self.duplicate)
 
     def check(self) -> None:
         for k in ("drop", "corrupt", "duplicate"):
@@ -89,7 +95,7 @@ class FaultProxy:
             self._board_fd = self._ser.fileno()
         self.link_symlink = link_symlink
         self.seed = int(seed)
-        self._seen: dict[tuple[str, bytes], int] = {}  # frame -> times it passed under a fault
+        self._seen: dict[tuple[str, bytes], int] = {}  # (direction, frame digest) -> times passed
         self._partial = {"to_link": b"", "to_board": b""}  # bytes awaiting their delimiter
         self._partial_since = {"to_link": 0.0, "to_board": 0.0}
         self.faults = {"to_link": Faults(), "to_board": Faults()}
@@ -182,19 +188,19 @@ class FaultProxy:
         st: DirectionStats = getattr(self.stats, direction)
         st.bytes_in += len(data)
         held = self._partial[direction]
-        if not (f.drop or f.corrupt or f.duplicate):
+        if not f.active:
             self._partial[direction] = b""
             return held + data
         buf = held + data
-        end = buf.rfind(DELIMITER.to_bytes(1, "big")) + 1
+        end = buf.rfind(DELIMITER) + 1
         if end < len(buf):
             if not held:
                 self._partial_since[direction] = time.monotonic()
             self._partial[direction] = buf[end:]
         else:
             self._partial[direction] = b""
-        frames = buf[:end].split(b"\x00")[:-1]  # each was followed by a delimiter
-        return b"".join(self._mangle_frame(direction, fr, f, st) + b"\x00" for fr in frames)
+        frames = buf[:end].split(DELIMITER)[:-1]  # each was followed by a delimiter
+        return b"".join(self._mangle_frame(direction, fr, f, st) + DELIMITER for fr in frames)
 
     def _mangle_frame(self, direction: str, body: bytes, f: Faults, st: DirectionStats) -> bytes:
         """One frame's bytes (no delimiter) through the faults: each byte's fate (drop,
@@ -202,12 +208,12 @@ class FaultProxy:
         the bytes and the how-many-th time they pass."""
         if not body:
             return body
-        n_seen = self._seen.get((direction, body), 0)
-        self._seen[(direction, body)] = n_seen + 1
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        n_seen = self._seen.get((direction, digest), 0)
+        self._seen[(direction, digest)] = n_seen + 1
         if len(self._seen) > SEEN_MAX:  # forget the oldest half (retries come within seconds)
             for k in list(self._seen)[:SEEN_MAX // 2]:
                 del self._seen[k]
-        digest = hashlib.blake2b(body, digest_size=16).digest()
         key = [self.seed & 0xFFFFFFFF, self.seed >> 32 & 0xFFFFFFFF, DIRECTIONS.index(direction),
                n_seen, *(int.from_bytes(digest[i:i + 4], "big") for i in range(0, 16, 4))]
         u = np.random.default_rng(key).random((len(body), 4))  # per byte: drop, corrupt, duplicate, bit
@@ -230,7 +236,7 @@ class FaultProxy:
                 self._partial[direction] = b""
                 f = self.faults[direction]
                 st: DirectionStats = getattr(self.stats, direction)
-                out = self._mangle_frame(direction, held, f, st) if (f.drop or f.corrupt or f.duplicate) else held
+                out = self._mangle_frame(direction, held, f, st) if f.active else held
                 if out:
                     self._send(direction, out, f.delay_s)
 

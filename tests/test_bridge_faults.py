@@ -115,6 +115,14 @@ def test_proxy_mangles_each_frame_by_its_bytes_not_by_timing() -> None:
     damaged = [i for i in base if base[i][0] != frames[i]]
     assert 20 <= len(damaged) <= 110, len(damaged)  # the rate is per byte, not per frame
     assert base[60] != base[61] or base[60][0] == frames[60]  # a retry draws again
+    m, s = os.openpty()
+    retried = FaultProxy(m, seed=9)
+    try:  # the same frame four times, half its bytes hit: four different fates
+        retried.set_faults(corrupt=0.5, direction="to_link")
+        assert len({retried._mangle("to_link", frames[60]) for _ in range(4)}) == 4
+    finally:
+        retried.close()
+        os.close(s)
     other = run(list(range(120)), 1000)
     assert other == base  # same seed, same bytes: the same damage
     m, s = os.openpty()
