@@ -25,7 +25,6 @@ agent replays its cached reply instead of executing twice.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
 import queue
@@ -647,7 +646,7 @@ class Link:
         hk = res.get("hk")
         if isinstance(hk, str):
             try:
-                raw = base64.b64decode(hk, validate=True)
+                raw = binascii.a2b_base64(hk, strict_mode=True)  # b64decode(validate=True), without its regex
             except (ValueError, binascii.Error):
                 raise LinkError("time_sync: report hk is not base64") from None
             res["hk"] = self._decode_hk(raw, int(res.get("t_ns", t_ns)), "time_sync")

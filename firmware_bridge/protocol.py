@@ -147,9 +147,13 @@ def crc16_ccitt(data: bytes, crc: int = 0xFFFF) -> int:
     return binascii.crc_hqx(data, crc)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Packet:
-    """One space packet. ``source_id`` is the TC source ID or TM destination ID."""
+    """One space packet. ``source_id`` is the TC source ID or TM destination ID.
+
+    A value: nothing changes a packet once it is built. (Not a frozen dataclass:
+    a frozen one's ``__init__`` costs three times as much, and every frame on the
+    link builds one.)"""
 
     ptype: int
     apid: int
