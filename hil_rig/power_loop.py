@@ -5,7 +5,9 @@ voltage and whether the bus is up. The loop sets the supply's output to that
 voltage (a write only when it moved by more than ``min_step_v``), cuts the
 output when the bus collapses, and returns what the supply measured: the
 boards' real draw, which the runner feeds into the simulated power balance so
-that it drains the simulated battery.
+that it drains the simulated battery. A caller that knows what the supply's
+reading depends on (the runner in virtual time, for a simulated supply) passes
+it, and the loop then reads the supply only when that changed.
 
 It also switches boards through their relay channels (``set_board_power``,
 ``power_cycle``), which is how the flight software's power switches reach the
@@ -18,6 +20,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable, Hashable
 
 from hil_rig.benchfile import Bench
 from hil_rig.instruments.base import Measurement, PowerSupply, Switch
@@ -67,16 +70,27 @@ class PowerLoop:
         self.limits = spec.limits
         self._set_v: float | None = None
         self._on: bool | None = None
+        self._last: tuple[object, Measurement] | None = None  # (inputs, reading) of the last read
+        self.readings_reused = 0  # updates that sent no request (see update's ``inputs``)
         if current_limit_a is not None:
             supply.set_current_limit(current_limit_a)
 
-    def update(self, bus_voltage_v: float, bus_up: bool = True) -> PowerSample:
+    def update(self, bus_voltage_v: float, bus_up: bool = True, *,
+               inputs: Callable[[], Hashable] | None = None) -> PowerSample:
         """Follow the simulated bus; return the measured draw of the boards.
 
         A bus voltage outside the bench file's limits raises :class:`LimitError`
         before anything is sent (the caller decides: stop the run safely).
+
+        ``inputs``: when the caller knows everything the supply's reading depends
+        on (a simulated supply: ``VirtualBench.supply_inputs``), a function that
+        returns a hashable summary of it, as it is after this call's writes. If
+        that equals the one of the last reading and this call wrote nothing, the
+        supply would answer with that reading again, so it stands and no request
+        is sent. None (a real supply): always read.
         """
         m: Measurement | None = None
+        sent = False
         if bus_up:
             if not math.isfinite(bus_voltage_v):
                 raise LimitError(f"power loop: bus voltage {bus_voltage_v!r} is not a number")
@@ -85,15 +99,22 @@ class PowerLoop:
                     m = self.supply.set_voltage_and_measure(bus_voltage_v)
                 else:
                     self.supply.set_voltage(bus_voltage_v)
-                self._set_v = bus_voltage_v
+                self._set_v, sent = bus_voltage_v, True
             if self._on is not True:
                 self.supply.set_output(True)
-                self._on = True
+                self._on, sent = True, True
         elif self._on is not False:
             self.supply.set_output(False)
-            self._on = False
+            self._on, sent = False, True
+        key = inputs() if inputs is not None else None
         if m is None:
-            m = self.supply.measure()
+            last = self._last
+            if key is not None and not sent and last is not None and last[0] == key:
+                m = last[1]
+                self.readings_reused += 1
+            else:
+                m = self.supply.measure()
+        self._last = (key, m) if key is not None else None
         return PowerSample(bus_voltage_v, m.voltage_v, m.current_a, m.output_on, m.mode)
 
     def _board(self, board: str):  # type: ignore[no-untyped-def]

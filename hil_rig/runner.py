@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -506,6 +507,10 @@ class Run:
         #: software's ADCS through the plant's C sensor/actuator port); False: one
         #: Sensors.read / Actuators.apply per frame. Same results either way.
         self.c_frames = True
+        #: virtual time on the virtual bench: the power loop reads the simulated supply
+        #: only when its reading can have changed (PowerLoop.update's ``inputs``);
+        #: False: at every update. Same results either way.
+        self.reuse_supply_readings = True
 
     # ---- life cycle -----------------------------------------------------------
     def __enter__(self) -> Run:
@@ -654,6 +659,7 @@ class Run:
         if sw_name is not None:
             switch = self.switches[sw_name]
         self.power = PowerLoop(self.supplies[sup_name], switch, bench, min_step_v=_POWER_MIN_STEP_V)
+        self._supply_name = sup_name
         self._power_period_ns = _POWER_PERIOD_S["realtime" if self.realtime else "virtual"] * NS
         self.switch = switch
         # proxies for boards whose link gets faults
@@ -935,8 +941,14 @@ class Run:
         if t % self._power_period_ns == 0 and not getattr(self, "_brownout", False):
             v = float(self.plant.battery_v)
             up = self.plant.soc > 0.0
+            # virtual time on the virtual bench: what the simulated supply's reading
+            # depends on, so that the loop reads it only when that changed (9 reads
+            # in 10 in the nominal scenario would return the last reading again)
+            inputs = None
+            if self.reuse_supply_readings and self.vb is not None and not self.realtime:
+                inputs = functools.partial(self.vb.supply_inputs, self._supply_name, t)
             try:
-                ps = self.power.update(v, up)
+                ps = self.power.update(v, up, inputs=inputs)
                 self.payload_power_w = max(ps.power_w, 0.0)
             except Exception as exc:  # noqa: BLE001 - a supply error ends the run safely, with the reason
                 raise RunError(f"power loop at t = {t / NS:.0f} s: {exc}") from None

@@ -161,6 +161,19 @@ class VirtualBench:
 
         return load
 
+    def supply_inputs(self, supply: str, as_of_ns: int | None) -> tuple | None:
+        """Everything the simulated ``supply``'s reading depends on, as of a simulation
+        time: its settings, and for each board it feeds the relay, the power state and
+        the draw (what its load function reads). Equal tuples, equal readings, so a
+        reader may keep the last one (the power loop in virtual time: most of its
+        reads would return the last reading again). None for a supply not simulated."""
+        sim = self.sim_supplies.get(supply)
+        if sim is None:
+            return None
+        boards = tuple((board.spec.name, self._relay_on(board.spec), board.powered, board.draw_w(as_of_ns))
+                       for board in self.boards.values() if board.spec.supply == supply)
+        return sim.settings(), boards
+
     def _supply_ok(self, b: BoardSpec) -> bool:
         if b.supply is None:
             return True

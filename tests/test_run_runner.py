@@ -59,6 +59,25 @@ def _assert_same_archives(a_dir: pathlib.Path, b_dir: pathlib.Path) -> None:
             assert ra == rb, f"table {table} row {i} differs:\n{ra}\n{rb}"
 
 
+def _runs_with(path: pathlib.Path, tmp: pathlib.Path, attr: str) -> dict:
+    """The scenario at ``path`` run to its end twice in this process, with the Run
+    attribute ``attr`` False, then True (output in tmp/off and tmp/on); the Run
+    objects by that value, each asserted to pass."""
+    from hil_rig.runner import Run
+    from hil_rig.scenario import load_scenario
+
+    sc = load_scenario(path)
+    runs = {}
+    for value in (False, True):
+        run = Run(sc, out=tmp / ("on" if value else "off"))
+        setattr(run, attr, value)
+        with run:
+            run.run_until(run.duration_ns)
+            assert run.finish().passed
+        runs[value] = run
+    return runs
+
+
 def _hil(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hil_rig.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
@@ -230,21 +249,11 @@ def test_control_frames_in_c_change_nothing_in_the_archive(tmp_path: pathlib.Pat
     faults landing between frames (a gyro bias and dead sun sensors go through the
     port; a stuck magnetometer sends those frames back to the Python path), a
     wheel stuck, a relay cycled (a board boot in mid-second) and a hot case."""
-    from hil_rig.runner import Run
-    from hil_rig.scenario import load_scenario
-
     path = _scenario(tmp_path, name="cframes", duration="150 s", seed=5, workload="compute")
     path.write_text(path.read_text() + C_FRAMES_FAULTS)
-    sc = load_scenario(path)
-    outs = {False: tmp_path / "python", True: tmp_path / "c"}
-    for c_frames, out in outs.items():
-        run = Run(sc, out=out)
-        run.c_frames = c_frames
-        with run:
-            run.run_until(run.duration_ns)
-            assert run.finish().passed
-    _assert_same_archives(*outs.values())
-    kinds = [str(r) for r in table_rows(outs[True], "events")]
+    runs = _runs_with(path, tmp_path, "c_frames")
+    _assert_same_archives(runs[False].run_dir, runs[True].run_dir)
+    kinds = [str(r) for r in table_rows(runs[True].run_dir, "events")]
     assert any("sensor_stuck_start" in r for r in kinds) and any("board_power" in r for r in kinds)
 
 
@@ -366,6 +375,22 @@ def test_power_and_plant_faults_reach_the_bench_and_the_flight_software(tmp_path
     tm = run["telemetry"]
     p = dict(zip((tm["t_ns"] // 10**9).tolist(), tm["payload_power_w_meas"].tolist(), strict=True))
     assert p[40] > 1.0 and p[50] == 0.0 and p[85] > 1.0
+
+
+def test_supply_readings_kept_change_nothing_in_the_archive(tmp_path: pathlib.Path) -> None:
+    """In virtual time on the virtual bench the power loop reads the simulated supply
+    only when the reading can have changed (``Run.reuse_supply_readings``): the same
+    archive, row for row, as reading it at every update, through a relay cycled, a
+    brownout and jobs starting and ending; and the supply's server really answered
+    fewer reads, one fewer for each reading kept."""
+    path = _scenario(tmp_path, name="reads", duration="150 s", seed=3, workload="compute")
+    path.write_text(path.read_text() + FAULTS)
+    runs = _runs_with(path, tmp_path, "reuse_supply_readings")
+    _assert_same_archives(runs[False].run_dir, runs[True].run_dir)
+    reused = {k: r.power.readings_reused for k, r in runs.items()}
+    reads = {k: next(iter(r.vb.sim_supplies.values())).reads for k, r in runs.items()}
+    assert reused[False] == 0 and reused[True] > 0
+    assert reads[False] - reads[True] == reused[True]
 
 
 def test_link_disconnect_and_reconnect(tmp_path: pathlib.Path) -> None:

@@ -85,6 +85,7 @@ class SimSupply:
         self._iset = self.model.encode_current(min(1.0, self.model.max_current_a))
         self._output = False
         self.writes = 0
+        self.reads = 0  # read requests answered
         regs = profile.registers
         self._ro = {regs[k] for k in ("voltage_out", "current_out", "input_voltage", "protection", "mode") if k in regs}
         if profile.id_register is not None:
@@ -112,6 +113,12 @@ class SimSupply:
         # current limit: the load sees the voltage at which a resistor drawing
         # `demand` at `vset` would draw `iset` (a browning-out load collapses)
         return SupplyState(True, vset, iset, vset * iset / demand, iset, "cc")
+
+    def settings(self) -> tuple[int, int, bool, float]:
+        """(voltage setpoint counts, current limit counts, output on, input voltage):
+        with its load, all that its registers follow."""
+        with self._lock:
+            return self._vset, self._iset, self._output, self.input_voltage_v
 
     def set_output_local(self, on: bool) -> None:
         """Front-panel output switch (also used by tests)."""
@@ -196,6 +203,8 @@ class SimSupply:
                         return err
                 self.writes += 1
                 changed = True
+            else:
+                self.reads += 1
             n = len(registers)
             for a, v in self._register_values().items():
                 if 0 <= a - start_address < n:
