@@ -946,7 +946,7 @@ class Run:
             # in 10 in the nominal scenario would return the last reading again)
             inputs = None
             if self.reuse_supply_readings and self.vb is not None and not self.realtime:
-                inputs = functools.partial(self.vb.supply_inputs, self._supply_name, t)
+                inputs = functools.partial(self.vb.supply_inputs, self._supply_name)
             try:
                 ps = self.power.update(v, up, inputs=inputs)
                 self.payload_power_w = max(ps.power_w, 0.0)

@@ -147,31 +147,40 @@ class VirtualBench:
         sw = self.sim_switches.get(b.switch)
         return True if sw is None else sw.states()[b.channel or 0]
 
+    def _fed(self, supply: str) -> list[_Board]:
+        """The boards ``supply`` feeds."""
+        return [board for board in self.boards.values() if board.spec.supply == supply]
+
+    def _as_of(self) -> int | None:
+        return self.as_of_ns() if self.as_of_ns is not None else None
+
     def _load_fn(self, supply: str):  # type: ignore[no-untyped-def]
         def load(volts: float) -> float:
             if volts <= 0:
                 return 0.0
             amps = 0.0
-            as_of = self.as_of_ns() if self.as_of_ns is not None else None
-            for board in self.boards.values():
+            as_of = self._as_of()
+            for board in self._fed(supply):
                 b = board.spec
-                if b.supply == supply and self._relay_on(b) and volts >= b.min_voltage_v:
+                if self._relay_on(b) and volts >= b.min_voltage_v:
                     amps += (board.draw_w(as_of) if board.powered else b.idle_power_w) / volts
             return amps
 
         return load
 
-    def supply_inputs(self, supply: str, as_of_ns: int | None) -> tuple | None:
-        """Everything the simulated ``supply``'s reading depends on, as of a simulation
-        time: its settings, and for each board it feeds the relay, the power state and
-        the draw (what its load function reads). Equal tuples, equal readings, so a
-        reader may keep the last one (the power loop in virtual time: most of its
-        reads would return the last reading again). None for a supply not simulated."""
+    def supply_inputs(self, supply: str) -> tuple | None:
+        """Everything the simulated ``supply``'s reading depends on now: its settings,
+        and for each board it feeds the relay, the power state and the draw, as its
+        load function would read them (at ``as_of_ns``). Equal tuples, equal readings,
+        so a reader may keep the last one (the power loop in virtual time: most of
+        its reads would return the last reading again). None for a supply not
+        simulated."""
         sim = self.sim_supplies.get(supply)
         if sim is None:
             return None
-        boards = tuple((board.spec.name, self._relay_on(board.spec), board.powered, board.draw_w(as_of_ns))
-                       for board in self.boards.values() if board.spec.supply == supply)
+        as_of = self._as_of()
+        boards = tuple((board.spec.name, self._relay_on(board.spec), board.powered, board.draw_w(as_of))
+                       for board in self._fed(supply))
         return sim.settings(), boards
 
     def _supply_ok(self, b: BoardSpec) -> bool:

@@ -136,18 +136,18 @@ def test_power_loop_reads_the_supply_only_when_its_reading_can_change(vbench) ->
     vb, loop = vbench
     _all_off(vb, loop)
     sim = vb.sim_supplies["psu0"]
-    first = loop.update(12.0, inputs=lambda: vb.supply_inputs("psu0", None))  # output on, setpoint: sent, read
+    first = loop.update(12.0, inputs=lambda: vb.supply_inputs("psu0"))  # output on, setpoint: sent, read
     reads, kept = sim.reads, loop.readings_reused
-    again = loop.update(12.001, inputs=lambda: vb.supply_inputs("psu0", None))  # below min_step_v: nothing sent
+    again = loop.update(12.001, inputs=lambda: vb.supply_inputs("psu0"))  # below min_step_v: nothing sent
     assert (sim.reads, loop.readings_reused) == (reads, kept + 1)
     assert (again.voltage_v, again.current_a, again.output_on) == (first.voltage_v, first.current_a, True)
     loop.set_board_power("rpi0", True)  # its relay: the load the supply sees may change
-    loop.update(12.0, inputs=lambda: vb.supply_inputs("psu0", None))
+    loop.update(12.0, inputs=lambda: vb.supply_inputs("psu0"))
     assert (sim.reads, loop.readings_reused) == (reads + 1, kept + 1)
     loop.update(12.0)  # no inputs (a real supply): always read
     loop.update(12.0)
     assert (sim.reads, loop.readings_reused) == (reads + 3, kept + 1)
-    loop.update(13.0, inputs=lambda: vb.supply_inputs("psu0", None))  # a new setpoint: written, then read
+    loop.update(13.0, inputs=lambda: vb.supply_inputs("psu0"))  # a new setpoint: written, then read
     assert sim.reads > reads + 3 and loop.readings_reused == kept + 1
     assert sim.state().voltage_set_v == pytest.approx(13.0)
     assert vb.wait_board("rpi0", running=True)
