@@ -5,7 +5,7 @@ over their serial links, the simulated Modbus supply and relays, archive,
 judges).
 
     python bench/run.py [--json] [--duration D] [--scenario NAME] [--workload idle|compute]
-                        [--repeat N] [--breakdown] [--no-sync-lead] [--no-c-frames]
+                        [--repeat N] [--breakdown] [--no-sync-lead] [--no-c-frames] [--no-rt]
 
 ``--breakdown`` also reports where a simulated second goes (ms of wall time per
 simulated second, by part: rig sensors, plant step, record, power loop; the
@@ -17,6 +17,10 @@ no instruments). ``ratio_vs_plant_only`` says how much of the plant-only speed
 the full loop keeps. Each figure is the median of ``--repeat`` runs. Also
 reported: CPU ms per simulated second of this process (every thread) and of the
 emulated boards (their agents, and their job workers), read from /proc.
+
+The run loop runs at real-time priority 1 where permitted, as ``hil run`` does
+(``Run.rt_priority``); ``rt_priority`` in the output says what applied (0: the
+normal policy). ``--no-rt`` turns it off, to measure what it gives.
 """
 
 from __future__ import annotations
@@ -131,12 +135,14 @@ def _children_cpu_s() -> tuple[float, float]:
 
 
 def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bool = True,
-             c_frames: bool = True) -> dict:
+             c_frames: bool = True, rt: bool = True) -> dict:
     out = tmp / f"run-{time.monotonic_ns()}"
     run = Run(scenario, out=out)
     if not sync_lead:
         run.sync_lead = False  # else the runner decides (on in virtual time with emulated boards)
     run.c_frames = c_frames
+    if not rt:
+        run.rt_priority = None
     timers = _Timers()
     if breakdown:  # before start(): the flight software's executive binds its tasks at start
         timers.install()
@@ -168,6 +174,7 @@ def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bo
         "speedup": sim_s / (t2 - t1), "speedup_incl_startup": sim_s / (t2 - t0),
         "link_commands_per_sim_s": commands / sim_s, "passed": result.passed,
         "jobs_completed": result.summary.get("fsw", {}).get("jobs_completed", 0),
+        "rt_priority": run.rt_applied or 0,
     }
     if breakdown:
         res["breakdown_ms_per_sim_s"] = breakdown_ms(timers.acc, sim_s, t2 - t1)
@@ -215,6 +222,9 @@ def main() -> int:
                     help="turn off the flight software's lead time sync (to measure what it gives)")
     ap.add_argument("--no-c-frames", action="store_true",
                     help="one Python round trip per control frame instead of the C port (to measure what it gives)")
+    ap.add_argument("--no-rt", action="store_true",
+                    help="run the loop at the normal scheduling policy, not real-time priority 1 "
+                         "(to measure what that gives)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the loop's parts (ms per simulated second; slows the run a little)")
     args = ap.parse_args()
@@ -227,7 +237,8 @@ def main() -> int:
         sc = sc.replace(workload=dataclasses.replace(sc.workload, kind=args.workload))
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="hil-bench-run-"))
     try:
-        runs = [full_run(sc, tmp, args.breakdown, not args.no_sync_lead, not args.no_c_frames) for _ in range(args.repeat)]
+        runs = [full_run(sc, tmp, args.breakdown, not args.no_sync_lead, not args.no_c_frames, not args.no_rt)
+                for _ in range(args.repeat)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sim_ns = int(runs[0]["sim_s"] * NS)
@@ -248,6 +259,8 @@ def main() -> int:
         "jobs_completed": int(med["jobs_completed"]),
         "passed": all(r["passed"] for r in runs),
         "target_speedup": 1000, "repeat": args.repeat, "sync_lead": not args.no_sync_lead, "c_frames": not args.no_c_frames,
+        # the run loop's real-time priority as applied (0: the normal policy, or not permitted)
+        "rt_priority": min(r["rt_priority"] for r in runs),
     }
     if args.breakdown:
         parts = runs[0]["breakdown_ms_per_sim_s"]

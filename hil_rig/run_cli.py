@@ -1,7 +1,7 @@
 """``hil run``: run a scenario on a bench (docs/running.md).
 
     hil run [SCENARIO] [--bench FILE] [--virtual | --speed X] [--duration D]
-            [--seed N] [--out DIR] [--scenario-dir DIR]
+            [--seed N] [--out DIR] [--scenario-dir DIR] [--rt-priority N]
 
 With no arguments: the nominal scenario on the virtual bench in virtual time.
 Exit code 0 when every requirement passed, 1 when one failed, 2 on bad input,
@@ -55,7 +55,7 @@ def _dest(flag: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hil_rig.runner import RunError, run_scenario
+    from hil_rig.runner import DEFAULT_RT_PRIORITY, RunError, run_scenario
     from hil_rig.scenario import ScenarioError, find_scenario, load_scenario, parse_duration
 
     if args.virtual and args.hil_speed is not None:
@@ -77,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     try:
         result = run_scenario(scenario, bench=args.hil_bench, out=args.out,
-                              progress="auto", handle_sigterm=True)
+                              progress="auto", handle_sigterm=True,
+                              rt_priority=DEFAULT_RT_PRIORITY if args.rt_priority is None else args.rt_priority or None)
     except RunError as exc:
         raise UsageError(str(exc)) from None
     for v in result.verdicts:
@@ -116,4 +117,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", metavar="N", type=_seed, default=None, help="override the seed")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="run directory (default: runs/<scenario>-<seed>-<n>)")
+
+    def _rt(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in 0..99, got {text!r}") from None
+        if not 0 <= n <= 99:
+            raise argparse.ArgumentTypeError(f"expected an integer in 0..99, got {text!r}")
+        return n
+
+    p.add_argument("--rt-priority", metavar="N", type=_rt, default=None,
+                   help="the run loop's real-time priority (SCHED_FIFO, 1-99) where permitted; 0: off "
+                        "(default: 1, the lowest; summary.json's rt_priority says what applied)")
     p.set_defaults(func=_run)

@@ -26,6 +26,7 @@ deadline (``hil_rig.clock.RealTimeClock``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import functools
@@ -37,7 +38,7 @@ import pathlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 import numpy as np
@@ -454,6 +455,7 @@ def _fsw_channels(boards: list[str]) -> list[Channel]:
 # --------------------------------------------------------------------------- the run
 _PHYSICS_DT_NS = NS // 10  # 10 Hz physics
 _ENV_CHUNK_S = 600  # environment precomputed for this many seconds at once
+DEFAULT_RT_PRIORITY = 1  # Run.rt_priority: the lowest real-time priority, above every normal process
 _BOARD_WAIT_S = 60.0  # wall-clock bound on waiting for an emulated board to die or boot
 #: The closed power loop (supply setpoint from the simulated bus, measured board
 #: draw into the power balance) runs every second in real time; in virtual time
@@ -511,6 +513,12 @@ class Run:
         #: only when its reading can have changed (PowerLoop.update's ``inputs``);
         #: False: at every update. Same results either way.
         self.reuse_supply_readings = True
+        #: the run loop's thread at this real-time priority (SCHED_FIFO, 1-99) while
+        #: run_until runs, so that it gets a core as soon as a board's reply wakes it,
+        #: rather than queueing behind the boards' processes; None: the normal policy.
+        #: Skipped where not permitted (``rt_applied`` says what was).
+        self.rt_priority: int | None = DEFAULT_RT_PRIORITY
+        self.rt_applied: int | None = None
 
     # ---- life cycle -----------------------------------------------------------
     def __enter__(self) -> Run:
@@ -536,6 +544,7 @@ class Run:
         from hil_rig.environment import Environment
         from hil_rig.instruments.errors import ConfigError
 
+        check_rt_priority(self.rt_priority)  # a bad value stops here, before anything starts
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         sc = self.scenario
         self._wall0 = time.monotonic()
@@ -872,12 +881,14 @@ class Run:
         if t_end < self.clock.t_ns:
             raise RunError(f"run_until: {t_end / NS:.1f} s is before the current time "
                            f"{self.clock.t_ns / NS:.1f} s")
-        while self.clock.t_ns < t_end and self.stop_reason is None:
-            t0 = self.clock.t_ns
-            t1 = min((t0 // NS + 1) * NS, t_end)
-            self._advance(t0, t1)
-            if t1 % NS == 0:
-                self._second(t1)
+        with loop_priority(self.rt_priority) as applied:
+            self.rt_applied = applied
+            while self.clock.t_ns < t_end and self.stop_reason is None:
+                t0 = self.clock.t_ns
+                t1 = min((t0 // NS + 1) * NS, t_end)
+                self._advance(t0, t1)
+                if t1 % NS == 0:
+                    self._second(t1)
         return self.clock.t_ns
 
     def _advance(self, t0: int, t1: int) -> None:
@@ -1207,7 +1218,7 @@ class Run:
             clock="virtual" if sc.speed is None else f"realtime x {sc.speed:g}",
             lateness=self.pacer.lateness.summary() if getattr(self, "pacer", None) is not None else None,
             bench=props["bench"], boards=props["boards"], run_dir=str(self.run_dir),
-            aborted=aborted, error=error, fsw=stats,
+            aborted=aborted, error=error, rt_priority=self.rt_applied, fsw=stats,
             safe_state_errors=list(getattr(getattr(self, "guard", None), "errors", []) or []),
         )
         write_junit(self.run_dir / "junit.xml", sc.name, verdicts, t_end / NS, props, error=error or aborted)
@@ -1227,6 +1238,45 @@ class Run:
 _BOARD_FAULTS = ("link_noise", "link_drop", "link_disconnect", "relay_off", "brownout", "payload_hang", "seu")
 
 
+def check_rt_priority(priority: Any) -> None:
+    """Raise RunError unless ``priority`` is None or an integer in 1..99."""
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                 or not 1 <= priority <= 99):
+        raise RunError(f"rt_priority must be an integer in 1..99 (or off), got {priority!r}")
+
+
+@contextlib.contextmanager
+def loop_priority(priority: int | None) -> Iterator[int | None]:
+    """The calling thread at real-time priority ``priority`` (``SCHED_FIFO``) for
+    the block; yields the priority applied, or None: ``priority`` None, or not
+    permitted here (it needs root, ``CAP_SYS_NICE`` or an ``RLIMIT_RTPRIO`` that
+    allows it; Linux only). The thread's policy before is restored after.
+
+    ``SCHED_RESET_ON_FORK``: threads and processes started meanwhile (a board
+    rebooted by the virtual bench, a job worker) get the normal policy. The loop
+    thread blocks at every board round trip, so the boards get the cores while it
+    waits; the kernel's real-time throttling bounds it besides."""
+    if priority is None:
+        yield None
+        return
+    check_rt_priority(priority)
+    before = None
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+        if policy & ~os.SCHED_RESET_ON_FORK in (os.SCHED_FIFO, os.SCHED_RR):
+            applied: int | None = param.sched_priority  # real-time already (chrt): left as it is
+        else:
+            os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+            before, applied = (policy, param), priority
+    except (OSError, AttributeError):  # EPERM; no sched_* (not Linux)
+        applied = None
+    try:
+        yield applied
+    finally:
+        if before is not None:
+            os.sched_setscheduler(0, *before)
+
+
 def _num(v: Any) -> float | None:
     if v is None:
         return None
@@ -1240,9 +1290,11 @@ def _fmt_s(t: int | None) -> str:
 
 def run_scenario(scenario: Scenario, *, bench: str | os.PathLike[str] | None = None,
                  out: str | os.PathLike[str] | None = None, progress: str | Progress | None = None,
-                 handle_sigterm: bool = False) -> RunResult:
+                 handle_sigterm: bool = False, rt_priority: int | None = DEFAULT_RT_PRIORITY) -> RunResult:
     """Run a scenario to its end and return the result (``hil run``)."""
+    check_rt_priority(rt_priority)
     run = Run(scenario, bench=bench, out=out)
+    run.rt_priority = rt_priority
     if progress == "auto":
         run.progress = None  # set once the duration is known
     elif isinstance(progress, Progress):

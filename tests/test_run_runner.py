@@ -93,6 +93,7 @@ def test_run_writes_a_complete_run_directory(tmp_path: pathlib.Path) -> None:
     assert summary["passed"] is True and summary["sim_seconds"] == 180.0
     assert summary["wall_seconds"] > 0 and summary["bench"].startswith("'virtual'")
     assert [r["name"] for r in summary["requirements"]] == ["soc_floor", "payload_temp_max"]
+    assert summary["rt_priority"] == (1 if _real_time_permitted() else None)
     cases = ET.parse(out / "junit.xml").getroot().findall("testcase")
     assert [c.get("name") for c in cases] == ["soc_floor", "payload_temp_max"]
     run = load_run(out)
@@ -109,10 +110,11 @@ def test_run_writes_a_complete_run_directory(tmp_path: pathlib.Path) -> None:
 
 def test_failed_requirement_exits_1(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "run"
-    res = _hil("run", str(_scenario(tmp_path, duration="30 s", floor=0.95)), "--out", str(out))
+    res = _hil("run", str(_scenario(tmp_path, duration="30 s", floor=0.95)), "--out", str(out),
+               "--rt-priority", "0")
     assert res.returncode == 1, res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["passed"] is False
+    assert summary["passed"] is False and summary["rt_priority"] is None  # turned off
     soc = summary["requirements"][0]
     assert soc["name"] == "soc_floor" and soc["passed"] is False and "floor 0.950" in soc["detail"]
     failures = ET.parse(out / "junit.xml").getroot().findall("testcase/failure")
@@ -124,11 +126,70 @@ def test_failed_requirement_exits_1(tmp_path: pathlib.Path) -> None:
     (["run", "--duration", "5 parsecs"], "--duration: unknown unit 'parsecs'"),
     (["run", "--virtual", "--speed", "3"], "either --virtual or --speed"),
     (["run", "--bench", "/nonexistent/bench.toml", "--duration", "1 s"], "bench file not found"),
+    (["run", "--rt-priority", "100"], "--rt-priority: expected an integer in 0..99, got '100'"),
+    (["run", "--rt-priority", "high"], "--rt-priority: expected an integer in 0..99, got 'high'"),
 ])
 def test_bad_input_is_a_clear_error(argv: list[str], needle: str) -> None:
     res = _hil(*argv)
     assert res.returncode == 2 and needle in res.stderr, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
+
+
+def _real_time_permitted() -> bool:
+    """Whether a process here may take SCHED_FIFO (asked of a fresh interpreter,
+    not of the code under test)."""
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+_POLICY_PROBE = "import os; print(os.sched_getscheduler(0))"
+
+
+def test_loop_priority_is_real_time_for_the_block_only_and_not_inherited() -> None:
+    import threading
+
+    from hil_rig.runner import loop_priority
+
+    before = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    with loop_priority(3) as applied:
+        inside = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+        seen: list[int] = []
+        t = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0)))
+        t.start()
+        t.join()
+        child = subprocess.run([sys.executable, "-c", _POLICY_PROBE], capture_output=True, text=True)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before  # restored
+    if _real_time_permitted():
+        assert applied == 3
+        assert inside == (os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, 3)
+        # a thread or a process started meanwhile (a rebooted board, a job worker) is normal
+        assert seen == [os.SCHED_OTHER] and int(child.stdout) == os.SCHED_OTHER
+    else:
+        assert applied is None and inside == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_loop_priority_without_permission_runs_normally() -> None:
+    code = (
+        "import os, resource\n"
+        "from hil_rig.runner import loop_priority\n"
+        "resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "with loop_priority(1) as applied:\n"
+        "    print(applied, os.sched_getscheduler(0) == os.SCHED_OTHER)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["None", "True"]
+
+
+@pytest.mark.parametrize("bad", [0, 100, -1, True, 1.5, "1"])
+def test_loop_priority_rejects_a_bad_value(bad: object) -> None:
+    from hil_rig.runner import RunError, loop_priority
+
+    with pytest.raises(RunError, match=r"rt_priority must be an integer in 1\.\.99"):
+        with loop_priority(bad):  # type: ignore[arg-type]
+            pass
 
 
 def test_same_scenario_and_seed_give_identical_archives(tmp_path: pathlib.Path) -> None:
