@@ -37,10 +37,12 @@ the steps of that last interval). So progress,
 completion and deadline sim times do not depend on the machine's speed. The
 workers are pre-spawned and reused (a spawn costs a numpy import).
 
-A checkpoint is a ``job<N>.npz`` (working state) plus ``job<N>.json`` (what the
-job is) in the agent's state directory. After a reboot or a power cycle, each
-checkpointed job comes back as ``suspended`` at its checkpoint, ready to resume.
-Finishing, failing, cancelling or missing the deadline deletes both files.
+A checkpoint is a ``job<N>.ckpt`` (working state: :data:`CKPT_MAGIC`) plus
+``job<N>.json`` (what the job is) in the agent's state directory; a
+``job<N>.npz`` that an older agent left there still resumes. After a reboot or
+a power cycle, each checkpointed job comes back as ``suspended`` at its
+checkpoint, ready to resume. Finishing, failing, cancelling or missing the
+deadline deletes the files.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import pickle
 import select
 import signal
 import time
+import zlib
 from dataclasses import dataclass, field
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -172,15 +175,76 @@ class _Work:
         raise AssertionError("unreachable")
 
     def save(self, path: str) -> None:
+        """The working state to ``path`` (``CKPT_MAGIC`` format), atomically: a
+        crash leaves the previous checkpoint or this one, never a torn file."""
+        names = sorted(self.arrays)
+        arrays = [self.np.ascontiguousarray(self.arrays[k]) for k in names]
+        crc = 0
+        for a in arrays:
+            crc = zlib.crc32(a.data, crc)
+        head = json.dumps({"step": self.step, "crc32": crc,
+                           "arrays": [[k, a.dtype.str, list(a.shape)] for k, a in zip(names, arrays, strict=True)]},
+                          separators=(",", ":")).encode()
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
-            self.np.savez(f, __step=self.np.array(self.step), **self.arrays)
+            f.write(CKPT_MAGIC + len(head).to_bytes(4, "big") + head)
+            for a in arrays:
+                f.write(a.data)
         os.replace(tmp, path)
 
     def load(self, path: str) -> None:
-        with self.np.load(path) as z:
-            self.step = int(z["__step"])
-            self.arrays = {k: z[k].copy() for k in z.files if k != "__step"}
+        """Working state from ``path``; an older agent's ``job<N>.npz`` beside it if
+        ``path`` is absent. ValueError naming the file if it is not a checkpoint."""
+        if not os.path.exists(path) and os.path.exists(legacy_ckpt_path(path)):
+            with self.np.load(legacy_ckpt_path(path)) as z:
+                self.step = int(z["__step"])
+                self.arrays = {k: z[k].copy() for k in z.files if k != "__step"}
+            return
+        with open(path, "rb") as f:
+            raw = f.read()
+        self.step, self.arrays = read_checkpoint(raw, self.np, path)
+
+
+#: First bytes of a job checkpoint file (``job<N>.ckpt``): then a 4-byte big-endian
+#: header length, a JSON header (step, CRC-32 of the data, each array's name, NumPy
+#: dtype and shape, by name) and the arrays' bytes, C order, in that order. One
+#: write of the raw arrays: ``np.savez``'s zip container cost ~0.7 ms of CPU a save.
+CKPT_MAGIC = b"OHILCKPT1\n"
+
+
+def legacy_ckpt_path(path: str) -> str:
+    """Where an agent before the ``.ckpt`` format kept the same checkpoint (``.npz``)."""
+    return path[: -len(".ckpt")] + ".npz" if path.endswith(".ckpt") else path + ".npz"
+
+
+def read_checkpoint(raw: bytes, np, where: str = "checkpoint") -> tuple[int, dict]:
+    """(step, arrays by name) of a checkpoint file's bytes; ValueError saying what is wrong."""
+    m = len(CKPT_MAGIC)
+    if raw[:m] != CKPT_MAGIC or len(raw) < m + 4:
+        raise ValueError(f"{where}: not a job checkpoint (bad magic)")
+    n = int.from_bytes(raw[m:m + 4], "big")
+    try:
+        head = json.loads(raw[m + 4:m + 4 + n])
+        step, crc, specs = int(head["step"]), int(head["crc32"]), head["arrays"]
+        shapes = [(str(k), np.dtype(dt), tuple(int(x) for x in shape)) for k, dt, shape in specs]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{where}: bad checkpoint header ({exc})") from None
+    off = m + 4 + n
+    arrays = {}
+    for k, dt, shape in shapes:
+        size = dt.itemsize * int(np.prod(shape, dtype=np.int64))
+        if off + size > len(raw):
+            raise ValueError(f"{where}: checkpoint truncated in array {k!r}")
+        arrays[k] = np.frombuffer(raw, dtype=dt, count=size // dt.itemsize, offset=off).reshape(shape).copy()
+        off += size
+    if off != len(raw):
+        raise ValueError(f"{where}: {len(raw) - off} bytes after the last array")
+    got = 0
+    for k, _, _ in shapes:
+        got = zlib.crc32(arrays[k].data, got)
+    if got != crc:
+        raise ValueError(f"{where}: checkpoint data CRC mismatch (corrupted)")
+    return step, arrays
 
 
 def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
@@ -486,7 +550,7 @@ class JobManager:
         os.replace(tmp, self._meta(job))
 
     def _forget(self, job: Job) -> None:
-        for path in (self._meta(job), self._ckpt(job)):
+        for path in (self._meta(job), self._ckpt(job), legacy_ckpt_path(self._ckpt(job))):
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -505,7 +569,7 @@ class JobManager:
                           checkpoint_step=int(m["checkpoint_step"]))
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a torn or foreign file: ignore it
-            if os.path.exists(self._ckpt(job)):
+            if os.path.exists(self._ckpt(job)) or os.path.exists(legacy_ckpt_path(self._ckpt(job))):
                 self._set_rate(job)
                 self.jobs[job.job_id] = job
                 self._next_id = max(self._next_id, job.job_id % 65535 + 1)
@@ -518,7 +582,7 @@ class JobManager:
             raise JobError(5, f"no job {job_id!r}") from None
 
     def _ckpt(self, job: Job) -> str:
-        return os.path.join(self.state_dir, f"job{job.job_id}.npz")
+        return os.path.join(self.state_dir, f"job{job.job_id}.ckpt")
 
     def _set_rate(self, job: Job) -> None:
         if self.virtual:
