@@ -33,9 +33,11 @@ import json
 import math
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tty
@@ -204,19 +206,24 @@ def main(argv: list[str] | None = None) -> int:
     transport = FdTransport(a.fd) if a.fd is not None else SerialTransport(a.port, a.baud)
     board = SimBoard(a.kind, a.seed)
     status = StatusWriter(a.status_fd, a.name, a.kind) if a.status_fd is not None else None
-    agent = Agent(transport, board, clock=VirtualClock() if a.clock == "virtual" else RealClock(),
-                  name=a.name, test_mode=a.test_mode, state_dir=a.state_dir,
-                  max_job_dim=a.max_job_dim, job_flops_s=KINDS[a.kind]["job_flops_s"], seed=a.seed,
-                  ordered_replies=a.ordered_replies, on_tick=(lambda ag: status.write(ag)) if status else None)
-    if agent.jobs.virtual:
-        agent.jobs.wait_ready()  # warm workers before "ready": a first job never waits
-    if status:
-        agent._tick()
-        status.write(agent, force=True)
+    scratch = None if a.state_dir else tempfile.mkdtemp(prefix="orbit-hil-board-")  # removed at exit
     try:
+        agent = Agent(transport, board, clock=VirtualClock() if a.clock == "virtual" else RealClock(),
+                      name=a.name, test_mode=a.test_mode, state_dir=a.state_dir or scratch,
+                      max_job_dim=a.max_job_dim, job_flops_s=KINDS[a.kind]["job_flops_s"], seed=a.seed,
+                      ordered_replies=a.ordered_replies,
+                      on_tick=(lambda ag: status.write(ag)) if status else None)
+        if agent.jobs.virtual:
+            agent.jobs.wait_ready()  # warm workers before "ready": a first job never waits
+        if status:
+            agent._tick()
+            status.write(agent, force=True)
         agent.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
@@ -248,6 +255,7 @@ class EmulatorProcess:
         self._status_r: int | None = None
         self._buf = b""
         self._power_hist: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
+        self._scratch: str | None = None  # no state_dir: this power-on's disk, removed at power-off
 
     def start(self, ready_timeout_s: float = 30.0) -> EmulatorProcess:
         if self.alive:
@@ -259,8 +267,11 @@ class EmulatorProcess:
             cmd.append("--test-mode")
         if self.ordered_replies:
             cmd.append("--ordered-replies")
-        if self.state_dir:
-            cmd += ["--state-dir", self.state_dir]
+        state_dir = self.state_dir
+        if not state_dir:  # a board without persistent storage: an empty disk at every power-on
+            self._drop_scratch()
+            state_dir = self._scratch = tempfile.mkdtemp(prefix="orbit-hil-board-")
+        cmd += ["--state-dir", state_dir]
         # the status pipe also tells us when the board is ready, so it is always there;
         # ``status=False`` only means nobody is expected to read it (lines are dropped)
         self._close_status()
@@ -362,6 +373,7 @@ class EmulatorProcess:
             self.proc.wait()
         self._power_w = 0.0
         self._close_status()
+        self._drop_scratch()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -373,6 +385,12 @@ class EmulatorProcess:
                 self.proc.wait()
         self._power_w = 0.0
         self._close_status()
+        self._drop_scratch()
+
+    def _drop_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def _close_status(self) -> None:
         with self._status_lock:

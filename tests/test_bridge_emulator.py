@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import pathlib
 import time
 
 import pytest
@@ -509,3 +510,28 @@ def test_a_long_finished_job_leaves_the_report_but_job_status_still_answers() ->
         assert status["state"] == "done" and status["digest"] == digest
     finally:
         next(gen, None)  # the fixture's teardown: close the link, stop the emulator
+
+
+def test_a_board_without_a_state_dir_gets_an_empty_disk_per_power_on_and_leaves_none(tmp_path) -> None:
+    """No --state-dir: each power-on gets a fresh scratch directory (nothing survives a
+    power cycle, as before), and power-off removes it, SIGKILL included: nothing
+    accumulates in the temp directory over a test suite or a long bench session."""
+    master, _path = open_pty()
+    emu = EmulatorProcess(master, kind="rpi", name="nodisk", clock="virtual")
+    try:
+        emu.start()
+        first = emu._scratch
+        assert first is not None and os.path.isdir(first)
+        with open(f"/proc/{emu.pid}/cmdline", "rb") as f:
+            assert first.encode() in f.read().split(b"\0")  # the agent really uses it
+        (pathlib.Path(first) / "jobs" / "job1.json").write_text("{}")  # something on the disk
+        emu.kill()  # power lost: SIGKILL, the agent cleans nothing up itself
+        assert not os.path.exists(first)
+        emu.start()
+        second = emu._scratch
+        assert second != first and os.listdir(os.path.join(second, "jobs")) == []
+        emu.stop()
+        assert not os.path.exists(second) and emu._scratch is None
+    finally:
+        emu.stop()
+        os.close(master)
