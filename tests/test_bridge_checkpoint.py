@@ -1,5 +1,6 @@
-"""A job's checkpoint file (firmware_bridge.jobs): the working state round-trips
-bit for bit, a damaged file is refused with the reason, and a checkpoint an older
+"""A job's checkpoint files (firmware_bridge.jobs): the working state round-trips
+bit for bit, two slots written in turn so that a torn save leaves the last whole
+checkpoint, a damaged file is refused with the reason, and a checkpoint an older
 agent left as ``job<N>.npz`` still resumes."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from firmware_bridge.jobs import CKPT_MAGIC, JobManager, _Work, legacy_ckpt_path
+from firmware_bridge.jobs import CKPT_MAGIC, JobManager, _Work, ckpt_slots, legacy_ckpt_path
 
 WORKLOADS = [("matmul", {"n": 16, "steps": 50, "seed": 4}),
              ("mlp", {"width": 24, "layers": 2, "batch": 4, "steps": 50, "seed": 5})]
@@ -28,7 +29,7 @@ def test_checkpoint_round_trips_the_working_state_bit_for_bit(tmp_path, workload
     w = _worked(workload, params)
     path = str(tmp_path / "job1.ckpt")
     w.save(path)
-    assert open(path, "rb").read().startswith(CKPT_MAGIC)
+    assert open(ckpt_slots(path)[0], "rb").read().startswith(CKPT_MAGIC)
     back = _Work(workload, params, np)
     back.load(path)
     assert back.step == 3 and sorted(back.arrays) == sorted(w.arrays)
@@ -44,8 +45,9 @@ def test_checkpoint_round_trips_the_working_state_bit_for_bit(tmp_path, workload
 
 def test_a_damaged_checkpoint_is_refused_with_the_reason(tmp_path) -> None:
     w = _worked(*WORKLOADS[0])
-    path = tmp_path / "job1.ckpt"
-    w.save(str(path))
+    base = str(tmp_path / "job1.ckpt")
+    w.save(base)
+    path = tmp_path / "job1.ckpt.0"  # the only checkpoint: nothing whole to fall back on
     good = path.read_bytes()
     cases = {
         "bad magic": b"PK\x03\x04" + good[4:],
@@ -57,26 +59,64 @@ def test_a_damaged_checkpoint_is_refused_with_the_reason(tmp_path) -> None:
     for why, raw in cases.items():
         path.write_bytes(raw)
         with pytest.raises(ValueError, match=why) as exc:
-            _Work(*WORKLOADS[0], np).load(str(path))
+            _Work(*WORKLOADS[0], np).load(base)
         assert str(path) in str(exc.value)
+    path.unlink()
+    with pytest.raises(ValueError, match="no checkpoint"):
+        _Work(*WORKLOADS[0], np).load(base)
 
 
-def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch) -> None:
+def test_saves_alternate_slots_and_a_torn_save_leaves_the_last_whole_checkpoint(tmp_path) -> None:
     w = _worked(*WORKLOADS[0])
     path = str(tmp_path / "job1.ckpt")
-    w.save(path)
+    slot0, slot1 = ckpt_slots(path)
+    w.save(path)  # step 3 -> slot 0
     w.run_step()
-
-    def crash(src: str, dst: str) -> None:
-        raise OSError("power lost")
-
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
-        w.save(path)  # the new state written beside it, never over it
-    monkeypatch.undo()
+    w.save(path)  # step 4 -> slot 1
+    assert os.path.exists(slot0) and os.path.exists(slot1)
     back = _Work(*WORKLOADS[0], np)
     back.load(path)
-    assert back.step == 3
+    assert back.step == 4 and back.digest() == w.digest()  # the newest
+    # power lost while writing step 5 over the older slot (0): a torn file there
+    w.run_step()
+    w.save(path)
+    torn = open(slot0, "rb").read()
+    with open(slot0, "wb") as f:
+        f.write(torn[: len(torn) // 2])
+    back = _Work(*WORKLOADS[0], np)
+    back.load(path)
+    assert back.step == 4  # the last whole checkpoint, from slot 1
+    # and the next save goes to the torn slot, never over the one it resumed from
+    back.run_step()
+    back.save(path)
+    assert _step_in(slot0) == 5 and _step_in(slot1) == 4
+
+
+def _step_in(slot: str) -> int:
+    w = _Work(*WORKLOADS[0], np)
+    other = slot[:-1] + ("1" if slot.endswith("0") else "0")
+    os.rename(other, other + ".aside")  # load that slot alone
+    try:
+        w.load(slot[:-2])
+    finally:
+        os.rename(other + ".aside", other)
+    return w.step
+
+
+def test_a_fresh_job_never_resumes_files_left_under_its_id(tmp_path) -> None:
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    stale = _worked(*WORKLOADS[0], steps=9)
+    stale.save(str(jobs_dir / "job1.ckpt"))  # an earlier job 1, gone without clean-up
+    stale.next_slot = 1
+    stale.save(str(jobs_dir / "job1.ckpt"))
+    jm = JobManager(str(jobs_dir), lambda *a: None)  # (no job1.json: nothing listed)
+    try:
+        job = jm.start("matmul", {"n": 8, "steps": 10**6, "seed": 1}, None, 0)
+        assert job.job_id == 1
+        assert not any(os.path.exists(p) for p in ckpt_slots(jm._ckpt(job)))
+    finally:
+        jm.shutdown()
 
 
 def test_an_older_agents_npz_checkpoint_still_resumes(tmp_path) -> None:
@@ -100,5 +140,41 @@ def test_an_older_agents_npz_checkpoint_still_resumes(tmp_path) -> None:
     back = _Work(workload, params, np)
     back.load(ckpt)
     assert back.step == 5 and back.digest() == w.digest()
+    back.run_step()
+    back.save(ckpt)  # the new format from now on, beside the old file
+    assert os.path.exists(ckpt_slots(ckpt)[0])
     jm._forget(job)  # the job ended: every file of it goes, the old one too
     assert not list(jobs_dir.iterdir())
+
+
+def test_after_a_power_cycle_the_job_is_listed_from_its_newest_whole_checkpoint(tmp_path) -> None:
+    """No separate record is written at a checkpoint: the agent lists a job from the
+    header of its newest whole checkpoint file, so what it lists and what the worker
+    resumes are the same checkpoint, torn save or not."""
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    workload, params = WORKLOADS[0]
+    meta = {"job_id": 4, "workload": workload, "params": params, "deadline_ns": 9 * 10**12,
+            "started_ns": 5 * 10**9}
+    w = _worked(workload, params, steps=3)
+    path = str(jobs_dir / "job4.ckpt")
+    w.save(path, meta)
+    w.run_step()
+    w.save(path, meta)  # step 4, slot 1
+    assert sorted(os.listdir(jobs_dir)) == ["job4.ckpt.0", "job4.ckpt.1"]
+
+    def listed() -> tuple[str, int, int | None, int]:
+        jm = JobManager(str(jobs_dir), lambda *a: None)
+        job = jm.jobs[4]
+        return job.state, job.checkpoint_step, job.deadline_ns, job.started_ns
+
+    assert listed() == ("suspended", 4, 9 * 10**12, 5 * 10**9)
+    with open(ckpt_slots(path)[1], "r+b") as f:  # the newest one torn by a power loss
+        f.truncate(100)
+    assert listed()[1] == 3
+    back = _Work(workload, params, np)
+    back.load(path)
+    assert back.step == 3  # the worker resumes the very checkpoint listed
+    with open(ckpt_slots(path)[0], "r+b") as f:
+        f.truncate(100)
+    assert 4 not in JobManager(str(jobs_dir), lambda *a: None).jobs  # nothing whole: not listed
