@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(for a link with faults: see Agent._holding)")
     ap.add_argument("--clock", choices=["virtual", "real"], default="real")
     ap.add_argument("--state-dir", default=None, help="job checkpoints (survive a power cycle)")
+    ap.add_argument("--scratch-state-dir", action="store_true",
+                    help="remove --state-dir at exit (its spawner made it for this power-on only)")
     ap.add_argument("--max-job-dim", type=int, default=EMULATOR_MAX_JOB_DIM,
                     help="cap of the n/width/batch job params: smaller, still real, compute")
     a = ap.parse_args(argv)
@@ -206,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     transport = FdTransport(a.fd) if a.fd is not None else SerialTransport(a.port, a.baud)
     board = SimBoard(a.kind, a.seed)
     status = StatusWriter(a.status_fd, a.name, a.kind) if a.status_fd is not None else None
-    scratch = None if a.state_dir else tempfile.mkdtemp(prefix="orbit-hil-board-")  # removed at exit
+    # a disk for this power-on only, removed at exit (a SIGKILL leaves it to the spawner)
+    if a.scratch_state_dir and not a.state_dir:
+        ap.error("--scratch-state-dir needs --state-dir")
+    scratch = a.state_dir if a.scratch_state_dir else (
+        None if a.state_dir else tempfile.mkdtemp(prefix="orbit-hil-board-"))
     try:
         agent = Agent(transport, board, clock=VirtualClock() if a.clock == "virtual" else RealClock(),
                       name=a.name, test_mode=a.test_mode, state_dir=a.state_dir or scratch,
@@ -271,6 +277,7 @@ class EmulatorProcess:
         if not state_dir:  # a board without persistent storage: an empty disk at every power-on
             self._drop_scratch()
             state_dir = self._scratch = tempfile.mkdtemp(prefix="orbit-hil-board-")
+            cmd.append("--scratch-state-dir")  # it removes it itself if it outlives us
         cmd += ["--state-dir", state_dir]
         # the status pipe also tells us when the board is ready, so it is always there;
         # ``status=False`` only means nobody is expected to read it (lines are dropped)

@@ -20,7 +20,7 @@ SPAWNER = textwrap.dedent(
     from firmware_bridge.emulator import EmulatorProcess, open_pty
     master, path = open_pty()
     emu = EmulatorProcess(master, kind="rpi", name="orphan", clock="virtual").start()
-    print(emu.pid, flush=True)
+    print(emu.pid, emu._scratch, flush=True)
     time.sleep(600)
     """
 )
@@ -42,7 +42,9 @@ def _alive(pid: int) -> bool:
 def test_emulator_powers_off_when_its_bench_is_sigkilled() -> None:
     spawner = subprocess.Popen([sys.executable, "-c", SPAWNER], stdout=subprocess.PIPE, text=True)
     try:
-        emu_pid = int(spawner.stdout.readline())
+        pid, scratch = spawner.stdout.readline().split()
+        emu_pid = int(pid)
+        assert os.path.isdir(scratch)
         assert _alive(emu_pid)
         spawner.send_signal(signal.SIGKILL)
         spawner.wait()
@@ -54,6 +56,8 @@ def test_emulator_powers_off_when_its_bench_is_sigkilled() -> None:
         else:
             os.kill(emu_pid, signal.SIGKILL)
             raise AssertionError(f"emulator {emu_pid} outlived its SIGKILLed bench by 30 s")
+        # and it took its power-on's scratch disk with it: nobody else is left to
+        assert not os.path.exists(scratch)
     finally:
         if spawner.poll() is None:
             spawner.kill()
