@@ -211,19 +211,10 @@ class _Work:
         """Working state from the newest whole checkpoint in ``path``'s slots, or from
         an older agent's ``job<N>.npz`` beside them. ValueError naming the files if
         none is a whole checkpoint."""
-        found, errors = [], []
-        for slot, p in enumerate(ckpt_slots(path)):
-            try:
-                with open(p, "rb") as f:
-                    raw = f.read()
-            except FileNotFoundError:
-                continue
-            try:
-                found.append((*read_checkpoint(raw, self.np, p), slot))
-            except ValueError as exc:
-                errors.append(str(exc))
-        if found:
-            self.step, self.arrays, slot = max(found, key=lambda c: c[0])
+        best, errors = newest_checkpoint(path)
+        if best is not None:
+            slot, raw, head, off = best
+            self.step, self.arrays = int(head["step"]), checkpoint_arrays(raw, head, off, self.np)
             self.next_slot = slot ^ 1  # the next save leaves this one alone
             return
         legacy = legacy_ckpt_path(path)
@@ -287,30 +278,39 @@ def checkpoint_header(raw: bytes, where: str = "checkpoint") -> tuple[dict, int]
     return head, off
 
 
-def read_checkpoint(raw: bytes, np, where: str = "checkpoint") -> tuple[int, dict]:
-    """(step, arrays by name) of a checkpoint file's bytes; ValueError saying what is wrong."""
-    head, off = checkpoint_header(raw, where)
+def checkpoint_arrays(raw: bytes, head: dict, off: int, np) -> dict:
+    """The arrays, by name, of a whole checkpoint (:func:`checkpoint_header`'s result)."""
     arrays = {}
     for k, dt, shape in head["arrays"]:
         dtype = np.dtype(dt)
         count = int(np.prod(shape, dtype=np.int64))
         arrays[str(k)] = np.frombuffer(raw, dtype=dtype, count=count, offset=off).reshape(shape).copy()
         off += dtype.itemsize * count
-    return int(head["step"]), arrays
+    return arrays
 
 
-def newest_checkpoint(path: str) -> tuple[int, str, dict] | None:
-    """(slot, file, header) of the newest whole checkpoint in ``path``'s slots, or None."""
-    best = None
+def newest_checkpoint(path: str) -> tuple[tuple[int, bytes, dict, int] | None, list[str]]:
+    """The newest whole checkpoint in ``path``'s slots as (slot, its bytes, header,
+    offset of the arrays), or None; and why each other file there is not whole.
+    The agent lists jobs with it and the worker resumes from it: the same one."""
+    best, errors = None, []
     for slot, p in enumerate(ckpt_slots(path)):
         try:
             with open(p, "rb") as f:
-                head, _ = checkpoint_header(f.read(), p)
-        except (OSError, ValueError):
+                raw = f.read()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # unreadable: as good as torn
+            errors.append(f"{p}: {exc.strerror or exc}")
+            continue
+        try:
+            head, off = checkpoint_header(raw, p)
+        except ValueError as exc:
+            errors.append(str(exc))
             continue
         if best is None or int(head["step"]) > int(best[2]["step"]):
-            best = (slot, p, head)
-    return best
+            best = (slot, raw, head, off)
+    return best, errors
 
 
 def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
@@ -627,7 +627,7 @@ class JobManager:
             elif name.startswith("job") and name.endswith(".json"):
                 legacy.append(name)
         for jid in sorted(ids):
-            best = newest_checkpoint(os.path.join(self.state_dir, f"job{jid}.ckpt"))
+            best, _ = newest_checkpoint(os.path.join(self.state_dir, f"job{jid}.ckpt"))
             if best is None:
                 continue
             head = best[2]

@@ -1292,7 +1292,6 @@ def run_scenario(scenario: Scenario, *, bench: str | os.PathLike[str] | None = N
                  out: str | os.PathLike[str] | None = None, progress: str | Progress | None = None,
                  handle_sigterm: bool = False, rt_priority: int | None = DEFAULT_RT_PRIORITY) -> RunResult:
     """Run a scenario to its end and return the result (``hil run``)."""
-    check_rt_priority(rt_priority)
     run = Run(scenario, bench=bench, out=out)
     run.rt_priority = rt_priority
     if progress == "auto":
