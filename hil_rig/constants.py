@@ -33,6 +33,8 @@ TROPICAL_YEAR_DAYS: float = 365.2421897
 # --- Physics ----------------------------------------------------------------
 #: Stefan-Boltzmann constant (CODATA 2018, W m^-2 K^-4).
 STEFAN_BOLTZMANN_W_M2_K4: float = 5.670374e-8
+#: 0 °C in kelvin (°C appear only at the edges: scenario files, reports, the CLI).
+ZERO_CELSIUS_K: float = 273.15
 #: Deep-space background temperature (K).
 SPACE_TEMP_K: float = 2.7
 

@@ -25,6 +25,8 @@ from hil_rig.constants import (
     EARTH_J2,
     EARTH_MU_M3_S2,
     EARTH_RADIUS_M,
+    JD_UNIX_EPOCH,
+    NS_PER_DAY,
     NS_PER_S,
     SECONDS_PER_DAY,
     TROPICAL_YEAR_DAYS,
@@ -33,6 +35,8 @@ from hil_rig.sun import mean_sun_ra_rad
 
 #: Below this altitude a circular orbit decays within hours; rejected.
 MIN_ALTITUDE_KM = 120.0
+#: Julian date of SGP4's epoch origin, 1949-12-31 00:00 UT (sgp4init takes epochs in days from it).
+SGP4_EPOCH_JD = 2_433_281.5
 #: Sun-synchronous nodal precession rate (rad/s): one turn per tropical year.
 SSO_RAAN_RATE_RAD_S = 2 * math.pi / (TROPICAL_YEAR_DAYS * SECONDS_PER_DAY)
 
@@ -275,6 +279,40 @@ class Orbit:
     @property
     def epoch(self) -> _dt.datetime:
         return from_unix_ns(self.epoch_ns)
+
+    def onboard_tle(self, epoch: _dt.datetime) -> tuple[str, str]:
+        """The two TLE lines to upload to the flight software's onboard predictor.
+
+        A TLE orbit is uploaded as it is. For an orbit given by elements, the
+        state at ``epoch`` is fitted into SGP4 mean elements (Kozai mean motion
+        from the osculating semi-major axis): the onboard knowledge then differs
+        from the J2 truth by a few seconds per orbit in eclipse timing, as a real
+        uploaded TLE does."""
+        from sgp4.api import WGS72
+        from sgp4.exporter import export_tle
+
+        if self._sat is not None:
+            return export_tle(self._sat)
+        el = self._el
+        assert el is not None
+        t0 = unix_ns(epoch)
+        r, v = self.propagate(np.array([t0]))
+        mu = EARTH_MU_M3_S2
+        rn = float(np.linalg.norm(r[0]))
+        vn = float(np.linalg.norm(v[0]))
+        a = 1.0 / (2.0 / rn - vn * vn / mu)
+        n_rad_min = math.sqrt(mu / a**3) * 60.0
+        h = np.cross(r[0], v[0])
+        inc = math.acos(h[2] / np.linalg.norm(h))
+        node = np.cross([0.0, 0.0, 1.0], h)
+        raan = math.atan2(node[1], node[0]) % (2 * math.pi)
+        nn = node / np.linalg.norm(node)
+        u = math.atan2(np.dot(np.cross(nn, r[0]), h / np.linalg.norm(h)), np.dot(nn, r[0])) % (2 * math.pi)
+        jd = t0 / (NS_PER_DAY * 1.0) + JD_UNIX_EPOCH
+        sat = Satrec()
+        sat.sgp4init(WGS72, "i", 99999, jd - SGP4_EPOCH_JD, 0.0, 0.0, 0.0, max(el.ecc, 1e-7), 0.0, inc,
+                     u, n_rad_min, raan)
+        return export_tle(sat)
 
     # --- propagation ------------------------------------------------------
     def propagate(self, t_unix_ns: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:

@@ -313,6 +313,15 @@ class VirtualBench:
     def endpoints(self) -> dict[str, Any]:
         return self.bench.endpoints()
 
+    def wake(self) -> None:
+        """Apply the instruments' state to the boards now, not at the next poll."""
+        self._wake.set()
+
+    def board_booted(self, name: str) -> bool:
+        """The board's emulator runs and has reported its first status line."""
+        proc = self.boards[name].proc
+        return proc is not None and proc.alive and proc.last_status is not None
+
     def board_running(self, name: str) -> bool:
         return self.boards[name].running
 
