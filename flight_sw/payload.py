@@ -47,7 +47,8 @@ Verification: ``none``; ``known_answer`` (the ground gives the expected digest
 in ``expect_digest``); ``redundant`` (two runs on different boards when
 possible; on disagreement a third run breaks the tie, and the odd one out is an
 SEU caught). Every link error is evidence for FDIR (heartbeat age), never a
-crash.
+crash, and leaves a trace: it is counted (``stats["link_errors"]``) and is a
+``link_error`` event with the board, the command and the cause.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class PayloadManager(Component):
         self.completed: list[Job] = []
         self._state_counts: Counter[str] = Counter()
         self._booted = False
+        self._frame_ns = 0  # time of the latest frame (run())
 
     # --- ground-facing ----------------------------------------------------------------
     def queue(self, t_ns: int, workload: str, params: dict, deadline_s: float,
@@ -205,13 +207,14 @@ class PayloadManager(Component):
             raise ValueError(f"no job {job_id}")
         for r in job.runs:
             if r.state in ("running", "suspended", "recovering"):
-                self._call(self.boards[r.board], "cancel", r.remote_id)
+                self._call(t_ns, self.boards[r.board], "cancel", r.remote_id)
                 self._free(r)
                 r.state = "failed"
         self._set_state(job, "cancelled")
 
     # --- the frame --------------------------------------------------------------------
     def run(self, t_ns: int) -> None:
+        self._frame_ns = t_ns
         if not self._booted:
             self._booted = True
             for b in self.boards.values():  # power every board the relay left off
@@ -231,18 +234,26 @@ class PayloadManager(Component):
             self._dispatch(t_ns)
         self._account(t_ns)
 
-    def _call(self, b: Board, method: str, *args: Any) -> Any:
+    def _call(self, t_ns: int, b: Board, method: str, *args: Any) -> Any:
         if self._lead or self._ckpt:
-            self.settle(b.cfg.name)
+            self.settle(b.cfg.name, t_ns)
         try:
             return getattr(b.link, method)(*args)
         except LINK_ERRORS as e:
-            return self._link_error(b, method, e)
+            return self._link_error(t_ns, b, method, e)
 
-    def _link_error(self, b: Board, method: str, e: BaseException) -> Any:
+    def _link_error(self, t_ns: int, b: Board, method: str, e: BaseException) -> Any:
+        """Count a failed link call and leave a trace: a ``link_error`` event with the
+        board, the command and the cause (the exception's class and message, with the
+        link's port name left out: a pty's name changes from run to run, and the
+        event log of a virtual-time run must repeat bit for bit)."""
         b.link_errors += 1
         self.stats["link_errors"] += 1
-        self._last_error = f"{b.cfg.name}.{method}: {e!r}"[:200]
+        cause = f"{type(e).__name__}: {e}"
+        url = getattr(b.link, "url", None)
+        if isinstance(url, str) and url:
+            cause = cause.replace(url, "<port>")
+        self.events.emit(t_ns, "link_error", board=b.cfg.name, command=method, cause=cause[:200])
         return _FAILED
 
     def _time_sync_all(self, t_ns: int, boards: list[Board]) -> dict[str, Any]:
@@ -271,12 +282,12 @@ class PayloadManager(Component):
         out: dict[str, Any] = {}
         for b, p in zip(boards, begun, strict=True):
             if isinstance(p, BaseException):
-                out[b.cfg.name] = self._link_error(b, "time_sync", p)
+                out[b.cfg.name] = self._link_error(t_ns, b, "time_sync", p)
                 continue
             try:
                 out[b.cfg.name] = p.wait()
             except LINK_ERRORS as e:
-                out[b.cfg.name] = self._link_error(b, "time_sync", e)
+                out[b.cfg.name] = self._link_error(t_ns, b, "time_sync", e)
         return out
 
     def lead(self, t_ns: int, next_ns: int) -> None:
@@ -294,15 +305,16 @@ class PayloadManager(Component):
                 except LINK_ERRORS:
                     pass  # the next frame syncs it the usual way and counts the error
 
-    def settle(self, board: str | None = None) -> None:
+    def settle(self, board: str | None = None, t_ns: int | None = None) -> None:
         """Await the lead time syncs in flight (to ``board``, or to all) and drop their
         replies: whoever calls this is about to change what the board will report;
         the next frame syncs it afresh. Call it before touching a board behind the
         flight software's back (a fault, a power change). A checkpoint in flight
-        to the board is awaited too, and its result taken."""
+        to the board is awaited too, and its result taken; a failed one is a link
+        error at ``t_ns`` (default: the time of the last frame)."""
         self._drop_leads(board)
         for name in list(self._ckpt) if board is None else [board]:
-            self._checkpointed(name)
+            self._checkpointed(name, self._frame_ns if t_ns is None else t_ns)
 
     def _drop_leads(self, board: str | None = None) -> None:
         """Await the lead time syncs in flight (to ``board``, or to all); drop their replies."""
@@ -311,7 +323,7 @@ class PayloadManager(Component):
             if sent is not None:
                 self._drop(sent[1])
 
-    def _checkpointed(self, name: str) -> None:
+    def _checkpointed(self, name: str, t_ns: int) -> None:
         """Await the checkpoint in flight to board ``name`` (if any) and take its result;
         a failed one is link-health evidence and is tried again at the next frame."""
         out = self._ckpt.pop(name, None)
@@ -321,7 +333,7 @@ class PayloadManager(Component):
         try:
             res = out.pending.wait()
         except LINK_ERRORS as e:
-            self._link_error(b, "checkpoint", e)
+            self._link_error(t_ns, b, "checkpoint", e)
             run.last_ckpt_ns = out.previous_ns
             return
         ck = _get(res, "checkpoint_step")
@@ -343,7 +355,7 @@ class PayloadManager(Component):
         hk: Any = None
         if self.time_sync:
             if res is None:
-                res = self._call(b, "time_sync", t_ns)
+                res = self._call(t_ns, b, "time_sync", t_ns)
             if res is _FAILED:
                 return
             hk = _get(res, "hk")
@@ -354,7 +366,7 @@ class PayloadManager(Component):
                 for j in jobs:
                     b.job_report[_get(j, "job_id")] = j
         if hk is None:
-            hk = self._call(b, "housekeeping")
+            hk = self._call(t_ns, b, "housekeeping")
             if hk is _FAILED:
                 return
         thr = _get(hk, "throttle")
@@ -383,7 +395,7 @@ class PayloadManager(Component):
         if b.run is None:
             return
         job, run = b.run
-        res = self._call(b, "resume", run.remote_id)
+        res = self._call(t_ns, b, "resume", run.remote_id)
         b.job_report.pop(run.remote_id, None)  # the report predates the resume
         if res is not _FAILED:
             run.state = "running"
@@ -391,7 +403,7 @@ class PayloadManager(Component):
             self.events.emit(t_ns, "job_started", job=job.id, board=b.cfg.name,
                              remote_id=run.remote_id, resumed=True, checkpoint_step=run.checkpoint_step)
             return
-        rid = self._call(b, "start_job", job.workload, job.params, job.deadline_s)
+        rid = self._call(t_ns, b, "start_job", job.workload, job.params, job.deadline_s)
         if rid is _FAILED:
             self._free(run)
             run.state = "lost"
@@ -405,7 +417,7 @@ class PayloadManager(Component):
     def _poll_runs(self, t_ns: int) -> None:
         for name, out in list(self._ckpt.items()):
             if t_ns - out.sent_ns >= CHECKPOINT_AWAIT_S * NS:
-                self._checkpointed(name)
+                self._checkpointed(name, t_ns)
                 self.checkpoints_taken_late += 1
         for b in self.boards.values():
             if b.run is None or not b.powered or b.isolated or b.recovering or b.last_ok_ns != t_ns:
@@ -415,7 +427,7 @@ class PayloadManager(Component):
                 continue
             st = b.job_report.get(run.remote_id) if b.report_ns == t_ns else None
             if st is None:
-                st = self._call(b, "job_status", run.remote_id)
+                st = self._call(t_ns, b, "job_status", run.remote_id)
             if st is _FAILED:
                 continue
             state = _get(st, "state")
@@ -432,7 +444,7 @@ class PayloadManager(Component):
                 self._free(run)
                 self._run_failed(t_ns, job, f"{b.cfg.name}: {state} {_get(st, 'error') or ''}".strip())
             elif t_ns - run.last_ckpt_ns >= self.checkpoint_period_ns:
-                self._checkpointed(b.cfg.name)  # the previous one first (a short period)
+                self._checkpointed(b.cfg.name, t_ns)  # the previous one first (a short period)
                 begin = getattr(b.link, "checkpoint_begin", None) if self.sync_lead else None
                 if begin is not None:
                     try:
@@ -441,9 +453,9 @@ class PayloadManager(Component):
                         run.last_ckpt_ns = t_ns
                         self.checkpoints_led += 1
                     except LINK_ERRORS as e:
-                        self._link_error(b, "checkpoint", e)
+                        self._link_error(t_ns, b, "checkpoint", e)
                     continue
-                res = self._call(b, "checkpoint", run.remote_id)
+                res = self._call(t_ns, b, "checkpoint", run.remote_id)
                 if res is not _FAILED:
                     run.last_ckpt_ns = t_ns
                     ck = _get(res, "checkpoint_step")
@@ -512,7 +524,7 @@ class PayloadManager(Component):
         for r in job.runs:
             if r.state in ("running", "suspended", "recovering"):
                 b = self.boards[r.board]
-                self._call(b, "cancel", r.remote_id)
+                self._call(t_ns, b, "cancel", r.remote_id)
                 self._free(r)
                 r.state = "failed"
         self._set_state(job, "done" if ok else "failed")
@@ -536,7 +548,7 @@ class PayloadManager(Component):
             n = 0
             for b in self.boards.values():
                 if b.run is not None and b.run[1].state == "running" and b.last_ok_ns == t_ns:
-                    res = self._call(b, "suspend", b.run[1].remote_id)
+                    res = self._call(t_ns, b, "suspend", b.run[1].remote_id)
                     if res is not _FAILED:
                         b.run[1].state = "suspended"
                         ck = _get(res, "checkpoint_step")
@@ -550,7 +562,7 @@ class PayloadManager(Component):
             n = 0
             for b in self.boards.values():
                 if b.run is not None and b.run[1].state == "suspended":
-                    if self._call(b, "resume", b.run[1].remote_id) is not _FAILED:
+                    if self._call(t_ns, b, "resume", b.run[1].remote_id) is not _FAILED:
                         b.run[1].state = "running"
                         n += 1
             self.suspended = False
@@ -579,7 +591,7 @@ class PayloadManager(Component):
         self.throttle = x
         for b in act:
             if b.last_ok_ns == t_ns and abs(b.throttle_sent - x) > 0.005:
-                if self._call(b, "set_throttle", round(x, 4)) is not _FAILED:
+                if self._call(t_ns, b, "set_throttle", round(x, 4)) is not _FAILED:
                     b.throttle_sent = x
 
     def _healthy_idle(self, t_ns: int) -> list[Board]:
@@ -594,7 +606,7 @@ class PayloadManager(Component):
             job = self._next_job_for(b)
             if job is None:
                 continue  # nothing for this board (it may be waiting for a partner's copy)
-            rid = self._call(b, "start_job", job.workload, job.params, job.deadline_s)
+            rid = self._call(t_ns, b, "start_job", job.workload, job.params, job.deadline_s)
             if rid is _FAILED:
                 continue
             run = Run(b.cfg.name, _job_id(rid), started_ns=t_ns, last_ckpt_ns=t_ns)
@@ -657,11 +669,11 @@ class PayloadManager(Component):
         if b is None:
             return
         if action == "retry":
-            if self._call(b, "ping") is not _FAILED:
+            if self._call(t_ns, b, "ping") is not _FAILED:
                 b.last_ok_ns = t_ns
         elif action == "reset":
             self.stats["resets"] += 1
-            self._call(b, "reboot")
+            self._call(t_ns, b, "reboot")
             b.recovering = True
         elif action == "power_cycle":
             self.stats["power_cycles"] += 1
@@ -688,7 +700,7 @@ class PayloadManager(Component):
 
     def _power(self, t_ns: int, b: Board, on: bool, cause: str) -> None:
         if self._lead or self._ckpt:
-            self.settle(b.cfg.name)
+            self.settle(b.cfg.name, t_ns)
         self.switches.set(b.cfg.channel, on)
         b.powered = on
         b.report_ns = -1  # its report is void now: no lead sync until it reports again
