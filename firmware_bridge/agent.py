@@ -49,6 +49,80 @@ _FUNCTIONS = {fid: (name, f"_fn_{name}", test_only)
               for name, (fid, _apid, test_only) in P.FUNCTIONS.items()}
 
 
+class _Request:
+    """One telecommand under way and its PUS-C verification reports (service 1).
+
+    Acceptance (TM[1,1]) and start of execution (TM[1,3]) are reported, as the TC's
+    flags ask, once every acceptance check has passed: just before the first effect
+    the command has (its final report, an event or report it causes) or, for one
+    that waits on a job worker, when its dispatch returns. A failed check is TM[1,2]
+    and nothing else. Success ends with the data report (TM[17,2], TM[3,25],
+    TM[8,130]), which is the completion report, or TM[1,7] for a request without one
+    if the completion flag is set; an execution failure with TM[1,8]. Failure
+    reports go out whatever the flags. Every report sent is kept for the reply
+    cache, which replays them for a repeat of the TC."""
+
+    __slots__ = ("agent", "key", "crc", "rid", "apid", "dest", "ack", "accepted", "ended", "sent")
+
+    def __init__(self, agent: Agent, key: tuple, crc: bytes, rid: bytes, apid: int, dest: int,
+                 ack: int) -> None:
+        self.agent, self.key, self.crc, self.rid = agent, key, crc, rid
+        self.apid, self.dest, self.ack = apid, dest, ack
+        self.accepted = self.ended = False
+        self.sent = b""
+
+    def _send(self, kind: tuple[int, int], data: bytes = b"") -> None:
+        out = self.agent._tm(self.apid, kind, self.rid + data, self.dest)
+        self.sent += out
+        self.agent.send(out)
+
+    def accept(self) -> None:
+        """Every acceptance check passed; execution starts (reported once)."""
+        if self.accepted or self.ended:
+            return
+        self.accepted = True
+        if self.ack & P.ACK_ACCEPTANCE:
+            self._send(P.TM_ACCEPT_OK)
+        if self.ack & P.ACK_START:
+            self._send(P.TM_START_OK)
+
+    def complete(self, kind: tuple[int, int], data: bytes = b"") -> None:
+        """Success: the data report ``kind``, or TM[1,7] if the completion flag asks."""
+        if self.ended:
+            return
+        self.accept()
+        if kind != P.TM_COMPLETE_OK or self.ack & P.ACK_COMPLETION:
+            try:
+                self._send(kind, data)
+            except P.PacketError as exc:  # a result that does not fit in a packet
+                return self.fail(P.ERR_INTERNAL, f"{kind} report not sent: {exc}")
+        self._end()
+
+    def reject(self, code: int, message: str) -> None:
+        """An acceptance check failed: TM[1,2], nothing executed. (Once acceptance is
+        decided a failure is an execution failure: a report is never contradicted.)"""
+        if self.accepted:
+            return self.fail(code, message)
+        if self.ended:
+            return
+        self.agent.stats["rejected"] += 1
+        self._send(P.TM_ACCEPT_FAIL, P.encode_failure(code, message))
+        self._end()
+
+    def fail(self, code: int, message: str) -> None:
+        """Execution failed: TM[1,8] (after the acceptance and start reports)."""
+        if self.ended:
+            return
+        self.accept()
+        self.agent.stats["rejected"] += 1
+        self._send(P.TM_COMPLETE_FAIL, P.encode_failure(code, message))
+        self._end()
+
+    def _end(self) -> None:
+        self.ended = True
+        self.agent._replied(self)
+
+
 class _Reject(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -259,7 +333,9 @@ class Agent:
         self._inbox: deque = deque()  # commands read, not yet executed (see _serve_inbox)
         self.running = True
         self.stats = {"commands": 0, "duplicates": 0, "replies": 0, "tx_dropped_bytes": 0,
-                      "rejected": 0}
+                      "rejected": 0, "idle": 0, "ignored_tm": 0, "foreign_apid": 0,
+                      "internal_errors": 0}
+        self._executing: _Request | None = None  # the TC being dispatched (see _unsolicited)
         self._boot()
 
     # -- state that a reboot resets
@@ -300,20 +376,30 @@ class Agent:
 
     # -- sending
     def _tm(self, apid: int, kind: tuple[int, int], data: bytes, dest: int = 0) -> bytes:
+        """One framed TM; the stream's sequence count and the message type counter move
+        only once the packet is built (a packet that cannot be built uses up no count)."""
         seq = self.tm_seq.get(apid, 0)
-        self.tm_seq[apid] = (seq + 1) % P.SEQ_MODULO
         mc = self.msg_counters.get(kind, 0)
+        out = frame(P.encode_tm(apid, seq, kind[0], kind[1], data, dest, mc, self.clock.now_ns()))
+        self.tm_seq[apid] = (seq + 1) % P.SEQ_MODULO
         self.msg_counters[kind] = (mc + 1) & 0xFFFF
-        return frame(P.encode_tm(apid, seq, kind[0], kind[1], data, dest, mc, self.clock.now_ns()))
+        return out
 
     def send(self, data: bytes) -> None:
         if self.hung_until is not None:
             return
         self.transport.write(data)
 
+    def _unsolicited(self, apid: int, kind: tuple[int, int], data: bytes) -> None:
+        """A TM no request asked for (an event, a periodic housekeeping report). One that a
+        command causes goes out after that command's acceptance and start reports."""
+        if self._executing is not None:
+            self._executing.accept()
+        self.send(self._tm(apid, kind, data))
+
     def event(self, name: str, details: dict, severity: str = "info") -> None:
         sub = P.EVENT_SEVERITY_SUBTYPES[severity]
-        self.send(self._tm(P.APID_EVENTS, (P.ST_EVENT, sub), P.encode_event(name, details)))
+        self._unsolicited(P.APID_EVENTS, (P.ST_EVENT, sub), P.encode_event(name, details))
 
     def housekeeping(self) -> dict:
         now = self.clock.now_ns()
@@ -343,25 +429,41 @@ class Agent:
     def _decode(raw: bytes):
         return P.decode_packet(raw), raw
 
-    def _finish(self, key, rid: bytes, apid: int, kind, data: bytes, dest: int) -> None:
-        out = self._tm(apid, kind, rid + data, dest)
-        hit = self.cache.get(key)
-        if hit is not None:  # (an entry keeps its place in the cache's order)
-            self.cache[key] = (hit[0], out)
+    def _replied(self, req: _Request) -> None:
+        """``req`` has sent its last report: a repeat of it now replays them all."""
+        hit = self.cache.get(req.key)
+        if hit is not None and hit[0] == req.crc:  # (an entry keeps its place in the order)
+            self.cache[req.key] = (req.crc, req.sent)
         self.stats["replies"] += 1
-        self.send(out)
 
     def _on_packet(self, pkt: P.Packet, raw: bytes) -> None:
+        """One packet from the link. Only a TC on a command APID executes: an idle packet
+        is discarded (CCSDS 133.0-B-2), and so is a TM (a board takes no telemetry); a TC
+        on any other APID is refused with TM[1,2] on the agent APID, so that no other
+        stream's sequence count moves and a reply never goes out on an APID the board
+        does not send on."""
         if pkt.ptype != P.TC:
+            self.stats["ignored_tm"] += 1
+            return
+        if pkt.apid not in P.COMMAND_APIDS:
+            if pkt.apid == P.APID_IDLE:
+                self.stats["idle"] += 1
+                return
+            self.stats["foreign_apid"] += 1
+            self.stats["rejected"] += 1
+            msg = (f"APID 0x{pkt.apid:03x} takes no telecommands (command APIDs: "
+                   + ", ".join(f"0x{a:03x} {P.APID_NAMES[a]}" for a in P.COMMAND_APIDS) + ")")
+            self.send(self._tm(P.APID_AGENT, P.TM_ACCEPT_FAIL,
+                               raw[:4] + P.encode_failure(P.ERR_UNKNOWN_APID, msg), pkt.source_id))
             return
         key = (pkt.source_id, pkt.apid, pkt.seq)
         crc = raw[-2:]
         hit = self.cache.get(key)
         if hit is not None and hit[0] == crc:
             self.stats["duplicates"] += 1
-            if hit[1] is not None:
-                self.send(hit[1])  # replay the reply; do not execute again
-            return  # still executing: its reply will follow
+            if hit[1]:
+                self.send(hit[1])  # replay the reports; do not execute again
+            return  # still executing (its reports will follow), or nothing to report
         self.cache[key] = (crc, None)
         if hit is not None:  # the same key, another command: now the newest entry
             self.cache.move_to_end(key)
@@ -372,32 +474,30 @@ class Agent:
             k = (pkt.source_id << 32) | (pkt.apid << 16) | pkt.seq
             self.ledger.append(k)
             self.ledger_set.add(k)
-        rid = raw[:4]
-        dest = pkt.source_id
-
-        def ok(kind, data: bytes = b"") -> None:
-            self._finish(key, rid, pkt.apid, kind, data, dest)
-
-        def fail(kind, code: int, msg: str) -> None:
-            self.stats["rejected"] += 1
-            self._finish(key, rid, pkt.apid, kind, P.encode_failure(code, msg), dest)
-
+        req = _Request(self, key, crc, raw[:4], pkt.apid, pkt.source_id, pkt.ack)
+        self._executing = req
         try:
-            if pkt.ack & P.ACK_ACCEPTANCE:
-                self.send(self._tm(pkt.apid, P.TM_ACCEPT_OK, rid, dest))
-            self._dispatch(pkt, ok, fail)
+            self._dispatch(pkt, req)
         except _Reject as exc:
-            fail(P.TM_ACCEPT_FAIL, exc.code, str(exc))
+            req.reject(exc.code, str(exc))
         except JobError as exc:
-            bad_args = exc.code == P.ERR_BAD_ARGUMENTS
-            fail(P.TM_ACCEPT_FAIL if bad_args else P.TM_COMPLETE_FAIL, exc.code, str(exc))
+            if exc.code == P.ERR_BAD_ARGUMENTS:
+                req.reject(exc.code, str(exc))
+            else:
+                req.fail(exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bad command must not kill the agent
-            fail(P.TM_COMPLETE_FAIL, P.ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+            req.fail(P.ERR_INTERNAL, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._executing = None
+        req.accept()  # still executing (it waits on a job worker): accepted and started
 
-    def _dispatch(self, pkt: P.Packet, ok, fail) -> None:
+    def _dispatch(self, pkt: P.Packet, req: _Request) -> None:
+        """Check and execute one TC. A failed acceptance check raises ``_Reject`` (or a
+        ``JobError`` with code 3) before the command takes any effect."""
         kind = pkt.kind
+        ok = req.complete
         if kind == P.TC_FUNCTION:  # the common case (a time sync every frame) first
-            return self._function(pkt.data, ok, fail)
+            return self._function(pkt.data, req)
         if kind == P.TC_PING:
             return ok(P.TM_PING)
         if kind == P.TC_HK_ONE_SHOT:
@@ -416,7 +516,7 @@ class Agent:
             return ok(P.TM_COMPLETE_OK)
         raise _Reject(P.ERR_UNKNOWN_SERVICE, f"unsupported service ({kind[0]},{kind[1]})")
 
-    def _function(self, data: bytes, ok, fail) -> None:
+    def _function(self, data: bytes, req: _Request) -> None:
         """A TC[8,1]: function id, then its JSON arguments."""
         if len(data) < 2:
             raise _Reject(P.ERR_BAD_ARGUMENTS, "function management TC without a function id")
@@ -428,8 +528,8 @@ class Agent:
         if test_only and not self.test_mode:
             raise _Reject(P.ERR_NOT_TEST_MODE, f"{name} is accepted only in test mode")
         args = _json(data[2:], name)
-        getattr(self, method)(args, lambda res: ok(P.TM_FUNCTION_REPORT, _result_json(res)),
-                              lambda code, msg: fail(P.TM_COMPLETE_FAIL, code, msg))
+        getattr(self, method)(args, lambda res: req.complete(P.TM_FUNCTION_REPORT, _result_json(res)),
+                              req.fail)
 
     # -- functions: each gets (args, done(result), failed(code, msg))
     def _fn_board_info(self, args, done, failed) -> None:
@@ -492,7 +592,7 @@ class Agent:
         def finish() -> None:
             self._tick(t)  # integrate the board model up to t with the power it had
             if self.hk_period_s is not None and (self.next_hk_ns is None or t >= self.next_hk_ns):
-                self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
+                self._unsolicited(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes())
                 self.next_hk_ns = t + int(self.hk_period_s * 1e9)
             done(self._sync_reply(t, prev, report))
 
@@ -650,7 +750,7 @@ class Agent:
         if periodic and period is not None and self.hung_until is None:
             mono = time.monotonic()
             if mono >= self.next_hk:
-                self.send(self._tm(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes()))
+                self._unsolicited(P.APID_HK, P.TM_HK_REPORT, self._hk_bytes())
                 self.next_hk += period
                 if self.next_hk < mono - 0.1:  # fell far behind: do not burst to catch up
                     self.next_hk = mono
@@ -677,7 +777,13 @@ class Agent:
             pkt, raw = inbox.popleft()
             self._pending_reboot = False
             if self.hung_until is None:  # (a command before it may have hung the board)
-                self._on_packet(pkt, raw)
+                try:
+                    self._on_packet(pkt, raw)
+                except Exception as exc:  # noqa: BLE001 - the last guard: no packet stops the agent
+                    self._executing = None
+                    self.stats["internal_errors"] += 1
+                    print(f"agent {self.name}: internal error on TC[{pkt.service},{pkt.subtype}] "
+                          f"APID 0x{pkt.apid:03x}: {type(exc).__name__}: {exc}", file=sys.stderr)
             if self._pending_reboot:
                 self.reboot()
                 self._pending_reboot = False

@@ -21,8 +21,9 @@ import struct
 from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
-#: Minor version: additions an old peer safely ignores (1: time_sync "report").
-PROTOCOL_MINOR = 1
+#: Minor version: additions an old peer safely ignores (1: time_sync "report";
+#: 2: verification reports by the TC's acknowledgement flags, TCs on other APIDs refused).
+PROTOCOL_MINOR = 2
 PUS_VERSION = 2  # PUS-C
 
 TM = 0
@@ -30,7 +31,8 @@ TC = 1
 
 #: Largest space packet (primary header through CRC), in bytes. Anything larger
 #: is rejected by encoder and decoder. On the wire a frame is at most
-#: MAX_PACKET_BYTES + 17 bytes (COBS overhead + delimiter).
+#: MAX_PACKET_BYTES + 18 bytes: COBS adds at most 4096 // 254 + 1 = 17 code bytes
+#: (``framing.max_frame_bytes``), then the delimiter.
 MAX_PACKET_BYTES = 4096
 
 PRIMARY_HEADER_BYTES = 6
@@ -46,6 +48,10 @@ APID_JOBS = 0x051  # TC: job commands; TM: their replies
 APID_HK = 0x052  # TM: periodic housekeeping reports
 APID_EVENTS = 0x053  # TM: event reports
 APID_NAMES = {APID_AGENT: "agent", APID_JOBS: "jobs", APID_HK: "hk", APID_EVENTS: "events"}
+#: The APIDs a board takes telecommands on; a TC on any other is refused (see the agent).
+COMMAND_APIDS = (APID_AGENT, APID_JOBS)
+#: CCSDS idle packets (133.0-B-2): never sent; a board discards one it receives.
+APID_IDLE = 0x7FF
 
 SEQ_MODULO = 1 << 14
 
@@ -64,6 +70,7 @@ ST_TEST = 17
 TM_ACCEPT_OK = (1, 1)
 TM_ACCEPT_FAIL = (1, 2)
 TM_START_OK = (1, 3)
+TM_START_FAIL = (1, 4)  # never sent: nothing can fail between acceptance and start
 TM_COMPLETE_OK = (1, 7)
 TM_COMPLETE_FAIL = (1, 8)
 TC_HK_ENABLE_PERIODIC = (3, 5)
@@ -94,7 +101,7 @@ FUNCTIONS: dict[str, tuple[int, int, bool]] = {
 }
 FUNCTION_NAMES = {fid: name for name, (fid, _a, _t) in FUNCTIONS.items()}
 
-# Failure codes in TM[1,2] / TM[1,8].
+# Failure codes (uint16) in TM[1,2] / TM[1,8].
 ERR_UNKNOWN_SERVICE = 1
 ERR_UNKNOWN_FUNCTION = 2
 ERR_BAD_ARGUMENTS = 3
@@ -103,6 +110,7 @@ ERR_NO_SUCH_JOB = 5
 ERR_BAD_STATE = 6
 ERR_INTERNAL = 7
 ERR_BUSY = 8
+ERR_UNKNOWN_APID = 9
 ERROR_NAMES = {
     ERR_UNKNOWN_SERVICE: "unknown service",
     ERR_UNKNOWN_FUNCTION: "unknown function",
@@ -112,6 +120,7 @@ ERROR_NAMES = {
     ERR_BAD_STATE: "bad state",
     ERR_INTERNAL: "internal error",
     ERR_BUSY: "busy",
+    ERR_UNKNOWN_APID: "not a command APID",
 }
 
 # Event identifiers (TM[5,x]).
@@ -225,7 +234,7 @@ def encode_tm(apid: int, seq: int, service: int, subtype: int, data: bytes, dest
 
 def _check_header(apid: int, seq: int, service: int, subtype: int, source_id: int) -> None:
     """The range checks every packet type shares (see :func:`encode_packet`)."""
-    if not 0 <= apid < 0x7FF:  # 0x7FF is the idle packet APID
+    if not 0 <= apid < APID_IDLE:
         raise PacketError(f"APID must be in 0..0x7fe, got {apid}")
     if not 0 <= seq < SEQ_MODULO:
         raise PacketError(f"sequence count must be in 0..16383, got {seq}")
@@ -320,7 +329,7 @@ def decode_json(data: bytes, what: str) -> dict:
         return {}
     try:
         obj = json.loads(data.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
         raise PacketError(f"{what}: application data is not JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise PacketError(f"{what}: application data must be a JSON object")

@@ -155,67 +155,6 @@ def test_agent_cli_reports_a_bad_sensor_root(tmp_path) -> None:
     assert out.returncode == 2 and "--sensor-root" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_agent_answers_any_command_exactly_once_and_never_crashes(tmp_path) -> None:
-    """Arbitrary (service, subtype, data) TCs: one final report each, no exception."""
-    import tty
-
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    from firmware_bridge import protocol as P
-    from firmware_bridge.agent import Agent, FdTransport, VirtualClock
-    from firmware_bridge.emulator import SimBoard
-    from firmware_bridge.framing import Deframer, frame
-
-    m, s = os.openpty()
-    tty.setraw(s)
-    os.set_blocking(s, False)
-    agent = Agent(FdTransport(m), SimBoard("jetson"), clock=VirtualClock(), name="fuzz",
-                  state_dir=str(tmp_path))
-    host = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
-    seq = iter(range(1, 10**6))
-    finals = {P.TM_PING, P.TM_HK_REPORT, P.TM_FUNCTION_REPORT, P.TM_COMPLETE_OK,
-              P.TM_ACCEPT_FAIL, P.TM_COMPLETE_FAIL}
-    fids = st.sampled_from(sorted(P.FUNCTION_NAMES) + [0, 999])
-    data = st.one_of(
-        st.binary(max_size=64),
-        st.builds(lambda f, d: f.to_bytes(2, "big") + d, fids, st.binary(max_size=40)),
-        st.builds(lambda f, d: P.encode_function(f, d), fids,
-                  st.dictionaries(st.sampled_from(["job_id", "throttle", "t_ns", "workload",
-                                                   "offset", "period_s"]),
-                                  st.one_of(st.integers(-5, 10**6), st.floats(), st.text(max_size=5),
-                                            st.none()), max_size=3)),
-    )
-
-    @settings(max_examples=300, deadline=None)
-    @given(st.sampled_from([1, 3, 5, 8, 17, 200]), st.integers(0, 255), data)
-    def prop(service: int, subtype: int, payload: bytes) -> None:
-        n = next(seq) % P.SEQ_MODULO
-        tc = P.encode_packet(P.Packet(P.TC, P.APID_AGENT, n, service, subtype, payload,
-                                      ack=P.ACK_COMPLETION, source_id=9))
-        os.write(s, frame(tc))
-        got = []
-        for _ in range(200):
-            agent.step(0.0)
-            try:
-                got += host.feed(os.read(s, 65536))
-            except BlockingIOError:
-                pass
-            replies = [p for p in got if p.apid == P.APID_AGENT and p.kind in finals]
-            if replies:
-                break
-        assert len(replies) == 1, (service, subtype, payload, got)
-        assert replies[0].data[:4] == tc[:4]  # carries the TC's request ID
-        agent.hk_period_s = None  # a fuzzed TC[3,5] must not flood the next example
-
-    try:
-        prop()
-    finally:
-        agent.jobs.shutdown()
-        os.close(s)
-        os.close(m)
-
-
 def test_agent_source_parses_as_python_3_10() -> None:
     """Boards run older Pythons (JetPack 6: 3.10): no newer syntax in the package.
     (Syntax only; the runtime is tested on the interpreter running this suite.)"""
@@ -278,3 +217,216 @@ def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
         agent.jobs.shutdown()
         os.close(s)
         os.close(m)
+
+
+# --- what the agent does with a packet: APIDs, verification reports ------------------
+
+
+@pytest.fixture
+def agent_on_pty(tmp_path):
+    """An in-process virtual-clock agent on a real pty; ``talk(frames)`` writes raw frames
+    and returns the packets the agent sent until it is quiet."""
+    import tty
+
+    from firmware_bridge import protocol as P
+    from firmware_bridge.agent import Agent, FdTransport, VirtualClock
+    from firmware_bridge.emulator import SimBoard
+    from firmware_bridge.framing import Deframer
+
+    m, s = os.openpty()
+    tty.setraw(s)
+    os.set_blocking(s, False)
+    agent = Agent(FdTransport(m), SimBoard("jetson"), clock=VirtualClock(), name="t",
+                  state_dir=str(tmp_path))
+    host = Deframer(P.decode_packet, P.MAX_PACKET_BYTES)
+
+    def talk(wire: bytes, quiet_steps: int = 5) -> list:
+        os.write(s, wire)
+        got, quiet = [], 0
+        while quiet < quiet_steps:
+            agent.step(0.002)
+            try:
+                new = host.feed(os.read(s, 65536))
+            except BlockingIOError:
+                new = []
+            got += new
+            quiet = 0 if new else quiet + 1
+        return got
+
+    yield agent, talk
+    agent.jobs.shutdown()
+    os.close(s)
+    os.close(m)
+
+
+#: The packet of issue 18's first finding: TC[17,1] on the idle APID, correct CRC.
+IDLE_PING = bytes.fromhex("1fffc000000628110 14d2bb4ac".replace(" ", ""))
+
+
+def test_an_idle_packet_is_discarded_and_the_agent_answers_on(agent_on_pty) -> None:
+    """CCSDS 133.0-B-2: idle packets are discarded. (The agent used to answer on APID
+    0x7FF, which encode_tm refuses: the exception escaped and the agent died.)"""
+    from firmware_bridge import protocol as P
+    from firmware_bridge.framing import frame
+
+    agent, talk = agent_on_pty
+    assert P.decode_packet(IDLE_PING).apid == P.APID_IDLE
+    assert talk(frame(IDLE_PING)) == []
+    assert agent.stats["idle"] == 1 and agent.stats["commands"] == 0
+    ping = P.encode_tc(P.APID_AGENT, 1, 17, 1, b"", P.ACK_COMPLETION, 7)
+    (reply,) = talk(frame(ping))
+    assert (reply.apid, reply.kind, reply.data, reply.seq) == (P.APID_AGENT, P.TM_PING, ping[:4], 0)
+
+
+@pytest.mark.parametrize("apid", [0x000, 0x052, 0x053, 0x123, 0x7FE])
+def test_a_tc_on_a_foreign_apid_is_refused_on_the_agent_apid(agent_on_pty, apid: int) -> None:
+    """A TC on an APID that takes no commands: TM[1,2] code 9 on the agent APID (whatever
+    its flags), nothing executed, and no other stream's sequence count moves: the next
+    event is still the event stream's count 0."""
+    from firmware_bridge import protocol as P
+    from firmware_bridge.framing import frame
+
+    agent, talk = agent_on_pty
+    for seq, ack in enumerate((0, 0xF)):
+        tc = P.encode_tc(apid, seq, 8, 1, P.encode_function(2, {"throttle": 0.5}), ack, 7)
+        (reply,) = talk(frame(tc))
+        assert (reply.apid, reply.kind, reply.source_id, reply.seq) == (
+            P.APID_AGENT, P.TM_ACCEPT_FAIL, 7, seq)
+        assert reply.data[:4] == tc[:4]
+        code, msg = P.decode_failure(reply.data[4:])
+        assert code == P.ERR_UNKNOWN_APID and f"APID 0x{apid:03x}" in msg
+    assert agent.throttle == 1.0 and agent.stats["commands"] == 0
+    tc = P.encode_tc(P.APID_AGENT, 5, 8, 1, P.encode_function(2, {"throttle": 0.5}), 0, 7)
+    event, reply = talk(frame(tc))
+    assert (event.apid, event.seq, reply.apid, reply.seq) == (P.APID_EVENTS, 0, P.APID_AGENT, 2)
+    assert P.decode_event(event.data)[0] == "throttle_changed"
+
+
+def test_telemetry_sent_to_a_board_is_ignored(agent_on_pty) -> None:
+    from firmware_bridge import protocol as P
+    from firmware_bridge.framing import frame
+
+    agent, talk = agent_on_pty
+    assert talk(frame(P.encode_tm(P.APID_AGENT, 0, 17, 1, b"", 7))) == []
+    assert agent.stats["ignored_tm"] == 1 and agent.stats["commands"] == 0
+
+
+def test_deeply_nested_json_arguments_are_bad_arguments(agent_on_pty) -> None:
+    from firmware_bridge import protocol as P
+    from firmware_bridge.framing import frame
+
+    agent, talk = agent_on_pty
+    tc = P.encode_tc(P.APID_AGENT, 1, 8, 1, (4).to_bytes(2, "big") + b"[" * 4000, 0, 7)
+    (reply,) = talk(frame(tc))
+    assert reply.kind == P.TM_ACCEPT_FAIL
+    assert P.decode_failure(reply.data[4:])[0] == P.ERR_BAD_ARGUMENTS
+
+
+#: Reports that end a request's verification (the data reports are completion reports).
+FINALS = {(17, 2), (3, 25), (8, 130), (1, 2), (1, 7), (1, 8)}
+
+
+def test_any_command_gets_its_verification_reports_as_its_flags_ask(agent_on_pty) -> None:
+    """Arbitrary (APID, service, subtype, flags, data) TCs, the agent in process.
+
+    For a TC on a command APID, in this order: TM[1,1] iff the acceptance flag is set
+    and the TC was accepted, TM[1,3] iff the start flag is set and it was accepted,
+    then one final report; none only for TC[3,5]/[3,6] done without the completion
+    flag. An acceptance failure (TM[1,2]) is never preceded by TM[1,1] or TM[1,3]. A TC
+    on any other APID gets TM[1,2] on the agent APID. Every report carries the TC's
+    request ID, and nothing the agent does raises."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from firmware_bridge import protocol as P
+    from firmware_bridge.framing import frame
+
+    agent, talk = agent_on_pty
+    seq = iter(range(1, 10**6))
+    fids = st.sampled_from(sorted(P.FUNCTION_NAMES) + [0, 999])
+    data = st.one_of(
+        st.binary(max_size=64),
+        st.builds(lambda f, d: f.to_bytes(2, "big") + d, fids, st.binary(max_size=40)),
+        st.builds(lambda f, d: P.encode_function(f, d), fids,
+                  st.dictionaries(st.sampled_from(["job_id", "throttle", "t_ns", "workload",
+                                                   "offset", "period_s", "report"]),
+                                  st.one_of(st.integers(-5, 10**6), st.floats(), st.text(max_size=5),
+                                            st.none(), st.booleans()), max_size=3)),
+    )
+    apids = st.one_of(st.sampled_from(P.COMMAND_APIDS), st.integers(0, P.APID_IDLE))
+
+    @settings(max_examples=300, deadline=None)
+    @given(apids, st.sampled_from([1, 3, 5, 8, 17, 200]), st.integers(0, 255), st.integers(0, 15),
+           data)
+    def prop(apid: int, service: int, subtype: int, ack: int, payload: bytes) -> None:
+        tc = P.encode_tc(apid, next(seq) % P.SEQ_MODULO, service, subtype, payload, ack, 9)
+        got = [p for p in talk(frame(tc), quiet_steps=2) if p.apid in P.COMMAND_APIDS
+               and p.service != P.ST_EVENT]
+        assert all(p.data[:4] == tc[:4] and p.source_id == 9 for p in got), got
+        kinds = [p.kind for p in got]
+        if apid == P.APID_IDLE:
+            assert kinds == []
+            return
+        if apid not in P.COMMAND_APIDS:
+            assert kinds == [P.TM_ACCEPT_FAIL] and got[0].apid == P.APID_AGENT
+            assert P.decode_failure(got[0].data[4:])[0] == P.ERR_UNKNOWN_APID
+            return
+        assert all(p.apid == apid for p in got)
+        if kinds[-1:] == [P.TM_ACCEPT_FAIL]:
+            assert kinds == [P.TM_ACCEPT_FAIL], kinds  # refused: never first accepted
+            return
+        verification = [k for k, flag in ((P.TM_ACCEPT_OK, P.ACK_ACCEPTANCE),
+                                          (P.TM_START_OK, P.ACK_START)) if ack & flag]
+        assert kinds[:len(verification)] == verification, (ack, kinds)
+        final = kinds[len(verification):]
+        if not final:  # done, nothing to report: only a TC[3,5]/[3,6] without the flag
+            assert (service, subtype) in (P.TC_HK_ENABLE_PERIODIC, P.TC_HK_DISABLE_PERIODIC)
+            assert not ack & P.ACK_COMPLETION
+        else:
+            assert len(final) == 1 and final[0] in FINALS, kinds
+        agent.hk_period_s = None  # a fuzzed TC[3,5] must not flood the next example
+
+    prop()
+    assert agent.stats["internal_errors"] == 0
+
+
+def test_an_unsupported_service_is_refused_without_first_being_accepted(agent_on_pty) -> None:
+    """Issue 18, finding 2: TC[200,1] with the acceptance flag got TM[1,1], then TM[1,2]."""
+    from firmware_bridge import protocol as P
+    from firmware_bridge.framing import frame
+
+    _, talk = agent_on_pty
+    tc = P.encode_tc(P.APID_AGENT, 1, 200, 1, b"", P.ACK_ACCEPTANCE | P.ACK_START, 7)
+    (reply,) = talk(frame(tc))
+    assert reply.kind == P.TM_ACCEPT_FAIL
+    assert P.decode_failure(reply.data[4:]) == (P.ERR_UNKNOWN_SERVICE, "unsupported service (200,1)")
+
+
+def test_each_flag_gets_its_report_in_order_and_a_repeat_replays_them(agent_on_pty) -> None:
+    """Issue 18, finding 3: with all four flags (the default of common PUS libraries) a
+    ping got TM[1,1] and TM[17,2] but no TM[1,3]. An event the command causes follows
+    its acceptance and start reports; TM[1,7] only when the completion flag asks."""
+    from firmware_bridge import protocol as P
+    from firmware_bridge.framing import frame
+
+    _, talk = agent_on_pty
+    ping = P.encode_tc(P.APID_AGENT, 1, 17, 1, b"", 0xF, 7)
+    first = talk(frame(ping))
+    assert [p.kind for p in first] == [P.TM_ACCEPT_OK, P.TM_START_OK, P.TM_PING]
+    assert [p.seq for p in first] == [0, 1, 2] and {p.data for p in first} == {ping[:4]}
+    assert talk(frame(ping)) == first  # a repeat: the same reports, not executed again
+    throttle = P.encode_tc(P.APID_AGENT, 2, 8, 1, P.encode_function(2, {"throttle": 0.5}), 0xF, 7)
+    got = talk(frame(throttle))
+    assert [(p.apid, p.kind) for p in got] == [
+        (P.APID_AGENT, P.TM_ACCEPT_OK), (P.APID_AGENT, P.TM_START_OK), (P.APID_EVENTS, (5, 1)),
+        (P.APID_AGENT, P.TM_FUNCTION_REPORT)]
+    for seq, ack, kinds in ((3, P.ACK_COMPLETION, [P.TM_COMPLETE_OK]),
+                            (4, P.ACK_ACCEPTANCE, [P.TM_ACCEPT_OK]),
+                            (5, 0, [])):
+        tc = P.encode_tc(P.APID_AGENT, seq, 3, 6, b"", ack, 7)
+        assert [p.kind for p in talk(frame(tc))] == kinds
+    bad = P.encode_tc(P.APID_JOBS, 6, 8, 1, P.encode_function(11, {"job_id": 3}), 0xF, 7)
+    got = talk(frame(bad))  # accepted, started, failed in execution (no such job)
+    assert [(p.apid, p.kind) for p in got] == [
+        (P.APID_JOBS, P.TM_ACCEPT_OK), (P.APID_JOBS, P.TM_START_OK), (P.APID_JOBS, P.TM_COMPLETE_FAIL)]
+    assert P.decode_failure(got[-1].data[4:])[0] == P.ERR_NO_SUCH_JOB

@@ -535,3 +535,28 @@ def test_a_board_without_a_state_dir_gets_an_empty_disk_per_power_on_and_leaves_
     finally:
         emu.stop()
         os.close(master)
+
+
+def test_an_idle_packet_and_a_tc_on_a_foreign_apid_leave_the_board_serving() -> None:
+    """Issue 18, finding 1: this 13-byte TC[17,1] on the idle APID 0x7FF made the agent
+    raise in its error handler, and the emulator exited with code 1. Now the board
+    discards it, refuses a TC on an APID that takes no commands (TM[1,2] on the agent
+    APID, which the link ignores as a reply it did not ask for), and serves on."""
+    import serial
+
+    from firmware_bridge.framing import frame
+
+    idle_ping = bytes.fromhex("1fffc0000006281101 4d2bb4ac".replace(" ", ""))
+    foreign = P.encode_tc(P.APID_EVENTS, 0, 17, 1, b"", 0xF, 1)
+    master, path = open_pty()
+    emu = EmulatorProcess(master, kind="jetson", name="idle", clock="virtual", status=False).start()
+    try:
+        with serial.Serial(path, exclusive=True) as raw:
+            raw.write(frame(idle_ping) + frame(foreign))
+        with Link(path, timeout_s=1.0, retries=3) as link:
+            assert link.ping() > 0  # the frames above were served before it, in order
+            assert link.board_info()["protocol_minor"] == P.PROTOCOL_MINOR
+        assert emu.alive
+    finally:
+        emu.stop()
+        os.close(master)
