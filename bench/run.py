@@ -33,12 +33,12 @@ import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+# The project comes from wherever it is installed (editable or not): putting the
+# source tree first on sys.path would shadow a non-editable install with a tree
+# whose C core was never built. _figures is beside this script (sys.path[0]).
 from _figures import print_figures  # noqa: E402 - bench/, the script's own directory
 
-from hil_rig.runner import Run  # noqa: E402
+from hil_rig.run import DEFAULT_RT_PRIORITY, Run, RunOptions  # noqa: E402
 from hil_rig.scenario import find_scenario, load_scenario, parse_duration  # noqa: E402
 
 NS = 1_000_000_000
@@ -53,8 +53,9 @@ def _breakdown_points() -> list[tuple[type, str, str]]:
     from flight_sw.app import FlightSoftware
     from hil_rig.plant import Plant
     from hil_rig.power_loop import PowerLoop
+    from hil_rig.run.recorder import Recorder
 
-    return [(Run, "_advance", "rig_advance"), (Run, "_second", "rig_second"), (Run, "_record", "rig_record"),
+    return [(Run, "_advance", "rig_advance"), (Run, "_second", "rig_second"), (Recorder, "second", "rig_record"),
             (PowerLoop, "update", "rig_power_loop"), (Plant, "sensors", "rig_sensors"),
             (Plant, "step_row", "rig_plant_step"), (Plant, "step", "rig_plant_step"), (FlightSoftware, "step_to", "fsw_frames"),
             (FlightSoftware, "_control", "fsw_adcs_frame"),
@@ -137,12 +138,9 @@ def _children_cpu_s() -> tuple[float, float]:
 def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bool = True,
              c_frames: bool = True, rt: bool = True) -> dict:
     out = tmp / f"run-{time.monotonic_ns()}"
-    run = Run(scenario, out=out)
-    if not sync_lead:
-        run.sync_lead = False  # else the runner decides (on in virtual time with emulated boards)
-    run.c_frames = c_frames
-    if not rt:
-        run.rt_priority = None
+    # sync_lead None: the run decides (on in virtual time with emulated boards)
+    opts = RunOptions(sync_lead=None if sync_lead else False, c_frames=c_frames)
+    run = Run(scenario, out=out, options=opts, rt_priority=DEFAULT_RT_PRIORITY if rt else None)
     timers = _Timers()
     if breakdown:  # before start(): the flight software's executive binds its tasks at start
         timers.install()
@@ -187,12 +185,11 @@ def plant_only(scenario, duration_ns: int) -> float:
 
     from hil_rig.environment import Environment
     from hil_rig.plant import Actuators, Plant
-    from hil_rig.runner import Run as _Run
-    from hil_rig.runner import build_orbit
+    from hil_rig.run import build_orbit, plant_params
 
     orbit = build_orbit(scenario)
     env = Environment(orbit, scenario.epoch)
-    params = _Run(scenario, out=tempfile.mkdtemp())._plant_params()
+    params = plant_params(scenario)
     plant = Plant(dataclasses.replace(params), seed=scenario.seed)
     act = Actuators()
     dt = NS // 10

@@ -180,6 +180,20 @@ class RealTimeClock:
         assert self._start_wall_ns is not None
         return self._start_wall_ns + int(round(t_ns / self.scale))
 
+    def shift(self, wall_s: float) -> None:
+        """Every deadline ``wall_s`` later (a pause of that long)."""
+        if self._start_wall_ns is not None:
+            self._start_wall_ns += int(round(wall_s * 1e9))
+
+    def set_scale(self, scale: float, t_ns: int) -> None:
+        """Real time x ``scale`` from simulation time ``t_ns`` on: ``t_ns`` stays due
+        when it was, the deadlines after it follow the new scale."""
+        if not scale > 0:
+            raise ValueError(f"time scale must be > 0, got {scale!r}")
+        anchor = self.deadline_wall_ns(t_ns)
+        self.scale = float(scale)
+        self._start_wall_ns = anchor - int(round(t_ns / self.scale))
+
     def wait_until(self, t_ns: int) -> int:
         """Sleep until simulation time ``t_ns`` is due; return lateness in wall ns."""
         if t_ns < self.now_ns:

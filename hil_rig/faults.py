@@ -18,6 +18,7 @@ is switched back on by the flight software, not by the rig).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Sequence
 
@@ -134,6 +135,15 @@ class FaultSchedule:
             out.append(self.actions[self._next])
             self._next += 1
         return out
+
+    def add(self, actions: Sequence[FaultAction]) -> None:
+        """More actions (a fault injected during the run): none may be due before the
+        last one handed out."""
+        for a in actions:
+            if self._next and a < self.actions[self._next - 1]:
+                raise ValueError(f"{a.describe()} at t = {a.t_ns / 1e9:.3f} s is before the "
+                                 f"schedule's current time")
+            bisect.insort(self.actions, a, lo=self._next)
 
     def next_time_ns(self) -> int | None:
         return self.actions[self._next].t_ns if self._next < len(self.actions) else None

@@ -8,7 +8,7 @@ Options (one definition shared with ``hil run``, see ``hil_rig.run_cli``):
 
 Fixtures:
 
-- ``bench`` (session): :class:`hil_rig.runner.BenchInfo` of the bench in use;
+- ``bench`` (session): :class:`hil_rig.run.BenchInfo` of the bench in use;
 - ``rig``: a :class:`Rig` that starts scenario runs on that bench; every run
   directory of a failed test is kept and named in the failure report;
 - ``fsw``: the flight software of the rig's current run (starts the nominal
@@ -57,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _bench_info(config: pytest.Config) -> Any:
     """The bench described by --bench (loaded once per session, not started)."""
     if _BENCH_KEY not in config.stash:
-        from hil_rig.runner import describe_bench
+        from hil_rig.run import describe_bench
 
         config.stash[_BENCH_KEY] = describe_bench(config.getoption("hil_bench"))
     return config.stash[_BENCH_KEY]
@@ -136,8 +136,8 @@ class Rig:
         return sc.replace(**changes)
 
     def start(self, scenario: Any = None, **changes: Any) -> Any:
-        """Start a run (a :class:`hil_rig.runner.Run`) and make it current."""
-        from hil_rig.runner import Run
+        """Start a run (a :class:`hil_rig.run.Run`) and make it current."""
+        from hil_rig.run import Run
 
         if scenario is None or isinstance(scenario, str | pathlib.Path):
             scenario = self.scenario(scenario, **changes)

@@ -55,7 +55,7 @@ def _dest(flag: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hil_rig.runner import DEFAULT_RT_PRIORITY, RunError, run_scenario
+    from hil_rig.run import DEFAULT_RT_PRIORITY, RunError, run_scenario
     from hil_rig.scenario import ScenarioError, find_scenario, load_scenario, parse_duration
 
     if args.virtual and args.hil_speed is not None:

@@ -124,7 +124,7 @@ def test_summary_and_junit(tmp_path: pathlib.Path) -> None:
 def test_progress_display() -> None:
     import io
 
-    from hil_rig.runner import Progress
+    from hil_rig.run import Progress
 
     status = {"orbit": 2, "sunlit": False, "soc": 0.71, "temps_c": [31.0, 12.0], "mode": "COMPUTE",
               "boards": {"jetson0": "BUSY", "rpi0": "SUSPENDED"}, "jobs": 42}

@@ -61,16 +61,16 @@ def _assert_same_archives(a_dir: pathlib.Path, b_dir: pathlib.Path) -> None:
 
 def _runs_with(path: pathlib.Path, tmp: pathlib.Path, attr: str) -> dict:
     """The scenario at ``path`` run to its end twice in this process, with the Run
-    attribute ``attr`` False, then True (output in tmp/off and tmp/on); the Run
+    option ``attr`` (RunOptions) False, then True (output in tmp/off and tmp/on); the Run
     objects by that value, each asserted to pass."""
-    from hil_rig.runner import Run
+    from hil_rig.run import Run
     from hil_rig.scenario import load_scenario
 
     sc = load_scenario(path)
     runs = {}
     for value in (False, True):
         run = Run(sc, out=tmp / ("on" if value else "off"))
-        setattr(run, attr, value)
+        setattr(run.options, attr, value)
         with run:
             run.run_until(run.duration_ns)
             assert run.finish().passed
@@ -148,7 +148,7 @@ _POLICY_PROBE = "import os; print(os.sched_getscheduler(0))"
 def test_loop_priority_is_real_time_for_the_block_only_and_not_inherited() -> None:
     import threading
 
-    from hil_rig.runner import loop_priority
+    from hil_rig.run import loop_priority
 
     before = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
     with loop_priority(3) as applied:
@@ -172,7 +172,7 @@ def test_loop_priority_is_real_time_for_the_block_only_and_not_inherited() -> No
 def test_loop_priority_without_permission_runs_normally() -> None:
     code = (
         "import os, resource\n"
-        "from hil_rig.runner import loop_priority\n"
+        "from hil_rig.run import loop_priority\n"
         "resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))\n"
         "os.setgid(65534); os.setuid(65534)\n"
         "with loop_priority(1) as applied:\n"
@@ -185,7 +185,7 @@ def test_loop_priority_without_permission_runs_normally() -> None:
 
 @pytest.mark.parametrize("bad", [0, 100, -1, True, 1.5, "1"])
 def test_loop_priority_rejects_a_bad_value(bad: object) -> None:
-    from hil_rig.runner import RunError, loop_priority
+    from hil_rig.run import RunError, loop_priority
 
     with pytest.raises(RunError, match=r"rt_priority must be an integer in 1\.\.99"):
         with loop_priority(bad):  # type: ignore[arg-type]
@@ -236,7 +236,7 @@ def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -
     awaits its periodic checkpoints seconds after sending them. What
     the boards do and report must not change: the archives are identical, row for
     row, with and without it (compute workload: jobs start, progress, finish)."""
-    from hil_rig.runner import Run
+    from hil_rig.run import Run, RunOptions
     from hil_rig.scenario import load_scenario
 
     path = _scenario(tmp_path, name="lead", duration="4 min", seed=11, workload="compute")
@@ -246,8 +246,7 @@ def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -
     outs = {False: tmp_path / "plain", True: tmp_path / "lead"}
     used = {}
     for lead, out in outs.items():
-        run = Run(sc, out=out)
-        run.sync_lead = lead
+        run = Run(sc, out=out, options=RunOptions(sync_lead=lead))
         with run:
             run.run_until(run.duration_ns)
             pm = run.fsw.payload

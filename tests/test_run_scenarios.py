@@ -10,7 +10,7 @@ import pytest
 from hil_rig.environment import Environment
 from hil_rig.faults import resolve
 from hil_rig.requirements import make_judges
-from hil_rig.runner import build_orbit, orbit_events, run_scenario
+from hil_rig.run import build_orbit, orbit_events, run_scenario
 from hil_rig.scenario import load_scenario
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -1,0 +1,177 @@
+"""What a run leaves behind and shows while it runs: the telemetry archive, the
+event log, the requirement judges, the live status and the progress display.
+
+Once per simulated second :meth:`Recorder.second` writes one telemetry row (rig
+truth, then the flight software's housekeeping), one payload row per board and
+the new flight-software events, commits, feeds every judge one
+:class:`hil_rig.requirements.Sample`, and refreshes the status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import TYPE_CHECKING, Any, TextIO
+
+from hil_rig.archive import ARCHIVE_NAME, Archive, Channel
+from hil_rig.constants import NS_PER_S as NS
+from hil_rig.constants import ZERO_CELSIUS_K
+from hil_rig.requirements import Sample
+
+if TYPE_CHECKING:
+    from hil_rig.run.builder import RunParts
+    from hil_rig.run.progress import Progress
+
+#: Telemetry columns: rig truth first, then the flight software's housekeeping.
+TRUTH_CHANNELS: tuple[Channel, ...] = (
+    Channel("orbit", "1", "orbit number (1 at t = 0, +1 every orbital period)", "INTEGER"),
+    Channel("illumination", "1", "sunlit fraction of the solar disc (rig truth, conical shadow)"),
+    Channel("sun_err_deg", "deg", "angle between the main array normal and the sun (rig truth)"),
+    Channel("soc_true", "1", "battery state of charge (plant truth)"),
+    Channel("battery_v_true", "V", "battery terminal voltage (plant truth)"),
+    Channel("solar_power_w_true", "W", "array power (plant truth)"),
+    Channel("load_power_w_true", "W", "bus load incl. payloads (plant truth)"),
+    Channel("payload_power_w_meas", "W", "payload boards' draw measured by the bench supply"),
+    Channel("temp_payload_k_true", "K", "payload thermal node (plant truth)"),
+    Channel("temp_battery_k_true", "K", "battery thermal node (plant truth)"),
+    Channel("temp_radiator_k_true", "K", "radiator thermal node (plant truth)"),
+    Channel("temp_structure_k_true", "K", "structure thermal node (plant truth)"),
+    Channel("rate_norm_rad_s_true", "rad/s", "body rate magnitude (plant truth)"),
+)
+
+
+def fsw_channels(boards: list[str]) -> list[Channel]:
+    """The flight software's housekeeping as telemetry columns (per-board channels
+    go to the payload table)."""
+    from flight_sw.dictionary import hk_channels
+
+    out = []
+    for c in hk_channels(boards):
+        if c.name.startswith("board."):
+            continue
+        kind = "REAL" if c.fmt in ("d", "f") else "INTEGER"
+        out.append(Channel(f"fsw_{c.name}", c.unit, f"flight software HK: {c.desc or c.name}", kind))
+    return out
+
+
+def fmt_s(t: int | None) -> str:
+    return "before start" if t is None else f"{t / NS:.3f} s"
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+class Recorder:
+    """The archive and event log of one run directory, the judges and the status."""
+
+    def __init__(self, run_dir: pathlib.Path, boards: list[str], meta: dict[str, Any],
+                 judges: list[Any], progress: Progress | None = None) -> None:
+        from flight_sw.dictionary import BOARD_STATES, board_channel_names
+
+        self.run_dir = run_dir
+        self.channels = list(TRUTH_CHANNELS) + fsw_channels(boards)
+        self.judges = judges
+        self.progress = progress
+        self.archive = Archive(run_dir / ARCHIVE_NAME, self.channels, meta)
+        try:
+            self.log: TextIO | None = (run_dir / "events.log").open("w", encoding="utf-8")
+        except BaseException:
+            self.archive.close()
+            raise
+        self.status: dict[str, Any] = {}
+        self._since_sample: list[tuple[int, str, str, str]] = []  # events for the judges' next sample
+        self._fsw_event_idx = 0
+        self._jobs_seen = 0
+        self._jobs_by_board: dict[str, int] = {}
+        self._board_states = BOARD_STATES
+        # (hk key, int or float) per flight-software column; (board, its hk keys)
+        self._hk_cols = [(c.name[4:], int if c.kind == "INTEGER" else float)
+                         for c in self.channels[len(TRUTH_CHANNELS):]]
+        self._board_keys = []
+        for n in boards:
+            temp_key, power_key, state_key, _throttle = board_channel_names(n)
+            self._board_keys.append((n, state_key, temp_key, power_key))
+
+    def event(self, t: int, source: str, kind: str, detail: str) -> None:
+        self.archive.event(t, source, kind, detail)
+        self._since_sample.append((t, source, kind, detail))
+        if self.log is not None:
+            self.log.write(f"{t / NS:12.3f} {source:<5} {kind:<24} {detail}\n")
+
+    def second(self, parts: RunParts, t: int) -> None:
+        """One simulated second's records (see the module's doc)."""
+        p, fsw = parts.plant, parts.fsw
+        for ev in fsw.events.events[self._fsw_event_idx:]:
+            self.event(ev.t_ns, "fsw", ev.name, json.dumps(ev.fields, sort_keys=True, default=str))
+        self._fsw_event_idx = len(fsw.events.events)
+        illum, sun_err = 0.0, float("nan")
+        sb = p.sun_in_body()
+        if sb is not None:
+            (bx, by, bz), illum = sb
+            nx, ny, nz = parts.params.panels[0].normal_body
+            sun_err = math.degrees(math.acos(max(-1.0, min(1.0, bx * nx + by * ny + bz * nz))))
+        temps = p.temps
+        orbit = int(t // parts.events.period_ns) + 1
+        wx, wy, wz = p.omega_body()
+        row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, parts.load_power_w,
+                          parts.payload_power_w, temps[0], temps[1], temps[2], temps[3],
+                          math.sqrt(wx * wx + wy * wy + wz * wz)]
+        hk = fsw.hk
+        isfinite = math.isfinite
+        for key, num in self._hk_cols:
+            v = hk.get(key)
+            row.append(None if v is None or (isinstance(v, float) and not isfinite(v)) else num(v))
+        self.archive.telemetry(t, row)
+        done = fsw.payload.completed  # jobs completed so far, in order: count the new ones
+        for job in done[self._jobs_seen:]:
+            for b in {r.board for r in job.runs}:
+                self._jobs_by_board[b] = self._jobs_by_board.get(b, 0) + 1
+        self._jobs_seen = len(done)
+        states = {}
+        board_temp_c: dict[str, float | None] = {}
+        temps_c = {"payload_node": temps[0] - ZERO_CELSIUS_K}
+        for name, state_key, temp_key, power_key in self._board_keys:
+            st_i = hk.get(state_key)
+            st = self._board_states[int(st_i)] if st_i is not None else "OFF"
+            states[name] = st
+            temp_k = _num(hk.get(temp_key))
+            board_temp_c[name] = None if temp_k is None else temp_k - ZERO_CELSIUS_K
+            self.archive.payload(t, name, st, _num(hk.get(power_key)), temp_k, self._jobs_by_board.get(name, 0))
+        self.archive.commit()
+        sample = Sample(
+            t_ns=t, soc=p.soc, illumination=illum, sun_err_deg=sun_err, payload_temp_c=temps_c,
+            board_state={n: s.lower() for n, s in states.items()},
+            jobs_done=int(fsw.payload.stats["jobs_completed"]),
+            seu_detected=int(fsw.payload.stats["seu_detected"]),
+            board_temp_c=board_temp_c, mode=fsw.mode, events=tuple(self._since_sample),
+        )
+        self._since_sample.clear()
+        for j in self.judges:
+            j.observe(sample)
+        self.status = {
+            "t_s": t / NS, "orbit": orbit, "sunlit": illum > 0.5, "soc": p.soc,
+            "temps_c": [x - ZERO_CELSIUS_K for x in temps[:2]], "mode": fsw.mode,
+            "boards": states, "jobs": sample.jobs_done,
+        }
+        if self.progress is not None:
+            self.progress.update(t, self.status)
+
+    def verdicts(self, t_end: int) -> list[Any]:
+        return [j.verdict(t_end) for j in self.judges]
+
+    def close_progress(self, t_end: int) -> None:
+        if self.progress is not None:
+            if self.status:
+                self.progress.update(t_end, self.status, force=True)
+            self.progress.close()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        self.archive.close()
