@@ -1,9 +1,12 @@
 """COBS framing with 0x00 delimiters, stdlib only.
 
 A frame on the wire is ``cobs(packet) + b"\\x00"``. COBS (Consistent Overhead
-Byte Stuffing, Cheshire & Baker 1999) removes every zero byte from the packet at
-a cost of one byte per started 254-byte run, so the delimiter can never appear
-inside a frame and a receiver resynchronizes at the next zero after any garbage.
+Byte Stuffing, Cheshire & Baker 1999) removes every zero byte from the packet, so
+the delimiter can never appear inside a frame and a receiver resynchronizes at
+the next zero after any garbage. Each run between zeros of L bytes costs
+L // 254 + 1 code bytes and each zero none: n bytes grow by at most n // 254 + 1
+(254 zero-free bytes take two code bytes: 0xFF, the run, then 0x01, as in the
+reference code; decoders also take the form without that last 0x01).
 
 >>> cobs_encode(b"\\x11\\x00\\x22")
 b'\\x02\\x11\\x02"'

@@ -219,3 +219,39 @@ def test_time_sync_tc_data_is_the_generic_function_encoding(t_ns: int, report: b
 
     args = {"t_ns": t_ns, **({"report": True} if report else {})}
     assert _time_sync_data(t_ns, report) == P.encode_function(P.FUNCTIONS["time_sync"][0], args)
+
+
+def test_the_sizes_docs_protocol_md_states_are_the_code_s() -> None:
+    """Issue 18, finding 4: the document said 4,075 bytes of TM data and + 17 on the wire."""
+    import pathlib
+
+    from firmware_bridge.framing import max_frame_bytes
+
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    assert P.MAX_TM_DATA_BYTES == 4073 and "4073 bytes of TM application data" in doc
+    assert P.MAX_TC_DATA_BYTES == 4083 and "4083 of TC" in doc
+    assert max_frame_bytes(P.MAX_PACKET_BYTES) == P.MAX_PACKET_BYTES + 18
+    assert "4096 + 18 bytes" in doc and "4096 + 17" not in doc
+    # the worst case is reached: a zero-free packet of the largest size
+    worst = P.encode_tc(P.APID_JOBS, 1, 8, 1, b"\x01" * P.MAX_TC_DATA_BYTES, 0, 0x0101)
+    assert b"\x00" not in worst and len(frame(worst)) == P.MAX_PACKET_BYTES + 18
+    # a zero-free run of a multiple of 254 bytes costs one more than "one per started run"
+    for n in (254, 508, 253, 255, 0):
+        assert len(cobs_encode(b"\x07" * n)) == n + n // 254 + 1
+    assert len(cobs_encode(b"\x07" * 254 + b"\x00" + b"\x07" * 254)) == 509 + 3
+
+
+@pytest.mark.parametrize(("temps", "rails", "text", "lid"), [
+    (["cpu-thermal", "gpu-thermal", "cv0-thermal", "soc0-thermal", "tj-thermal"],
+     ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"],
+     "cpu-thermal|gpu-thermal|cv0-thermal|soc0-thermal|tj-thermal#VDD_IN|VDD_CPU_GPU_CV|VDD_SOC",
+     0xE998),
+    (["cpu-thermal"], [], "cpu-thermal#", 0x21A9),
+    ([], [], "#", 0xF5F1),
+])
+def test_layout_id_is_derived_as_the_document_says(temps, rails, text, lid) -> None:
+    import pathlib
+
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    assert P.layout_id(temps, rails) == P.crc16_ccitt(text.encode()) == lid
+    assert f'crc16("{text}")' in doc and f"0x{lid:04X}" in doc
