@@ -103,8 +103,8 @@ def test_modbus_exceptions_are_surfaced_with_names(host: SimHost, transport: str
         assert err.value.code == 3
         with pytest.raises(ModbusExceptionResponse, match=r"register 10 \(V-OUT\): IllegalDataAddress \(exception code 2\)"):
             drv.conn.write_register(10, 5)  # measured voltage is read-only
-        with pytest.raises(ModbusExceptionResponse, match=r"registers 19..22: IllegalDataAddress"):
-            drv.conn.read_registers(19, 4)
+        with pytest.raises(ModbusExceptionResponse, match=r"registers 118..121: IllegalDataAddress"):
+            drv.conn.read_registers(118, 4)  # the documented map ends at 119 (M9 OCP)
         with pytest.raises(ModbusExceptionResponse, match=r"register 18 \(OUTPUT\): IllegalDataValue"):
             drv.conn.write_register(18, 7)
         with pytest.raises(ModbusExceptionResponse, match=r"coil 0: IllegalFunction \(exception code 1\)"):
@@ -214,8 +214,13 @@ def test_relay_board_fc05_fc01_fc0f(host: SimHost, transport: str) -> None:
         assert sim.writes == before
         with pytest.raises(ModbusExceptionResponse, match=r"relay board 'r0' coil 9: IllegalDataAddress \(exception code 2\)"):
             drv.conn.write_coil(9, True)
-        with pytest.raises(ModbusExceptionResponse, match=r"register 0: IllegalFunction"):
-            drv.conn.read_registers(0, 1)
+        with pytest.raises(ModbusExceptionResponse, match=r"register 0: IllegalDataAddress"):
+            drv.conn.read_registers(0, 1)  # its only holding registers: 0x4000 and 0x8000
+        assert drv.conn.read_registers(0x4000, 1) == [ep.unit]
+        with pytest.raises(ModbusExceptionResponse, match=r"register 16384: IllegalDataAddress"):
+            drv.conn.write_register(0x4000, 5)  # moving the board to another unit: not simulated
+        with pytest.raises(ModbusExceptionResponse, match=r"input registers? 0: IllegalFunction|register 0: IllegalFunction"):
+            drv.conn._call("register", 0, 1, lambda c: c.read_input_registers(0, count=1, device_id=ep.unit))
     finally:
         drv.close()
 

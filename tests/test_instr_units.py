@@ -44,7 +44,9 @@ def test_riden_register_map() -> None:
     assert p.registers == {
         "voltage_set": 8, "current_set": 9, "voltage_out": 10, "current_out": 11,
         "input_voltage": 14, "protection": 16, "mode": 17, "output": 18,
+        "power_out": 13, "preset": 19, "ovp": 82, "ocp": 83,
     }
+    assert p.map is not None and p.map.readable == ((0, 119),) and p.map.memories == (80, 10)
     assert p.mode_values == {0: "cv", 1: "cc"}
     assert p.protection_values == {0: "none", 1: "ovp", 2: "ocp"}
 

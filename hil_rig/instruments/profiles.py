@@ -24,7 +24,7 @@ from hil_rig.instruments.errors import ConfigError, LimitError, UnknownModelErro
 
 PROFILE_DIR = pathlib.Path(__file__).resolve().parent / "profiles"
 _REQUIRED_REGS = ("voltage_set", "current_set", "voltage_out", "current_out", "output")
-_OPTIONAL_REGS = ("input_voltage", "protection", "mode")
+_OPTIONAL_REGS = ("input_voltage", "protection", "mode", "power_out", "ovp", "ocp", "preset")
 REGISTER_NAMES = {
     "voltage_set": "V-SET",
     "current_set": "I-SET",
@@ -34,6 +34,10 @@ REGISTER_NAMES = {
     "protection": "PROTECTION",
     "mode": "CV/CC",
     "output": "OUTPUT",
+    "power_out": "P-OUT",
+    "ovp": "OVP",
+    "ocp": "OCP",
+    "preset": "PRESET",
     "model_id": "MODEL-ID",
 }
 
@@ -49,6 +53,7 @@ class SupplyModel:
     max_current_a: float
     ids: tuple[int, ...] = ()
     sim_id: int | None = None
+    counts_per_watt: float = 100.0  # the output-power register's scaling (``registers.power_out``)
 
     def encode_voltage(self, volts: float) -> int:
         return _encode(volts, self.counts_per_volt, self.max_voltage_v, f"{self.name} voltage", "V")
@@ -73,6 +78,25 @@ def _encode(value: float, per_unit: float, maximum: float, what: str, unit: str)
 
 
 @dataclasses.dataclass(frozen=True)
+class RegisterMap:
+    """A profile's ``[map]``: the whole documented register map, for the simulator.
+
+    ``readable``: inclusive spans FC03 answers (undocumented gaps inside read 0);
+    ``writable``: spans that hold any value written; ``values``: what registers
+    read before any write; ``memories``: ``(first, groups)`` of 4-register memory
+    groups (V, I, OVP, OCP) that ``registers.preset`` loads.
+    """
+
+    readable: tuple[tuple[int, int], ...]
+    writable: tuple[tuple[int, int], ...] = ()
+    values: dict[int, int] = dataclasses.field(default_factory=dict)
+    memories: tuple[int, int] | None = None
+
+    def addresses(self, spans: tuple[tuple[int, int], ...]) -> set[int]:
+        return {a for lo, hi in spans for a in range(lo, hi + 1)}
+
+
+@dataclasses.dataclass(frozen=True)
 class SupplyProfile:
     """A supply family's register map."""
 
@@ -88,6 +112,10 @@ class SupplyProfile:
     input_voltage_counts_per_volt: float = 100.0
     default_baud: int = 115200
     source: str = ""
+    #: the device's documented register map beyond the driver's registers (``[map]``),
+    #: served by the simulator: spans FC03 answers, spans that hold what is written,
+    #: the values registers start with, and the memory groups (first register, count)
+    map: RegisterMap | None = None
 
     def model(self, name: str) -> SupplyModel:
         for m in self.models:
@@ -140,7 +168,8 @@ def _tname(typ: type | tuple[type, ...]) -> str:
 
 def parse_profile(data: dict[str, Any], source: str) -> SupplyProfile:
     """Validate a parsed profile table; errors name ``source`` and the key."""
-    known = {"name", "description", "default_baud", "identify", "registers", "scale", "output", "mode", "protection", "models"}
+    known = {"name", "description", "default_baud", "identify", "registers", "scale", "output", "mode", "protection",
+             "models", "map"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{source}: unknown key {key!r} (expected one of {', '.join(sorted(known))})")
@@ -182,8 +211,9 @@ def parse_profile(data: dict[str, Any], source: str) -> SupplyProfile:
             max_current_a=float(_need(m, "max_current_a", (int, float), where)),
             ids=ids,
             sim_id=m.get("sim_id", ids[0] if ids else None),
+            counts_per_watt=float(_need(m, "counts_per_watt", (int, float), where)) if "counts_per_watt" in m else 100.0,
         )
-        for key in ("counts_per_volt", "counts_per_amp", "max_voltage_v", "max_current_a"):
+        for key in ("counts_per_volt", "counts_per_amp", "max_voltage_v", "max_current_a", "counts_per_watt"):
             if getattr(model, key) <= 0:
                 raise ConfigError(f"{where}: key {key!r} must be > 0")
         if model.max_voltage_v * model.counts_per_volt > 0xFFFF or model.max_current_a * model.counts_per_amp > 0xFFFF:
@@ -217,7 +247,58 @@ def parse_profile(data: dict[str, Any], source: str) -> SupplyProfile:
         input_voltage_counts_per_volt=float(data.get("scale", {}).get("input_voltage", 100)),
         default_baud=int(data.get("default_baud", 115200)),
         source=source,
+        map=_register_map(data["map"], f"{source} [map]", registers, id_register) if "map" in data else None,
     )
+
+
+def _register_map(t: Any, where: str, registers: dict[str, int], id_register: int | None) -> RegisterMap:
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: must be a table")
+    for key in t:
+        if key not in ("readable", "writable", "values", "memories"):
+            raise ConfigError(f"{where}: unknown key {key!r} (expected readable, writable, values, memories)")
+
+    def spans(key: str) -> tuple[tuple[int, int], ...]:
+        out = []
+        for s in t.get(key, []):
+            if (not isinstance(s, list) or len(s) != 2
+                    or not all(isinstance(a, int) and not isinstance(a, bool) and 0 <= a <= 0xFFFF for a in s)
+                    or s[0] > s[1]):
+                raise ConfigError(f"{where}: key {key!r} must list [first, last] register spans, got {s!r}")
+            out.append((s[0], s[1]))
+        return tuple(out)
+
+    readable = spans("readable")
+    if not readable:
+        raise ConfigError(f"{where}: missing key 'readable'")
+    rm = RegisterMap(readable, spans("writable"))
+    inside = rm.addresses(readable)
+    for key, reg in [*registers.items(), *([("identify", id_register)] if id_register is not None else [])]:
+        if reg not in inside:
+            raise ConfigError(f"{where}: register {reg} ({key}) is outside key 'readable'")
+    if not rm.addresses(rm.writable) <= inside:
+        raise ConfigError(f"{where}: key 'writable' reaches outside key 'readable'")
+    values: dict[int, int] = {}
+    vt = t.get("values", {})
+    if not isinstance(vt, dict):
+        raise ConfigError(f"{where}: key 'values' must be a table of register = value")
+    for k, v in vt.items():
+        try:
+            reg = int(k)
+        except ValueError:
+            raise ConfigError(f"{where}: key 'values.{k}' must be a register number") from None
+        if reg not in inside or not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFF:
+            raise ConfigError(f"{where}: key 'values.{k}' must be a readable register's 16-bit value, got {v!r}")
+        values[reg] = v
+    memories = None
+    if "memories" in t:
+        mt = t["memories"]
+        first, groups = (mt.get("first"), mt.get("groups")) if isinstance(mt, dict) else (None, None)
+        if not (isinstance(first, int) and isinstance(groups, int) and groups > 0
+                and set(range(first, first + 4 * groups)) <= inside):
+            raise ConfigError(f"{where}: key 'memories' must be {{ first = N, groups = G }} inside key 'readable'")
+        memories = (first, groups)
+    return dataclasses.replace(rm, values=values, memories=memories)
 
 
 def available_profiles() -> list[str]:

@@ -60,7 +60,14 @@ class SupplyState:
 
 
 class SimSupply:
-    """A simulated DC supply with CV/CC behaviour, following a profile."""
+    """A simulated DC supply with CV/CC behaviour, following a profile.
+
+    With the profile's ``[map]`` it serves the device's whole documented register
+    map: the driver's registers and the power, protection-limit and preset
+    registers behave; the rest of the map holds values (written ones where the
+    device takes writes, the profile's ``[map.values]`` otherwise). Without one it
+    serves the profile's registers only.
+    """
 
     def __init__(
         self,
@@ -81,26 +88,72 @@ class SimSupply:
         self.load: LoadFn = load or _no_load
         self.on_change = on_change
         self._lock = threading.Lock()
+        m = self.model
+        self._vmax = round(m.max_voltage_v * m.counts_per_volt)
+        self._imax = round(m.max_current_a * m.counts_per_amp)
         self._vset = 0
         self._iset = self.model.encode_current(min(1.0, self.model.max_current_a))
         self._output = False
+        self._ovp, self._ocp = self._vmax, self._imax  # protection limits: the model's range
+        self._protection = 0  # latched trip: the profile's protection code (0 none)
         self.writes = 0
         self.reads = 0  # read requests answered
         regs = profile.registers
-        self._ro = {regs[k] for k in ("voltage_out", "current_out", "input_voltage", "protection", "mode") if k in regs}
-        if profile.id_register is not None:
-            self._ro.add(profile.id_register)
+        rmap = profile.map
         addrs = set(regs.values())
         if profile.id_register is not None:
             addrs.add(profile.id_register)
-            addrs.update(range(profile.id_register, max(addrs) + 1))  # identity block is contiguous
+        if rmap is not None:
+            addrs |= rmap.addresses(rmap.readable)
+            self._held: dict[int, int] = dict(rmap.values)
+            self._holds = frozenset(rmap.addresses(rmap.writable))
+            self._memories = rmap.memories
+        else:
+            if profile.id_register is not None:  # the identity block is contiguous
+                addrs.update(range(profile.id_register, max(addrs) + 1))
+            # Riden-like identity words: 1..2 serial number, 3 firmware version x100
+            self._held = {profile.id_register + off: v for off, v in ((2, 12345), (3, 141))
+                          if profile.id_register is not None}
+            self._holds = frozenset()
+            self._memories = None
         self.addresses = sorted(addrs)
         self._address_set = frozenset(addrs)
+        codes = {v: k for k, v in profile.protection_values.items()}
+        self._trip_codes = (codes.get("ovp", 1), codes.get("ocp", 2))
+        # what each behaving register reads, from the state of one request
+        r: dict[int, Callable[[SupplyState], int]] = {
+            regs["voltage_set"]: lambda st: self._vset,
+            regs["current_set"]: lambda st: self._iset,
+            regs["voltage_out"]: lambda st: min(0xFFFF, round(st.voltage_v * m.counts_per_volt)),
+            regs["current_out"]: lambda st: min(0xFFFF, round(st.current_a * m.counts_per_amp)),
+            regs["output"]: lambda st: profile.output_on if st.output_on else profile.output_off,
+        }
+        if profile.id_register is not None:
+            r[profile.id_register] = lambda st: self.model.sim_id or (self.model.ids[0] if self.model.ids else 0)
+        if "input_voltage" in regs:
+            r[regs["input_voltage"]] = lambda st: round(self.input_voltage_v * profile.input_voltage_counts_per_volt)
+        if "mode" in regs:
+            inv = {v: k for k, v in profile.mode_values.items()}
+            r[regs["mode"]] = lambda st: inv.get(st.mode, 0)
+        if "protection" in regs:
+            r[regs["protection"]] = lambda st: self._protection
+        if "power_out" in regs:
+            r[regs["power_out"]] = lambda st: min(0xFFFF, round(st.voltage_v * st.current_a * m.counts_per_watt))
+        if "ovp" in regs:
+            r[regs["ovp"]] = lambda st: self._ovp
+        if "ocp" in regs:
+            r[regs["ocp"]] = lambda st: self._ocp
+        if "preset" in regs:
+            r[regs["preset"]] = lambda st: 0  # reads 0 on the device (ShayBox/Riden)
+        self._readers = r
 
     # -- model --------------------------------------------------------------
     def state(self) -> SupplyState:
         with self._lock:
-            return self._state()
+            st, tripped = self._evaluate()
+        if tripped:
+            self._changed()
+        return st
 
     def _state(self) -> SupplyState:
         vset = self.model.decode_voltage(self._vset)
@@ -114,6 +167,24 @@ class SimSupply:
         # `demand` at `vset` would draw `iset` (a browning-out load collapses)
         return SupplyState(True, vset, iset, vset * iset / demand, iset, "cc")
 
+    def _evaluate(self) -> tuple[SupplyState, bool]:
+        """The state now (lock held); an output above its OVP/OCP limit trips: the
+        output goes off and the protection register latches the cause until the
+        output is switched on again. True when it tripped."""
+        st = self._state()
+        if not st.output_on:
+            return st, False
+        m = self.model
+        if st.voltage_v > m.decode_voltage(self._ovp) + 1e-9:
+            self._protection = self._trip_codes[0]
+        elif st.current_a > m.decode_current(self._ocp) + 1e-9:
+            self._protection = self._trip_codes[1]
+        else:
+            return st, False
+        self._output = False
+        log.info("%s: output tripped (%s)", self.name, "OVP" if self._protection == self._trip_codes[0] else "OCP")
+        return self._state(), True
+
     def settings(self) -> tuple[int, int, bool, float]:
         """(voltage setpoint counts, current limit counts, output on, input voltage):
         with its load, all that its registers follow."""
@@ -124,6 +195,8 @@ class SimSupply:
         """Front-panel output switch (also used by tests)."""
         with self._lock:
             self._output = bool(on)
+            if on:
+                self._protection = 0
         self._changed()
 
     def _changed(self) -> None:
@@ -131,48 +204,73 @@ class SimSupply:
             self.on_change()
 
     def _register_values(self) -> dict[int, int]:
-        p, m, regs = self.profile, self.model, self.profile.registers
-        st = self._state()
-        values: dict[int, int] = {a: 0 for a in self.addresses}
-        if p.id_register is not None:
-            values[p.id_register] = m.sim_id or (m.ids[0] if m.ids else 0)
-            # Riden: 1..2 serial number, 3 firmware version x100 (plausible values)
-            for off, v in ((1, 0), (2, 12345), (3, 141)):
-                if p.id_register + off in values and p.id_register + off not in regs.values():
-                    values[p.id_register + off] = v
-        cap = 0xFFFF
-        values[regs["voltage_set"]] = self._vset
-        values[regs["current_set"]] = self._iset
-        values[regs["voltage_out"]] = min(cap, round(st.voltage_v * m.counts_per_volt))
-        values[regs["current_out"]] = min(cap, round(st.current_a * m.counts_per_amp))
-        values[regs["output"]] = p.output_on if st.output_on else p.output_off
-        if "input_voltage" in regs:
-            values[regs["input_voltage"]] = round(self.input_voltage_v * p.input_voltage_counts_per_volt)
-        if "mode" in regs:
-            inv = {v: k for k, v in p.mode_values.items()}
-            values[regs["mode"]] = inv.get(st.mode, 0)
-        if "protection" in regs:
-            values[regs["protection"]] = 0
-        return values
+        """Every register's value now (for tests and tools; a request reads its span only)."""
+        with self._lock:
+            st, _ = self._evaluate()
+            return {a: self._value(a, st) for a in self.addresses}
+
+    def _value(self, address: int, st: SupplyState) -> int:
+        reader = self._readers.get(address)
+        return reader(st) if reader is not None else self._held.get(address, 0)
 
     def _write(self, address: int, value: int) -> ExcCodes | None:
+        """Validate and apply one register write (lock held)."""
         p, m, regs = self.profile, self.model, self.profile.registers
-        if address in self._ro or address not in self._address_set:
+        if address not in self._address_set:
             return ExcCodes.ILLEGAL_ADDRESS
         if address == regs["voltage_set"]:
-            if value > round(m.max_voltage_v * m.counts_per_volt):
+            if value > self._vmax:
                 return ExcCodes.ILLEGAL_VALUE
             self._vset = value
         elif address == regs["current_set"]:
-            if value > round(m.max_current_a * m.counts_per_amp):
+            if value > self._imax:
                 return ExcCodes.ILLEGAL_VALUE
             self._iset = value
         elif address == regs["output"]:
             if value not in (p.output_on, p.output_off):
                 return ExcCodes.ILLEGAL_VALUE
             self._output = value == p.output_on
+            if self._output:
+                self._protection = 0
+        elif address == regs.get("ovp"):
+            if value > self._vmax:
+                return ExcCodes.ILLEGAL_VALUE
+            self._ovp = value
+        elif address == regs.get("ocp"):
+            if value > self._imax:
+                return ExcCodes.ILLEGAL_VALUE
+            self._ocp = value
+        elif address == regs.get("preset"):
+            return self._load_memory(value)
+        elif address in self._holds:
+            if (err := self._check_memory(address, value)) is not None:
+                return err
+            self._held[address] = value
         else:
-            return ExcCodes.ILLEGAL_ADDRESS  # other identity/config registers: read-only here
+            return ExcCodes.ILLEGAL_ADDRESS  # read-only (identity, measurements, status)
+        return None
+
+    def _check_memory(self, address: int, value: int) -> ExcCodes | None:
+        """A memory group's V/OVP word is a voltage, its I/OCP word a current: within range."""
+        if self._memories is None:
+            return None
+        first, groups = self._memories
+        if not first <= address < first + 4 * groups:
+            return None
+        return ExcCodes.ILLEGAL_VALUE if value > (self._vmax, self._imax)[(address - first) % 2] else None
+
+    def _load_memory(self, n: int) -> ExcCodes | None:
+        """``preset`` = N: memory group MN becomes the setpoints and protection limits."""
+        if self._memories is None or not 0 <= n < self._memories[1]:
+            return ExcCodes.ILLEGAL_VALUE
+        regs = self.profile.registers
+        base = self._memories[0] + 4 * n
+        v, i, ovp, ocp = (self._value(base + k, _OFF) for k in range(4))
+        if v > self._vmax or i > self._imax:
+            return ExcCodes.ILLEGAL_VALUE
+        self._vset, self._iset = v, i
+        if "ovp" in regs and base + 2 != regs["ovp"]:
+            self._ovp, self._ocp = ovp, ocp
         return None
 
     async def action(
@@ -192,28 +290,27 @@ class SimSupply:
         span = range(address, address + (len(values) if values else count))
         if not self._address_set.issuperset(span):
             return ExcCodes.ILLEGAL_ADDRESS
-        changed = False
         with self._lock:
             if values:
                 # validate all first: a rejected multi-write changes nothing
-                saved = (self._vset, self._iset, self._output)
+                saved = (self._vset, self._iset, self._output, self._ovp, self._ocp, self._protection,
+                         dict(self._held))
                 for a, v in zip(span, values, strict=True):
                     if (err := self._write(a, int(v))) is not None:
-                        self._vset, self._iset, self._output = saved
+                        (self._vset, self._iset, self._output, self._ovp, self._ocp, self._protection,
+                         self._held) = saved
                         return err
                 self.writes += 1
-                changed = True
             else:
                 self.reads += 1
-            n = len(registers)
-            for a, v in self._register_values().items():
-                if 0 <= a - start_address < n:
-                    registers[a - start_address] = v
+            st, tripped = self._evaluate()
+            for a in span:
+                registers[a - start_address] = self._value(a, st)
             if values:
                 # pymodbus stores `values` after this hook: keep them coherent
                 for i, a in enumerate(span):
                     values[i] = registers[a - start_address]  # type: ignore[index]
-        if changed:
+        if values or tripped:
             self._changed()
         return None
 
@@ -230,8 +327,29 @@ class SimSupply:
         return SimDevice(self.unit, simdata=blocks, action=self.action)
 
 
+_OFF = SupplyState(False, 0.0, 0.0, 0.0, 0.0, "cv")  # for reading held registers only
+
+
 class SimRelayBoard:
-    """A Waveshare-style Modbus relay board: coils 0..channels-1."""
+    """A Waveshare Modbus RTU Relay board: its documented map, as far as Modbus carries it.
+
+    - coils 0..channels-1: FC01 reads, FC05 writes one, FC0F writes several;
+    - coil 0x00FF with FC05: every relay at once;
+    - holding register 0x4000 (FC03): the board's unit address; 0x8000: the
+      software version (x100).
+
+    Not simulated, and refused: writing the unit address (0x4000) or the baud
+    rate (0x2000) with FC06 -- the simulated board keeps the bench file's unit
+    and baud -- (``IllegalDataAddress``), and every other function code
+    (``IllegalFunction``). FC05's toggle value 0x5500 and the flash on/off
+    commands (coils 0x0200/0x0400 + channel) cannot be told apart by the
+    server: pymodbus decodes any non-zero FC05 value as ON.
+    """
+
+    ALL_COILS = 0x00FF
+    UNIT_REGISTER = 0x4000
+    VERSION_REGISTER = 0x8000
+    VERSION = 200  # V2.00, the "V2" Modbus protocol Waveshare ships since 2021
 
     def __init__(
         self,
@@ -270,14 +388,25 @@ class SimRelayBoard:
         registers: list[int],
         values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
+        if func_code == 3:
+            if count != 1 or address not in (self.UNIT_REGISTER, self.VERSION_REGISTER):
+                return ExcCodes.ILLEGAL_ADDRESS
+            registers[address - start_address] = self.unit if address == self.UNIT_REGISTER else self.VERSION
+            return None
+        if func_code in (6, 16):
+            return ExcCodes.ILLEGAL_ADDRESS  # unit address and baud rate: not simulated
         if func_code not in (1, 5, 15):
             return ExcCodes.ILLEGAL_FUNCTION
-        if address >= self.channels or (values and address + len(values) > self.channels):
+        everything = func_code == 5 and address == self.ALL_COILS
+        if not everything and (address >= self.channels or (values and address + len(values) > self.channels)):
             return ExcCodes.ILLEGAL_ADDRESS
         with self._lock:
             if values:
-                for i, v in enumerate(values):
-                    self._coils[address + i] = bool(v)
+                if everything:
+                    self._coils = [bool(values[0])] * self.channels
+                else:
+                    for i, v in enumerate(values):
+                        self._coils[address + i] = bool(v)
                 self.writes += 1
             bits = self._coils + [False] * (16 - self.channels)
             registers[0] = sum(1 << i for i, b in enumerate(bits) if b)
@@ -286,11 +415,13 @@ class SimRelayBoard:
         return None
 
     def device(self) -> SimDevice:
-        bits = SimData(0, values=[False] * 16, datatype=DataType.BITS)
-        regs = SimData(0, values=[0], datatype=DataType.REGISTERS)
+        coils = SimData(0, values=[False] * (self.ALL_COILS + 1), datatype=DataType.BITS)
+        holding = [SimData(a, values=[0], datatype=DataType.REGISTERS)
+                   for a in (self.UNIT_REGISTER, self.VERSION_REGISTER)]
         return SimDevice(
             self.unit,
-            simdata=([bits], [SimData(0, values=[False] * 16, datatype=DataType.BITS)], [regs], [SimData(0, values=[0], datatype=DataType.REGISTERS)]),
+            simdata=([coils], [SimData(0, values=[False] * 16, datatype=DataType.BITS)], holding,
+                     [SimData(0, values=[0], datatype=DataType.REGISTERS)]),
             action=self.action,
         )
 
