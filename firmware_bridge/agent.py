@@ -12,7 +12,6 @@ periodic housekeeping and the clock tick.
 from __future__ import annotations
 
 import argparse
-import base64
 import errno
 import heapq
 import os
@@ -353,7 +352,7 @@ class Agent:
         self.hung_until: float | None = None
         self.ledger: list[int] = []
         self.ledger_set: set[int] = set()
-        self._brief_json: dict[int, tuple[tuple, bytes]] = {}  # job id -> (brief key, JSON)
+        self._brief_json: dict[int, tuple[tuple, bytes]] = {}  # ended job id -> (fields, JSON)
         self.jobs = JobManager(os.path.join(self.state_dir, "jobs"), self.event,
                                max_dim=self.max_job_dim, virtual_flops_s=self.job_flops_s,
                                seed=self.seed)
@@ -598,13 +597,6 @@ class Agent:
 
         self.jobs.advance(t, throttle, finish)
 
-    def _sync_result(self, t: int, prev: int, report: bool) -> dict:
-        out = {"t_ns": t, "previous_ns": prev}
-        if report:  # one round trip instead of time_sync + housekeeping + job_status
-            out["hk"] = base64.b64encode(self._hk_bytes()).decode()
-            out["jobs"] = [j.brief() for j in self._report_jobs()]
-        return out
-
     def _report_jobs(self) -> list:
         """The jobs a time-sync report lists: live ones newest first, then at most
         ``REPORT_MAX_ENDED`` ended ones, newest first; ``REPORT_MAX_JOBS`` in all."""
@@ -618,28 +610,24 @@ class Agent:
         return live[:REPORT_MAX_JOBS]
 
     def _sync_reply(self, t: int, prev: int, report: bool) -> bytes:
-        """``P.json_bytes(self._sync_result(t, prev, report))``, the same bytes, with each
-        ended job's brief encoded once (it does not change) and a live one's formatted."""
-        if not report or type(t) is not int or type(prev) is not int:
-            return P.json_bytes(self._sync_result(t, prev, report))
+        """The time sync's result (``P.encode_time_sync_reply``); with a report, an ended
+        job's brief encoded once (it does not change), a live one's at every sync."""
+        if not report:
+            return P.encode_time_sync_reply(t, prev)
         cache = self._brief_json
         if len(cache) > 4 * REPORT_MAX_JOBS:
             cache.clear()
         briefs = []
         for j in self._report_jobs():
-            plain = _plain_brief(j)
-            if plain is not None:
-                briefs.append(plain)
+            fields = (j.job_id, j.state, j.step, j.checkpoint_step, j.digest, j.error)
+            if j.state in LIVE_STATES:
+                briefs.append(P.encode_job_brief(*fields))
                 continue
-            key = (j.state, j.step, j.checkpoint_step, j.digest, j.error)
             hit = cache.get(j.job_id)
-            if hit is None or hit[0] != key:
-                hit = cache[j.job_id] = (key, P.json_bytes(j.brief()))
+            if hit is None or hit[0] != fields:
+                hit = cache[j.job_id] = (fields, P.encode_job_brief(*fields))
             briefs.append(hit[1])
-        hk = base64.b64encode(self._hk_bytes())  # ASCII: nothing to escape
-        # keys in json_bytes' (sorted) order: hk, jobs, previous_ns, t_ns
-        return b'{"hk":"%s","jobs":[%s],"previous_ns":%d,"t_ns":%d}' % (
-            hk, b",".join(briefs), prev, t)
+        return P.encode_time_sync_reply(t, prev, self._hk_bytes(), briefs)
 
     def _fn_start_job(self, args, done, failed) -> None:
         job = self.jobs.start(args.get("workload"), args.get("params", {}), args.get("deadline_s"),
@@ -804,21 +792,6 @@ class Agent:
             self.jobs.shutdown()
 
     _pending_reboot = False
-
-
-_PLAIN_STATES = {s: s.encode() for s in LIVE_STATES}
-
-
-def _plain_brief(job) -> bytes | None:
-    """``P.json_bytes(job.brief())`` formatted directly for a live job (no digest, no
-    error, int fields: the job reported every sync); None for any other job."""
-    state = _PLAIN_STATES.get(job.state)
-    if (state is None or job.digest or job.error or type(job.job_id) is not int
-            or type(job.step) is not int or type(job.checkpoint_step) is not int):
-        return None
-    # keys in json_bytes' (sorted) order: checkpoint_step, job_id, state, step
-    return b'{"checkpoint_step":%d,"job_id":%d,"state":"%s","step":%d}' % (
-        job.checkpoint_step, job.job_id, state, job.step)
 
 
 def _json(data: bytes, what: str) -> dict:

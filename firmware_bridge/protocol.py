@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
 import json
@@ -336,6 +337,49 @@ def decode_json(data: bytes, what: str) -> dict:
     return obj
 
 
+def encode_job_brief(job_id: int, state: str, step: int, checkpoint_step: int,
+                     digest: str | None = None, error: str | None = None) -> bytes:
+    """One job in a time-sync report: ``json_bytes`` of ``{job_id, state, step,
+    checkpoint_step}``, plus ``digest`` and ``error`` when set (not empty). A job
+    without either, with int fields and a known state (every live job, every sync) is
+    formatted directly, the same bytes without the JSON encoder.
+
+    >>> encode_job_brief(3, "running", 10, -1)
+    b'{"checkpoint_step":-1,"job_id":3,"state":"running","step":10}'
+    """
+    state_json = _JOB_STATE_JSON.get(state)
+    if (digest or error or state_json is None or type(job_id) is not int or type(step) is not int
+            or type(checkpoint_step) is not int):
+        out = {"job_id": job_id, "state": state, "step": step, "checkpoint_step": checkpoint_step}
+        if digest:
+            out["digest"] = digest
+        if error:
+            out["error"] = error
+        return json_bytes(out)
+    # keys in json_bytes' (sorted) order: checkpoint_step, job_id, state, step
+    return b'{"checkpoint_step":%d,"job_id":%d,"state":"%s","step":%d}' % (
+        checkpoint_step, job_id, state_json, step)
+
+
+def encode_time_sync_reply(t_ns: int, previous_ns: int, hk: bytes | None = None,
+                           jobs: list[bytes] | None = None) -> bytes:
+    """The result of ``time_sync`` (TM[8,130] JSON): ``json_bytes`` of ``{t_ns,
+    previous_ns}``, and with a report (``hk`` given) ``hk``, the housekeeping record in
+    base64, and ``jobs``, the jobs already encoded by :func:`encode_job_brief`. The
+    same bytes, formatted directly (a board sends one every simulated second).
+
+    >>> encode_time_sync_reply(5, 2, b"\\x01", [encode_job_brief(1, "done", 4, 4, "ab")])
+    b'{"hk":"AQ==","jobs":[{"checkpoint_step":4,"digest":"ab","job_id":1,"state":"done","step":4}],"previous_ns":2,"t_ns":5}'
+    """
+    if type(t_ns) is not int or type(previous_ns) is not int:
+        raise TypeError(f"time_sync times must be ints, got {t_ns!r}, {previous_ns!r}")
+    if hk is None:
+        return b'{"previous_ns":%d,"t_ns":%d}' % (previous_ns, t_ns)
+    # keys in json_bytes' (sorted) order: hk, jobs, previous_ns, t_ns; base64 needs no escape
+    return b'{"hk":"%s","jobs":[%s],"previous_ns":%d,"t_ns":%d}' % (
+        base64.b64encode(hk), b",".join(jobs or ()), previous_ns, t_ns)
+
+
 def encode_failure(code: int, message: str) -> bytes:
     return code.to_bytes(2, "big") + message.encode()[:512]
 
@@ -351,6 +395,7 @@ def decode_failure(data: bytes) -> tuple[int, str]:
 JOB_STATES = ["none", "starting", "running", "suspended", "done", "failed", "cancelled",
               "deadline_missed"]
 JOB_STATE_CODES = {s: i for i, s in enumerate(JOB_STATES)}
+_JOB_STATE_JSON = {s: s.encode() for s in JOB_STATES}  # (no character JSON escapes)
 HK_HEAD = struct.Struct(">HIffIIfBHBfIBB")
 # layout_id, uptime_s(u32), throttle, cpu_load, mem_total_kib, mem_available_kib,
 # power_w, jobs_running, last_job_id, last_job_state, last_job_progress, flags,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import pathlib
@@ -164,6 +165,14 @@ def test_agent_source_parses_as_python_3_10() -> None:
         ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 10))
 
 
+def _brief(job) -> dict:
+    """A job's entry in a time-sync report, as docs/protocol.md gives it."""
+    out = {"job_id": job.job_id, "state": job.state, "step": job.step,
+           "checkpoint_step": job.checkpoint_step}
+    out.update({k: v for k, v in (("digest", job.digest), ("error", job.error)) if v})
+    return out
+
+
 def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
     """The agent assembles the time-sync report from cached or formatted per-job JSON: the
     bytes must be exactly json_bytes of the report dict, as jobs come, change and finish;
@@ -198,18 +207,21 @@ def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
                 old.step += 1
                 old.state = "done"
                 old.digest = "d" * 32
+            # the report lists every live job (newest first), then the newest ended ones
+            jobs = agent.jobs.jobs
+            live = sorted((j.job_id for j in jobs.values() if j.state in LIVE_STATES), reverse=True)
+            ended = sorted((j.job_id for j in jobs.values() if j.state not in LIVE_STATES),
+                           reverse=True)
+            listed = (live + ended[:REPORT_MAX_ENDED])[:REPORT_MAX_JOBS]
             for report in (True, False):
                 t += 1_000_000_000
                 agent.clock.sync(t)
                 prev = t - 7
-                assert agent._sync_reply(t, prev, report) == P.json_bytes(
-                    agent._sync_result(t, prev, report))
-            # the report lists every live job (newest first), then the newest ended ones
-            jobs = agent.jobs.jobs.values()
-            live = sorted((j.job_id for j in jobs if j.state in LIVE_STATES), reverse=True)
-            ended = sorted((j.job_id for j in jobs if j.state not in LIVE_STATES), reverse=True)
-            listed = [b["job_id"] for b in agent._sync_result(t, t - 7, True)["jobs"]]
-            assert listed == (live + ended[:REPORT_MAX_ENDED])[:REPORT_MAX_JOBS]
+                want = {"t_ns": t, "previous_ns": prev}
+                if report:
+                    want["hk"] = base64.b64encode(agent._hk_bytes()).decode()
+                    want["jobs"] = [_brief(jobs[jid]) for jid in listed]
+                assert agent._sync_reply(t, prev, report) == P.json_bytes(want)
             if i % 17 == 0:
                 for jid in list(agent.jobs.jobs)[:10]:
                     del agent.jobs.jobs[jid]

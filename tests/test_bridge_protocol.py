@@ -255,3 +255,37 @@ def test_layout_id_is_derived_as_the_document_says(temps, rails, text, lid) -> N
     doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
     assert P.layout_id(temps, rails) == P.crc16_ccitt(text.encode()) == lid
     assert f'crc16("{text}")' in doc and f"0x{lid:04X}" in doc
+
+
+_BRIEF_INTS = st.one_of(st.integers(-2, 70_000), st.integers(-(2**70), 2**70))
+_BRIEF_TEXT = st.one_of(st.none(), st.just(""), st.text(max_size=12),
+                        st.text("0123456789abcdef", min_size=32, max_size=32))
+
+
+def _brief(job_id, state, step, checkpoint_step, digest, error) -> dict:
+    out = {"job_id": job_id, "state": state, "step": step, "checkpoint_step": checkpoint_step}
+    out.update({k: v for k, v in (("digest", digest), ("error", error)) if v})
+    return out
+
+
+@given(_BRIEF_INTS, st.one_of(st.sampled_from(P.JOB_STATES), st.text(max_size=8)), _BRIEF_INTS,
+       _BRIEF_INTS, _BRIEF_TEXT, _BRIEF_TEXT)
+def test_encode_job_brief_is_the_plain_json_of_the_brief(job_id, state, step, ckpt, digest, error):
+    """The fast encoder (formatted bytes for a plain live job) equals the JSON encoding."""
+    assert P.encode_job_brief(job_id, state, step, ckpt, digest, error) == P.json_bytes(
+        _brief(job_id, state, step, ckpt, digest, error))
+
+
+@given(st.integers(0, 2**63 - 1), st.integers(-(2**63), 2**63 - 1),
+       st.one_of(st.none(), st.binary(max_size=200)),
+       st.lists(st.tuples(_BRIEF_INTS, st.sampled_from(P.JOB_STATES), _BRIEF_INTS, _BRIEF_INTS,
+                          _BRIEF_TEXT, _BRIEF_TEXT), max_size=4))
+def test_encode_time_sync_reply_is_the_plain_json_of_the_result(t_ns, prev, hk, jobs) -> None:
+    import base64
+
+    want = {"t_ns": t_ns, "previous_ns": prev}
+    if hk is not None:
+        want["hk"] = base64.b64encode(hk).decode()
+        want["jobs"] = [_brief(*j) for j in jobs]
+    got = P.encode_time_sync_reply(t_ns, prev, hk, [P.encode_job_brief(*j) for j in jobs])
+    assert got == P.json_bytes(want)
