@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import difflib
 import math
 import pathlib
 import re
@@ -150,12 +151,13 @@ class FaultSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RequirementSpec:
-    """One requirement, judged throughout the run (see REQUIREMENT_KINDS)."""
+    """One requirement, judged throughout the run (see REQUIREMENT_KINDS). Window
+    parameters are parsed: ``after`` a Trigger, ``within`` a Duration."""
 
     index: int
     kind: str
     name: str
-    params: dict[str, float | str]
+    params: dict[str, float | str | Duration | Trigger]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +210,46 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, _P]]] = {
 SENSORS = ("sun", "gyro", "mag")
 WHEELS = ("x", "y", "z")
 
+
+def _mode_names() -> list[str]:
+    # imported when needed: it brings the flight software with it
+    from flight_sw.dictionary import MODE_NAMES
+
+    return list(MODE_NAMES)
+
+
+#: Where a requirement's event comes from: the flight software's event log, the rig,
+#: or fault injection (the ``source`` column of the archive's events table).
+EVENT_SOURCES = ("fsw", "rig", "fault")
+#: The events the run records that a requirement may name, besides the flight
+#: software's (``flight_sw.dictionary.EVENTS``). The run's own recorder must keep to
+#: these names (tests/test_run_judges.py checks a real run's events against them).
+RIG_EVENTS = ("run_start", "fault_scheduled", "eclipse_predicted_truth", "board_power")
+FAULT_EVENTS = tuple(sorted({f"{k}_{ph}" for k in FAULT_KINDS for ph in ("start", "end")}
+                            | {"payload_hang_injected", "seu_injected", "inject_retry"}))
+
+
+def known_events() -> dict[str, frozenset[str]]:
+    """Event names by source, as ``event_seen`` / ``event_never_seen`` accept them."""
+    from flight_sw.dictionary import EVENTS
+
+    return {"fsw": frozenset(e.name for e in EVENTS), "rig": frozenset(RIG_EVENTS),
+            "fault": frozenset(FAULT_EVENTS)}
+
+
+#: A requirement's window: from ``after`` (a trigger) or from the start of fault
+#: ``after_fault`` (its index, as in ``fault[0]``), else from t = 0; for ``within``.
+_WINDOW: dict[str, _P] = {
+    "after": (Trigger, False, None, None),
+    "after_fault": (int, False, None, (0, 10**6)),
+    "within": (Duration, False, None, None),
+}
+_EVENT: dict[str, _P] = {
+    "event": (str, True, None, None),
+    "source": (str, False, None, list(EVENT_SOURCES)),
+    **_WINDOW,
+}
+
 REQUIREMENT_KINDS: dict[str, dict[str, _P]] = {
     "soc_floor": {"min": (float, True, None, (0.0, 1.0))},
     "payload_temp_max": {"max_c": (float, True, None, (-100.0, 200.0))},
@@ -218,6 +260,10 @@ REQUIREMENT_KINDS: dict[str, dict[str, _P]] = {
     },
     "jobs_per_orbit": {"min": (int, True, None, (0, 10**6))},
     "seu_detected": {},
+    "mode_reached": {"mode": (str, True, None, _mode_names), **_WINDOW,
+                     "within": (Duration, True, None, None)},
+    "event_seen": _EVENT,
+    "event_never_seen": _EVENT,
 }
 
 
@@ -405,9 +451,25 @@ def _parse_orbit(file: str, base: pathlib.Path | None, data: object) -> OrbitSpe
 
 
 def _parse_params(t: _Table, spec: dict[str, _P]) -> dict[str, Any]:
+    """A kind's parameters. A key neither read so far (kind, name, ...) nor in ``spec``
+    is an error naming that key, before any "missing" one: ``max_cc = 50`` is a
+    misspelled ``max_c``, not a missing one."""
+    allowed = t.used | set(spec)
+    unknown = sorted(set(t.data) - allowed)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ScenarioError(f"{t.where(unknown[0])}: unknown key{hint} (expected one of {sorted(allowed)})")
     out = {}
     for key, (kind, required, default, bounds) in spec.items():
-        v = t.get(key, kind, default=default, required=required, bounds=bounds)
+        if kind is Duration or kind is Trigger:
+            text = t.get(key, str, required=required)
+            if text is not None:
+                out[key] = (parse_duration(text, t.where(key)) if kind is Duration
+                            else parse_trigger(text, t.where(key)))
+            continue
+        v = t.get(key, kind, default=default, required=required,
+                  bounds=list(bounds()) if callable(bounds) else bounds)
         if v is not None:
             out[key] = v
     return out
@@ -438,6 +500,17 @@ def _parse_requirement(file: str, i: int, data: object) -> RequirementSpec:
     name = t.get("name", str, default=kind)
     params = _parse_params(t, REQUIREMENT_KINDS[kind])
     t.finish()
+    if "after" in params and "after_fault" in params:
+        raise ScenarioError(f"{t.where('after_fault')}: give either after or after_fault, not both")
+    if "event" in params:
+        known = known_events()
+        src = params.get("source")
+        names = known[src] if src else frozenset().union(*known.values())
+        if params["event"] not in names:
+            close = difflib.get_close_matches(params["event"], sorted(names), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ScenarioError(f"{t.where('event')}: no {src + ' ' if src else ''}event {params['event']!r}"
+                                f"{hint} (known: {', '.join(sorted(names))})")
     return RequirementSpec(i, kind, name, params)
 
 
@@ -512,6 +585,10 @@ def parse_scenario(text: str, file: str = "<scenario>", base: pathlib.Path | Non
     for i, n in enumerate(names):
         if n in names[:i]:
             raise ScenarioError(f"{file}: requirement[{i}].name: duplicate name {n!r}")
+    for r in reqs:
+        if "after_fault" in r.params and int(r.params["after_fault"]) >= len(faults):
+            raise ScenarioError(f"{file}: requirement[{r.index}].after_fault: no fault[{r.params['after_fault']}] "
+                                f"in this file ({len(faults)} [[fault]] table(s), numbered from 0)")
     top.finish()
     return Scenario(
         path=None, name=name, description=description, epoch=epoch, duration=duration,
