@@ -5,9 +5,16 @@ simulated instruments and emulated boards of a bench file (the default virtual
 bench when none is given) in the foreground, prints every endpoint (each
 board's serial path, each instrument's Modbus URL; with ``--json`` one JSON
 object on one line), and runs until Ctrl-C or SIGTERM. On the way out every
-instrument is put in its safe state, then everything stops.
+instrument is put in its safe state, then everything stops. ``--power-on``
+sets each supply's current limit from the bench file (``current_limit_a``)
+before its voltage. A board that browns out (its supply cannot hold its minimum
+voltage, typically in CC at the current limit) is reported as it happens: a
+line ``event: board ... browned out ...``, or with ``--json`` one more JSON
+object per event (``{"event": "brownout", ...}``). An instrument that does not
+answer as the bench file says is an error naming it and its URL, exit code 2.
 
-``hil bench check FILE`` validates a bench file and prints what it describes.
+``hil bench check FILE`` validates a bench file, including what a run needs of
+it (:func:`hil_rig.benchfile.check_runnable`), and prints what it describes.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import os
 import sys
 import time
 
-from hil_rig.benchfile import Bench, load_bench
+from hil_rig.benchfile import Bench, check_runnable, load_bench
 from hil_rig.cli import UsageError
 from hil_rig.instruments.errors import ConfigError, InstrumentError
 
@@ -43,6 +50,16 @@ def _print_endpoints(info: dict, as_json: bool) -> None:
     sys.stdout.flush()
 
 
+def _print_events(vb, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """Print the virtual bench's brown-outs since the last call."""
+    while not vb.brownouts.empty():
+        ev = vb.brownouts.get()
+        if as_json:
+            print(json.dumps(ev.as_dict(), separators=(",", ":"), sort_keys=True), flush=True)
+        else:
+            print(f"event: {ev.describe()}", flush=True)
+
+
 def _up(args: argparse.Namespace) -> int:
     from hil_rig.instruments import open_instruments
     from hil_rig.safe_state import SafeState, Terminated
@@ -58,12 +75,18 @@ def _up(args: argparse.Namespace) -> int:
     rc = 0
     try:
         vb.start()
-        supplies, switches = open_instruments(vb.bench)
+        try:
+            supplies, switches = open_instruments(vb.bench)
+        except InstrumentError as exc:
+            raise UsageError(f"{bench.path}: {exc}") from None
         try:
             with SafeState(vb.bench, supplies, switches) as guard:
                 guard.apply()  # start from the safe state
                 if args.power_on is not None:
-                    for ps in supplies.values():
+                    for name, ps in supplies.items():
+                        limit = vb.bench.instrument(name).current_limit_a
+                        if limit is not None:
+                            ps.set_current_limit(limit)
                         ps.set_voltage(args.power_on)
                         ps.set_output(True)
                     for b in vb.bench.boards:
@@ -76,7 +99,8 @@ def _up(args: argparse.Namespace) -> int:
                 info = dict(vb.endpoints, pid=os.getpid())
                 _print_endpoints(info, args.json)
                 while True:
-                    time.sleep(0.25)
+                    _print_events(vb, args.json)
+                    time.sleep(0.1)
         except (KeyboardInterrupt, Terminated):
             pass
         finally:
@@ -98,6 +122,10 @@ def _up(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     bench = _load(args.file)
+    try:
+        check_runnable(bench)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     print(f"{bench.path}: bench {bench.name!r} is valid")
     for i in bench.instruments:
         print(f"  instrument  {i.name:<12} {i.kind:<7} {i.driver:<16} {i.url}")
@@ -117,6 +145,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="set every supply to VOLTS, output on, and switch every board's relay on")
     up.add_argument("--seed", type=int, default=0, help="seed of the emulated boards")
     up.set_defaults(func=_up)
-    check = sub.add_parser("check", help="validate a bench file")
+    check = sub.add_parser("check", help="validate a bench file (and that a run can power its boards)")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=_check)

@@ -14,6 +14,7 @@ The format (see ``docs/bench.md`` and ``hil_rig/benches/virtual.toml``)::
     url = "modbus-rtu:///dev/ttyUSB0?baud=115200&unit=1"   # or modbus-tcp://..., sim://tcp, sim://rtu
     model = "RD6012"                 # checked against the model-ID register
     limits = { voltage_v = [0.0, 14.0], current_a = [0.0, 6.0] }
+    current_limit_a = 5.0            # I-SET while it powers the boards (default: the top of limits.current_a)
     safe_state = { output = false }
 
     [[instruments]]
@@ -38,6 +39,7 @@ import dataclasses
 import math
 import pathlib
 import tomllib
+from collections.abc import Iterable
 from typing import Any
 
 from hil_rig.instruments.base import SupplyLimits
@@ -80,6 +82,8 @@ class InstrumentSpec:
     limits: SupplyLimits = SupplyLimits()
     safe_state: SupplySafeState | SwitchSafeState = SupplySafeState()
     profile: SupplyProfile | None = None
+    #: a supply's current limit (I-SET) while it powers the boards
+    current_limit_a: float | None = None
 
     @property
     def simulated(self) -> bool:
@@ -210,7 +214,8 @@ def _range(t: _Table, key: str) -> tuple[float, float] | None:
     return lo, hi
 
 
-_INSTR_KEYS = ("name", "driver", "url", "unit", "baud", "model", "timeout_s", "retries", "channels", "limits", "safe_state")
+_INSTR_KEYS = ("name", "driver", "url", "unit", "baud", "model", "timeout_s", "retries", "channels", "limits",
+               "current_limit_a", "safe_state")
 _BOARD_KEYS = ("name", "kind", "emulates", "serial", "baud", "supply", "switch", "channel", "boot_time_s", "min_voltage_v", "idle_power_w")
 
 
@@ -279,15 +284,19 @@ def _instrument(data: Any, where: str, base_dir: pathlib.Path) -> InstrumentSpec
             raise ConfigError(f"{where} safe_state: key 'voltage_v' {safe.voltage_v} is outside limits {v_lim}")
         if safe.current_a is not None and not i_lim[0] <= safe.current_a <= i_lim[1]:
             raise ConfigError(f"{where} safe_state: key 'current_a' {safe.current_a} is outside limits {i_lim}")
-        spec.update(limits=SupplyLimits(v_lim, i_lim), safe_state=safe, profile=profile)
+        i_op = t.get("current_limit_a", float, i_lim[1])
+        if not i_lim[0] <= i_op <= i_lim[1]:
+            raise ConfigError(f"{where}: key 'current_limit_a' {i_op:g} is outside limits.current_a {i_lim}")
+        spec.update(limits=SupplyLimits(v_lim, i_lim), safe_state=safe, profile=profile, current_limit_a=i_op)
         if t.get("channels", int, None) is not None:
             raise ConfigError(f"{where}: key 'channels' applies to relay boards only")
     else:
         channels = t.get("channels", int, 8)
         if not 1 <= channels <= 16:
             raise ConfigError(f"{where}: key 'channels' must be 1..16, got {channels}")
-        if "limits" in t.data:
-            raise ConfigError(f"{where}: key 'limits' applies to supplies only")
+        for key in ("limits", "current_limit_a"):
+            if key in t.data:
+                raise ConfigError(f"{where}: key {key!r} applies to supplies only")
         ss = _Table(t.get("safe_state", dict, {}), f"{where} safe_state", ("on",))
         on = ss.get("on", list, [])
         for c in on:
@@ -389,6 +398,37 @@ def parse_bench(data: dict[str, Any], path: str, base_dir: pathlib.Path | None =
                     f"{where}: key {key!r}: a real board cannot be fed by a simulated instrument ({by_name[ref].url})"
                 )
     return Bench(name=name, path=path, boards=boards, instruments=instruments, description=head.get("description", str, ""))
+
+
+def check_runnable(bench: Bench, boards: Iterable[str] | None = None) -> None:
+    """Raise :class:`ConfigError` when a run cannot power ``boards`` (default: every
+    board of the bench) on ``bench``, with the message a run gives.
+
+    A run powers its boards from one programmable supply and switches them through
+    at most one relay board (the power loop): it needs a board, a supply, and its
+    boards on one supply and one relay board. ``hil bench check`` calls it with no
+    ``boards``; a run calls it with the scenario's boards. Static: nothing is
+    connected to.
+    """
+    names = list(boards) if boards is not None else [b.name for b in bench.boards]
+    chosen = [bench.board(n) for n in names if n in {b.name for b in bench.boards}]
+    if not chosen:
+        raise ConfigError(f"{bench.path}: bench {bench.name!r} has no board to run the payload on")
+    if not bench.supplies:
+        raise ConfigError(f"{bench.path}: bench {bench.name!r}: no programmable supply to power the boards")
+    first = chosen[0]
+    supply = first.supply or bench.supplies[0].name
+    for b in chosen:
+        if b.supply is not None and b.supply != supply:
+            raise ConfigError(
+                f"{bench.path}: board {b.name!r} is fed by {b.supply!r}, not by {supply!r}: "
+                "a run powers its boards from one supply"
+            )
+        if b.switch is not None and b.switch != first.switch:
+            raise ConfigError(
+                f"{bench.path}: board {b.name!r} is switched by {b.switch!r}, not by "
+                f"{first.switch or 'no relay board'!r}: a run switches its boards through one relay board"
+            )
 
 
 def load_bench(path: str | pathlib.Path | None = None) -> Bench:

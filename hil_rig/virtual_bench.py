@@ -21,8 +21,10 @@ board reported as of that simulation time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -41,6 +43,31 @@ _IDLE_POLL_S = 0.25  # ... and otherwise (instrument changes wake it at once)
 log = logging.getLogger("hil_rig.virtual_bench")
 
 
+@dataclasses.dataclass(frozen=True)
+class BrownOut:
+    """A board's relay and supply output are on, but the supply holds it below its
+    minimum voltage: typically the supply is in CC at its current limit. One per
+    onset (a board that browns out while running, or cannot come up at all)."""
+
+    board: str
+    supply: str
+    voltage_v: float  # at the supply's output
+    current_a: float
+    mode: str  # "cv" or "cc"
+    current_limit_a: float
+    min_voltage_v: float
+    was_running: bool  # its process was killed (state lost); False: it never came up
+
+    def describe(self) -> str:
+        what = "browned out (power lost, state lost)" if self.was_running else "cannot power up"
+        return (f"board {self.board} {what}: supply {self.supply} gives {self.voltage_v:.2f} V at "
+                f"{self.current_a:.2f} A ({self.mode.upper()}, current limit {self.current_limit_a:.2f} A), "
+                f"below the board's {self.min_voltage_v:.2f} V minimum")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": "brownout", **dataclasses.asdict(self), "detail": self.describe()}
+
+
 class _Board:
     """One emulated board: its pty, its process and its power state."""
 
@@ -53,6 +80,7 @@ class _Board:
         self.proc: Any = None  # firmware_bridge.emulator.EmulatorProcess
         self.ordered_replies = False  # set before a boot: its link has a fault proxy
         self.powered = False  # electrically powered (relay on and voltage present)
+        self.browned_out = False  # relay and supply on, voltage below its minimum
         self.boot_at: float | None = None
         self.boots = 0
         self.power_losses = 0
@@ -135,6 +163,8 @@ class VirtualBench:
         self._thread: threading.Thread | None = None
         self.bench: Bench = self.spec
         self.errors: list[str] = []
+        #: :class:`BrownOut` events, in order (the reader drains it: ``hil bench up`` prints them)
+        self.brownouts: queue.SimpleQueue[BrownOut] = queue.SimpleQueue()
         #: the simulation time the supplies measure at (a runner in virtual time sets it):
         #: each board's draw is then the one it reported as of that time, even when its
         #: virtual clock has already been synced ahead of it
@@ -184,13 +214,17 @@ class VirtualBench:
         return sim.settings(), boards
 
     def _supply_ok(self, b: BoardSpec) -> bool:
+        return self._supply_check(b)[0]
+
+    def _supply_check(self, b: BoardSpec) -> tuple[bool, Any]:
+        """(the supply powers the board, the supply's state or None)."""
         if b.supply is None:
-            return True
+            return True, None
         sim = self.sim_supplies.get(b.supply)
         if sim is None:
-            return True
+            return True, None
         st = sim.state()
-        return st.output_on and st.voltage_v >= b.min_voltage_v
+        return st.output_on and st.voltage_v >= b.min_voltage_v, st
 
     def _notify(self) -> None:
         self._wake.set()
@@ -270,7 +304,16 @@ class VirtualBench:
                 if self._stop.is_set():
                     return
                 b = board.spec
-                want = self._relay_on(b) and self._supply_ok(b)
+                relay = self._relay_on(b)
+                ok, st = self._supply_check(b)
+                want = relay and ok
+                brown = relay and st is not None and st.output_on and not ok
+                if brown and not board.browned_out:
+                    ev = BrownOut(b.name, b.supply or "", st.voltage_v, st.current_a, st.mode, st.current_set_a,
+                                  b.min_voltage_v, board.running)
+                    log.info("%s", ev.describe())
+                    self.brownouts.put(ev)
+                board.browned_out = brown
                 if board.proc is not None:
                     board.proc.poll_status()
                 if want and not board.powered:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from hil_rig.instruments import (
     InstrumentTimeout,
+    InstrumentUnreachable,
     LimitError,
     ModbusConnection,
     ModbusExceptionResponse,
@@ -234,8 +235,9 @@ def test_dead_tcp_instrument_bounded_retry_then_clear_error() -> None:
         ModbusEndpoint("tcp", host="127.0.0.1", port=port), label="supply 'psu9'", timeout_s=0.2, retries=2,
         names={8: "V-SET"},
     )
-    with pytest.raises(InstrumentTimeout, match=rf"supply 'psu9' register 8 \(V-SET\): no valid answer after 3 attempt\(s\) of 0.2 s at modbus-tcp://127.0.0.1:{port}"):
+    with pytest.raises(InstrumentUnreachable, match=rf"supply 'psu9': nothing answers at modbus-tcp://127.0.0.1:{port}\?unit=1: could not connect in 3 attempt\(s\) \(nothing listening on that port\)"):
         conn.write_register(8, 100)
+    assert issubclass(InstrumentUnreachable, InstrumentTimeout)
     conn.close()
 
 

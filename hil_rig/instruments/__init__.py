@@ -14,6 +14,7 @@ from hil_rig.instruments.errors import (
     ConfigError,
     InstrumentError,
     InstrumentTimeout,
+    InstrumentUnreachable,
     LimitError,
     ModbusExceptionResponse,
     ReadBackMismatch,
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "InstrumentError",
     "InstrumentTimeout",
+    "InstrumentUnreachable",
     "LimitError",
     "Measurement",
     "ModbusConnection",
@@ -54,7 +56,10 @@ __all__ = [
 
 
 def open_instrument(spec: InstrumentSpec) -> ModbusSupply | ModbusRelayBoard:
-    """The driver for one instrument of a (started) bench."""
+    """The driver for one instrument of a (started) bench, after one exchange with it
+    (a supply's model-ID read, a relay board's coil read): an instrument that does
+    not answer is an :class:`InstrumentError` naming it and its URL here, not later
+    (:class:`InstrumentUnreachable` when nothing can be connected to at all)."""
     label = f"{'supply' if spec.kind == 'supply' else 'relay board'} {spec.name!r}"
     conn = ModbusConnection(
         spec.endpoint, label=label, name=spec.name, timeout_s=spec.timeout_s, retries=spec.retries
@@ -63,7 +68,9 @@ def open_instrument(spec: InstrumentSpec) -> ModbusSupply | ModbusRelayBoard:
         if spec.kind == "supply":
             assert spec.profile is not None
             return ModbusSupply(conn, spec.profile, name=spec.name, model=spec.model, limits=spec.limits)
-        return ModbusRelayBoard(conn, name=spec.name, channels=spec.channels)
+        board = ModbusRelayBoard(conn, name=spec.name, channels=spec.channels)
+        board.get_all()
+        return board
     except BaseException:
         conn.close()
         raise
@@ -73,6 +80,9 @@ def open_instruments(bench: Bench) -> tuple[dict[str, ModbusSupply], dict[str, M
     """Drivers for every instrument of a bench: ``(supplies, switches)`` by name.
 
     A bench with simulated instruments must be started first (``VirtualBench``).
+    Raises :class:`InstrumentError` (naming the instrument and its URL) for the
+    first instrument that does not answer as its bench file says; the drivers
+    opened before it are closed.
     """
     supplies: dict[str, ModbusSupply] = {}
     switches: dict[str, ModbusRelayBoard] = {}

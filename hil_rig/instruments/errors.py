@@ -16,6 +16,11 @@ class InstrumentTimeout(InstrumentError):
     """No (valid) answer within the bounded timeout and retries."""
 
 
+class InstrumentUnreachable(InstrumentTimeout):
+    """Nothing answers at the instrument's URL: no connection in any attempt
+    (a TCP port with nothing listening, a serial port that cannot be opened)."""
+
+
 class ModbusExceptionResponse(InstrumentError):
     """The instrument answered with a Modbus exception response."""
 

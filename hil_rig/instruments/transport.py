@@ -24,6 +24,7 @@ from pymodbus.framer import FramerType
 from hil_rig.instruments.errors import (
     InstrumentError,
     InstrumentTimeout,
+    InstrumentUnreachable,
     ModbusExceptionResponse,
     ReadBackMismatch,
 )
@@ -147,6 +148,7 @@ class ModbusConnection:
         (naming the ``kind`` of item, ``address`` and ``count``; built only on failure)."""
         attempts = self.retries + 1
         last: Exception | None = None
+        connected = False
         with self._lock:
             for attempt in range(attempts):
                 if self._client is None:
@@ -155,6 +157,7 @@ class ModbusConnection:
                 try:
                     if not client.connect():
                         raise ConnectionException(f"cannot connect to {self.endpoint.url()}")
+                    connected = True
                     rr = fn(client)
                 except (ModbusIOException, ConnectionException, OSError) as exc:
                     last = exc
@@ -172,6 +175,11 @@ class ModbusConnection:
                         f"{self._what(kind, address, count)}: {exception_name(code)} (exception code {code})", code
                     )
                 return rr
+        if not connected:
+            raise InstrumentUnreachable(
+                f"{self.label}: nothing answers at {self.endpoint.url()}: could not connect in {attempts} "
+                f"attempt(s) ({'nothing listening on that port' if self.endpoint.transport == 'tcp' else 'cannot open the serial port'})"
+            )
         raise InstrumentTimeout(
             f"{self._what(kind, address, count)}: no valid answer after {attempts} attempt(s) of {self.timeout_s:g} s "
             f"at {self.endpoint.url()}: {type(last).__name__}: {last}"
