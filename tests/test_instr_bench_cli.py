@@ -4,6 +4,7 @@ subprocess and checks the message and the exit code."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -44,6 +45,19 @@ emulates = "{kind}"
 def _hil(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hil_rig.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
+
+
+@contextlib.contextmanager
+def _bench_up(path, *args: str):
+    """``hil bench up --bench PATH --power-on 12 ARGS`` running; killed if the test fails."""
+    proc = subprocess.Popen([sys.executable, "-m", "hil_rig.cli", "bench", "up", "--bench", str(path),
+                             "--power-on", "12", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _closed_port() -> int:
@@ -134,9 +148,7 @@ def test_power_on_takes_the_current_limit_from_the_bench_file_and_reports_a_brow
     path = _bench(tmp_path, PSU.format(name="psu0", url="sim://tcp", extra="current_limit_a = 3.0")
                   + RELAYS.format(name="relays0", url="sim://tcp")
                   + BOARD.format(name="jetson0", kind="jetson", wiring='supply = "psu0"\nswitch = "relays0"\nchannel = 0'))
-    proc = subprocess.Popen([sys.executable, "-m", "hil_rig.cli", "bench", "up", "--bench", str(path), "--json",
-                             "--power-on", "12"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _bench_up(path, "--json") as proc:
         info = json.loads(proc.stdout.readline())
         psu = parse_modbus_url(info["instruments"]["psu0"]["url"])
         client = ModbusTcpClient(psu.host, port=psu.port, timeout=2)
@@ -153,10 +165,6 @@ def test_power_on_takes_the_current_limit_from_the_bench_file_and_reports_a_brow
         event = json.loads(proc.stdout.readline())
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert event["event"] == "brownout" and event["board"] == "jetson0" and event["supply"] == "psu0"
     assert event["mode"] == "cc" and event["current_limit_a"] == pytest.approx(0.3)
     assert event["voltage_v"] < 9.0 == event["min_voltage_v"]
@@ -169,17 +177,11 @@ def test_power_on_text_mode_prints_the_brownout_as_an_event_line(tmp_path) -> No
     # a limit the board's idle draw is over from the start: it cannot come up, and says so
     path = _bench(tmp_path, PSU.format(name="psu0", url="sim://tcp", extra="current_limit_a = 0.2")
                   + BOARD.format(name="jetson0", kind="jetson", wiring='supply = "psu0"'))
-    proc = subprocess.Popen([sys.executable, "-m", "hil_rig.cli", "bench", "up", "--bench", str(path),
-                             "--power-on", "12"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _bench_up(path) as proc:
         lines = [proc.stdout.readline() for _ in range(3)]  # the banner, 2 endpoints
         event = proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert "is up" in lines[0]
     assert event.startswith("event: board jetson0 cannot power up: supply psu0 gives ")
     assert "(CC, current limit 0.20 A), below the board's 9.00 V minimum" in event
