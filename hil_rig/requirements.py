@@ -323,11 +323,13 @@ class SeuDetected(Judge):
 
     With events reported, injections and detections are matched job by job: an
     injection (``fault``/``seu_injected``, detail ``"<board> job <remote id>"``)
-    belongs to the flight software's job that runs there (its last ``job_started``
-    with that board and remote id); each job must have as many ``seu_detected``
-    events as SEUs injected into it. Scheduled SEUs that never reached a board, an
-    injection into no known job, and a detection of a job no SEU touched (a false
-    alarm) all fail. Without events only the counts are compared."""
+    belongs to the flight software's job that runs there (the last ``job_started``
+    with that board and remote id at or before the injection: the run records a
+    frame's flight-software events after its fault actions, so the same second
+    counts); each job must have as many ``seu_detected`` events as SEUs injected
+    into it. Scheduled SEUs that never reached a board, an injection into no known
+    job, and a detection of a job no SEU touched (a false alarm) all fail. Without
+    events only the counts are compared."""
 
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
@@ -335,10 +337,9 @@ class SeuDetected(Judge):
                              if f.kind == "seu" and f.phase == "start")
         self.detected = 0
         self.events_reported = False
-        self.run_job: dict[tuple[str, str], int] = {}  # (board, remote id) -> flight-software job
-        self.injected: dict[int, int] = {}  # job -> SEUs injected into it
+        self.starts: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (board, remote id) -> [(t, job)]
+        self.injections: list[tuple[int, str, str, str]] = []  # (t, board, remote id, detail)
         self.caught: dict[int, int] = {}  # job -> SEUs the flight software reported on it
-        self.unmatched: list[str] = []  # injections into no known job
 
     def observe(self, s: Sample) -> None:
         self.detected = s.seu_detected
@@ -352,16 +353,13 @@ class SeuDetected(Judge):
                 if not isinstance(job, int):
                     continue
                 if name == "job_started":
-                    self.run_job[(str(fields.get("board")), str(fields.get("remote_id")))] = job
+                    key = (str(fields.get("board")), str(fields.get("remote_id")))
+                    self.starts.setdefault(key, []).append((t, job))
                 else:
                     self.caught[job] = self.caught.get(job, 0) + 1
             elif src == "fault" and name == "seu_injected":
                 board, _, rid = detail.partition(" job ")
-                job = self.run_job.get((board, rid.strip()))
-                if job is None:
-                    self.unmatched.append(f"{detail} at {_s(t)}")
-                else:
-                    self.injected[job] = self.injected.get(job, 0) + 1
+                self.injections.append((t, board, rid.strip(), detail))
 
     def verdict(self, end_ns: int) -> Verdict:
         if not self.scheduled:
@@ -371,17 +369,24 @@ class SeuDetected(Judge):
             return self._v(ok, f"{self.detected} corrupted result(s) caught of {self.scheduled} scheduled "
                                "(counts only: the run reported no events)",
                            injected=self.scheduled, detected=self.detected)
-        delivered = sum(self.injected.values()) + len(self.unmatched)
+        injected: dict[int, int] = {}  # job -> SEUs injected into it
+        unmatched = []
+        for t, board, rid, detail in self.injections:
+            jobs = [job for ts, job in self.starts.get((board, rid), []) if ts <= t]
+            if jobs:
+                injected[jobs[-1]] = injected.get(jobs[-1], 0) + 1
+            else:
+                unmatched.append(f"{detail} at {_s(t)}")
+        delivered = len(self.injections)
         measured = {"scheduled": self.scheduled, "injected": delivered, "detected": self.detected,
-                    "by_job": {str(j): [n, self.caught.get(j, 0)] for j, n in sorted(self.injected.items())}}
-        if self.unmatched:
-            return self._v(False, f"SEU injected into no job the flight software ran: {self.unmatched[0]}",
-                           **measured)
+                    "by_job": {str(j): [n, self.caught.get(j, 0)] for j, n in sorted(injected.items())}}
+        if unmatched:
+            return self._v(False, f"SEU injected into no job the flight software ran: {unmatched[0]}", **measured)
         if delivered < self.scheduled:
             return self._v(False, f"only {delivered} of {self.scheduled} scheduled SEU(s) reached a board: "
                                   "requirement not exercised", **measured)
-        missed = {j: n - self.caught.get(j, 0) for j, n in self.injected.items() if self.caught.get(j, 0) < n}
-        false = {j: c - self.injected.get(j, 0) for j, c in self.caught.items() if c > self.injected.get(j, 0)}
+        missed = {j: n - self.caught.get(j, 0) for j, n in injected.items() if self.caught.get(j, 0) < n}
+        false = {j: c - injected.get(j, 0) for j, c in self.caught.items() if c > injected.get(j, 0)}
         caught = delivered - sum(missed.values())
         detail = f"{caught} of {delivered} injected SEU(s) caught, matched by job"
         if missed:
