@@ -160,11 +160,8 @@ class Environment:
         )
 
     def find_contacts(self, t0_ns: int, t1_ns: int) -> list[Eclipse]:
-        """Eclipses between two simulation times; contact times in simulation ns."""
-        found = find_contacts_ns(self.orbit, self.epoch_ns + int(t0_ns), self.epoch_ns + int(t1_ns))
-        return [
-            Eclipse(*(None if x is None else x - self.epoch_ns for x in
-                      (e.penumbra_entry, e.umbra_entry, e.umbra_exit, e.penumbra_exit)),
-                    epoch_ns=self.epoch_ns)
-            for e in found
-        ]
+        """Eclipses between two simulation times; contact times in simulation ns. The search
+        goes through the window in chunks: its memory does not grow with the window's length,
+        only the list of eclipses does."""
+        return find_contacts_ns(self.orbit, self.epoch_ns + int(t0_ns), self.epoch_ns + int(t1_ns),
+                                epoch_ns=self.epoch_ns)
