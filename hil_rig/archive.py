@@ -63,7 +63,10 @@ class _Checkpointer:
             while True:
                 self._go.wait()
                 self._go.clear()
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass  # a full disk: the rows stay in the WAL; the writer reports the failure
                 if self._stop:
                     return
         finally:
@@ -110,6 +113,8 @@ class Archive:
         self.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
         self._commits = 0
         self._checkpointer: _Checkpointer | None = None
+        #: why writing stopped (a full disk): every later write raises ArchiveError
+        self.failed: str | None = None
         cols = "".join(f", {c.name} {c.kind}" for c in self.channels)
         self.db.executescript(
             f"""
@@ -144,24 +149,45 @@ class Archive:
         """One telemetry row at ``t_ns`` (values in channel order)."""
         if len(values) != len(self.channels):
             raise ArchiveError(f"expected {len(self.channels)} values, got {len(values)}")
-        self.db.execute(self._tm_sql, (int(t_ns), *values))
+        self._execute(self._tm_sql, (int(t_ns), *values))
 
     def payload(self, t_ns: int, board: str, state: str, power_w: float | None,
                 temp_k: float | None, jobs_done: int | None) -> None:
-        self.db.execute("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?)",
-                        (int(t_ns), board, state, power_w, temp_k, jobs_done))
+        self._execute("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?)",
+                      (int(t_ns), board, state, power_w, temp_k, jobs_done))
 
     def event(self, t_ns: int, source: str, kind: str, detail: str = "") -> None:
-        self.db.execute("INSERT INTO events (t_ns, source, kind, detail) VALUES (?, ?, ?, ?)",
-                        (int(t_ns), source, kind, detail))
+        self._execute("INSERT INTO events (t_ns, source, kind, detail) VALUES (?, ?, ?, ?)",
+                      (int(t_ns), source, kind, detail))
 
     def set_meta(self, key: str, value: object) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+        self._execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
+    def _execute(self, sql: str, params: tuple = ()) -> None:
+        if self.failed is not None:
+            raise ArchiveError(self.failed)
+        try:
+            self.db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        """A write failed (a full disk, an I/O error): the open transaction is rolled back,
+        so the archive ends at the last commit, and every later write is refused."""
+        full = getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+        why = f"the disk is full ({exc})" if full else str(exc)
+        self.failed = (f"{self.path}: cannot write the archive: {why}; it holds every "
+                       "second committed before")
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolled back already
+        raise ArchiveError(self.failed) from None
 
     def commit(self) -> None:
         """End the transaction (call at least every simulated second)."""
-        self.db.execute("COMMIT")
-        self.db.execute("BEGIN")
+        self._execute("COMMIT")
+        self._execute("BEGIN")
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:
             if self._checkpointer is None:
@@ -174,12 +200,20 @@ class Archive:
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
-        self.db.execute("COMMIT")
-        # Fold the WAL back into the main file so the archive is one file at rest.
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.execute("PRAGMA journal_mode=DELETE")
-        self.db.close()
-        self.db = None  # type: ignore[assignment]
+        try:
+            if self.failed is None:
+                self._execute("COMMIT")
+        finally:
+            try:
+                # Fold the WAL back into the main file so the archive is one file at rest;
+                # on a full disk the committed rows stay in the WAL, where SQLite reads them.
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:
+                pass
+            finally:
+                self.db.close()
+                self.db = None  # type: ignore[assignment]
 
     def __enter__(self) -> Archive:
         return self
@@ -281,7 +315,13 @@ def export_csv(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
     """Write one CSV per table (header row, then rows) into ``out_dir``."""
     path = _archive_path(run_dir)
     out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ArchiveError(f"{out}: exists and is not a directory; CSV export writes one file "
+                           "per table into a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchiveError(f"{out}: cannot make the export directory: {exc.strerror or exc}") from None
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     written = []
     try:
@@ -297,6 +337,8 @@ def export_csv(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
             written.append(dest)
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"{path}: not a readable orbit-hil archive: {exc}") from None
+    except OSError as exc:  # a full disk, a file that cannot be written
+        raise ArchiveError(f"{exc.filename or out}: cannot write the CSV export: {exc.strerror or exc}") from None
     finally:
         db.close()
     return written

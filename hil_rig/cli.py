@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 from hil_rig import __version__
@@ -46,17 +48,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        parser.print_help()
-        return 0
+        parser.print_usage(sys.stderr)
+        print("hil: error: give a command (hil --help lists them)", file=sys.stderr)
+        return 2
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # here, where a full disk or a closed pipe is still answered below
+        return code
     except UsageError as exc:
         print(f"hil: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hil: interrupted", file=sys.stderr)
         return 130
-
+    except BrokenPipeError:
+        # the reader went away (`hil ... | head`): stop quietly, as a tool killed by SIGPIPE
+        # does; stdout goes to /dev/null so that the interpreter's last flush stays quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as exc:
+        # the last resort: a disk full, a permission refused, anywhere a command did not expect
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else (exc.strerror or str(exc))
+        print(f"hil: error: {what}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     # Run the importable module's main: subcommands raise hil_rig.cli.UsageError,

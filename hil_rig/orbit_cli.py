@@ -6,6 +6,7 @@ import argparse
 import datetime as _dt
 import json
 import math
+import sys
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def _orbit_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     orbit = subparsers.add_parser("orbit", help="eclipse times and ground-truth tracks for an orbit")
     sub = orbit.add_subparsers(dest="orbit_command", metavar="SUBCOMMAND")
-    orbit.set_defaults(func=lambda a: (orbit.print_help(), 0)[1])
+    orbit.set_defaults(func=lambda a: (orbit.print_usage(sys.stderr), 2)[1])
     ec = sub.add_parser("eclipses", help="eclipse contacts (penumbra and umbra) in a window")
     _orbit_options(ec)
     ec.set_defaults(func=cmd_eclipses)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import signal
+import sys
 from typing import Any
 
 from hil_rig.cli import UsageError
@@ -55,14 +57,23 @@ def _dest(flag: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hil_rig.run import DEFAULT_RT_PRIORITY, RunError, run_scenario
-    from hil_rig.scenario import ScenarioError, find_scenario, load_scenario, parse_duration
+    from hil_rig.archive import ArchiveError
+    from hil_rig.orbit import OrbitError
+    from hil_rig.run import DEFAULT_RT_PRIORITY, Progress, Run, RunError, build_orbit
+    from hil_rig.scenario import (
+        ScenarioError,
+        check_run_duration,
+        find_scenario,
+        load_scenario,
+        parse_duration,
+    )
 
     if args.virtual and args.hil_speed is not None:
         raise UsageError("give either --virtual or --speed, not both")
     extra = [pathlib.Path(args.hil_scenario_dir)] if args.hil_scenario_dir else []
     try:
-        scenario = load_scenario(find_scenario(args.scenario, extra))
+        path = find_scenario(args.scenario, extra)
+        scenario = load_scenario(path)
         changes: dict[str, Any] = {}
         if args.duration is not None:
             changes["duration"] = parse_duration(args.duration, "--duration")
@@ -73,14 +84,52 @@ def _run(args: argparse.Namespace) -> int:
         elif args.hil_speed is not None:
             changes["speed"] = args.hil_speed
         scenario = scenario.replace(**changes)
+        # the run's length, with the orbit's period for a duration in orbits: longer than
+        # zero, within 64-bit nanoseconds, and where the orbit can be propagated
+        orbit = build_orbit(scenario)
+        where, text = ("--duration", args.duration) if args.duration is not None else \
+            (f"{path}: [scenario] duration", f"{scenario.duration.value:g} {scenario.duration.unit}")
+        duration_ns = check_run_duration(scenario.duration, text, scenario.epoch, where, orbit.period_s)
+        orbit.propagate(orbit_end_ns(orbit, scenario.epoch, duration_ns))
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        result = run_scenario(scenario, bench=args.hil_bench, out=args.out,
-                              progress="auto", handle_sigterm=True,
-                              rt_priority=DEFAULT_RT_PRIORITY if args.rt_priority is None else args.rt_priority or None)
     except RunError as exc:
         raise UsageError(str(exc)) from None
+    except OrbitError as exc:
+        raise UsageError(f"{where} {text!r}: the orbit cannot be propagated to the run's end: {exc}") from None
+    out = pathlib.Path(args.out) if args.out is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory; give a directory for the run")
+    run = Run(scenario, bench=args.hil_bench, out=out, progress=Progress(sys.stderr, duration_ns),
+              rt_priority=DEFAULT_RT_PRIORITY if args.rt_priority is None else args.rt_priority or None)
+
+    def _on_term(signum: int, frame: Any) -> None:
+        run.stop("SIGTERM")  # the loop stops at the next simulated second
+        if not run.started:
+            raise KeyboardInterrupt  # in set-up nothing looks at stop(): stop it here
+
+    old = signal.signal(signal.SIGTERM, _on_term)
+    try:
+        try:
+            run.start()
+        except RunError as exc:
+            raise UsageError(f"{exc} (run directory: {run.run_dir})") from None
+        except KeyboardInterrupt:
+            if run.stop_reason != "SIGTERM":
+                raise
+            print(f"hil run: stopped by SIGTERM while setting up; run directory: {run.run_dir}",
+                  file=sys.stderr)
+            return 128 + signal.SIGTERM
+        try:
+            result = run.finish()
+        except (ArchiveError, OSError) as exc:  # a full disk, a run directory gone
+            what = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
+            print(f"hil run: error: {what}\nhil run: the run stopped there; run directory: {run.run_dir}",
+                  file=sys.stderr)
+            return 1
+    finally:
+        run.close()
+        signal.signal(signal.SIGTERM, old)
     for v in result.verdicts:
         print(f"{'PASS' if v.passed else 'FAIL'}  {v.name}: {v.detail}")
     s = result.summary
@@ -90,6 +139,15 @@ def _run(args: argparse.Namespace) -> int:
     if s.get("error"):
         print(f"error: {s['error']}")
     return result.exit_code
+
+
+def orbit_end_ns(orbit: Any, epoch: Any, duration_ns: int) -> Any:
+    """The run's last instant, Unix ns, as the orbit takes it (a one-element array)."""
+    import numpy as np
+
+    from hil_rig.clock import unix_ns
+
+    return np.array([unix_ns(epoch) + duration_ns], dtype=np.int64)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

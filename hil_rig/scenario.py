@@ -293,6 +293,34 @@ def parse_duration(text: object, where: str, allow_orbits: bool = True) -> Durat
     return Duration(value, unit)
 
 
+#: The last instant a run can reach: simulation and archive times are signed 64-bit
+#: counts of nanoseconds (since 1970 for absolute times), which end here.
+LAST_INSTANT_NS = 2**63 - 1
+LAST_INSTANT_ISO = "2262-04-11T23:47:16Z"
+
+
+def check_run_duration(duration: Duration, text: str, epoch: _dt.datetime, where: str,
+                       period_s: float | None = None) -> int:
+    """A run's length in ns, or :class:`ScenarioError` naming ``where`` unless it is longer than
+    zero and the run ends by :data:`LAST_INSTANT_NS`. A duration in orbits is checked only
+    with the orbit's period."""
+    if duration.in_orbits and period_s is None:
+        return 0
+    ns = duration.to_ns(period_s)
+    if ns <= 0:
+        raise ScenarioError(f"{where}: {text!r}: a run must be longer than zero")
+    from hil_rig.clock import unix_ns
+
+    epoch_ns = unix_ns(epoch)
+    if epoch_ns + ns > LAST_INSTANT_NS:
+        most_h = (LAST_INSTANT_NS - epoch_ns) / 3600 / NS_PER_S
+        raise ScenarioError(
+            f"{where}: {text!r} is too long: times are signed 64-bit nanosecond counts, which end "
+            f"at {LAST_INSTANT_ISO}; from the epoch {epoch.isoformat()} a run lasts at most "
+            f"{most_h:,.0f} h")
+    return ns
+
+
 def parse_trigger(text: object, where: str) -> Trigger:
     """``"600 s"``, ``"t + 600 s"``, ``"orbit 2"``, ``"eclipse_entry + 30 s"``,
     ``"eclipse_exit 2 - 10 s"``, ``"sunlight"``, ``"eclipse"``."""
@@ -420,9 +448,14 @@ def _parse_orbit(file: str, base: pathlib.Path | None, data: object) -> OrbitSpe
     if tle is not None:
         if alt is not None or inc is not None or ltan is not None or raan is not None or anomaly is not None:
             raise ScenarioError(f"{t.where('tle')}: a TLE orbit takes no elements (altitude_km, ...)")
+        from hil_rig.orbit import OrbitError, parse_tle
+
+        # line numbers as in `hil orbit --tle`: of the TLE file, or of the tle string
+        try:
+            parse_tle(tle, f"{t.where('tle_file')}: {source}" if source else t.where("tle"))
+        except OrbitError as exc:
+            raise ScenarioError(str(exc)) from None
         lines = [ln for ln in tle.strip().splitlines() if ln.strip()]
-        if len(lines) not in (2, 3):
-            raise ScenarioError(f"{t.where('tle')}: expected 2 or 3 TLE lines, got {len(lines)}")
         return OrbitSpec(tle="\n".join(lines), tle_source=source or "inline")
     if alt is None:
         raise ScenarioError(f"{t.where('altitude_km')}: missing; give tle, tle_file, or elements")
@@ -525,9 +558,11 @@ def parse_scenario(text: str, file: str = "<scenario>", base: pathlib.Path | Non
     name = sc.get("name", str, default=pathlib.Path(file).stem)
     description = sc.get("description", str, default="")
     epoch = parse_epoch(sc.get("epoch", str, required=True), sc.where("epoch"))
-    duration = parse_duration(sc.get("duration", str, required=True), sc.where("duration"))
+    duration_text = sc.get("duration", str, required=True)
+    duration = parse_duration(duration_text, sc.where("duration"))
     if duration.to_ns(period_s=1.0) <= 0:
         raise ScenarioError(f"{sc.where('duration')}: must be longer than zero")
+    check_run_duration(duration, duration_text, epoch, sc.where("duration"))
     speed_raw = sc.raw("speed")
     if speed_raw is None or speed_raw == "virtual":
         speed = None
