@@ -324,6 +324,7 @@ def export_csv(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
         raise ArchiveError(f"{out}: cannot make the export directory: {exc.strerror or exc}") from None
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     written = []
+    dest = out
     try:
         for table in tables:
             cur = db.execute(f"SELECT * FROM {table} ORDER BY 1")
@@ -338,7 +339,7 @@ def export_csv(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"{path}: not a readable orbit-hil archive: {exc}") from None
     except OSError as exc:  # a full disk, a file that cannot be written
-        raise ArchiveError(f"{exc.filename or out}: cannot write the CSV export: {exc.strerror or exc}") from None
+        raise ArchiveError(f"{exc.filename or dest}: cannot write the CSV export: {exc.strerror or exc}") from None
     finally:
         db.close()
     return written
