@@ -14,7 +14,8 @@ power-cycles); ``--port PATH`` opens a serial path with pyserial instead.
 changes, and at least every ``STATUS_HEARTBEAT_S``, so a simulated supply can
 draw the board's real load.
 
-Simulated physics (per board kind, see ``KINDS``):
+Simulated physics (per board kind, see ``KINDS``; the electrical figures and a job's
+throughput are the kind's ratings, ``firmware_bridge.ratings``):
 
 - power ``P = idle_w + (max_w - idle_w) * load * throttle`` (load is 1 while a
   job computes, else 0);
@@ -43,6 +44,7 @@ import time
 import tty
 
 from .agent import Agent, FdTransport, RealClock, SerialTransport, VirtualClock
+from .ratings import RATINGS
 
 EMULATOR_MAX_JOB_DIM = 64  # jobs on an emulated board: matrices at most 64 x 64
 STATUS_HEARTBEAT_S = 1.0  # a status line at least this often (real time)
@@ -50,11 +52,10 @@ AMBIENT_K = 298.15
 
 KINDS = {
     "jetson": {
-        "model": "NVIDIA Jetson Orin Nano Developer Kit (emulated)",
-        "idle_w": 5.0, "max_w": 15.0, "r_k_w": 2.2, "c_j_k": 60.0,
-        # emulated job throughput in virtual time (FLOP per simulated second): deliberately
-        # low, so the real compute behind it stays cheap at 1000x real time
-        "job_flops_s": 1_000_000,
+        "model": f"{RATINGS['jetson'].model} (emulated)",
+        "idle_w": RATINGS["jetson"].idle_w, "max_w": RATINGS["jetson"].peak_w, "r_k_w": 2.2, "c_j_k": 60.0,
+        # a job's throughput at throttle 1 (FLOP per simulated second): the kind's rating
+        "job_flops_s": RATINGS["jetson"].rated_flops,
         # zone name -> offset from the thermal node (K) per unit of load
         "zones": {"cpu-thermal": 1.5, "gpu-thermal": 0.5, "cv0-thermal": 0.0,
                   "soc0-thermal": 0.8, "tj-thermal": 2.0},
@@ -63,9 +64,9 @@ KINDS = {
         "mem_total_kib": 7_620_000,
     },
     "rpi": {
-        "model": "Raspberry Pi 4 Model B Rev 1.4 (emulated)",
-        "idle_w": 2.7, "max_w": 6.4, "r_k_w": 7.0, "c_j_k": 20.0,
-        "job_flops_s": 400_000,
+        "model": f"{RATINGS['rpi'].model} (emulated)",
+        "idle_w": RATINGS["rpi"].idle_w, "max_w": RATINGS["rpi"].peak_w, "r_k_w": 7.0, "c_j_k": 20.0,
+        "job_flops_s": RATINGS["rpi"].rated_flops,
         "zones": {"cpu-thermal": 0.0},
         "rails": {},
         "mem_total_kib": 3_884_000,

@@ -42,6 +42,7 @@ import tomllib
 from collections.abc import Iterable
 from typing import Any
 
+from firmware_bridge.ratings import RATINGS
 from hil_rig.instruments.base import SupplyLimits
 from hil_rig.instruments.errors import ConfigError, UnknownModelError
 from hil_rig.instruments.profiles import SupplyProfile, load_profile
@@ -50,10 +51,8 @@ from hil_rig.instruments.url import ModbusEndpoint, parse_modbus_url
 RELAY_DRIVERS = ("waveshare-relay",)
 BOARD_KINDS = ("jetson", "rpi", "emulated")
 DEFAULT_BENCH = pathlib.Path(__file__).resolve().parent / "benches" / "virtual.toml"
-_BOARD_DEFAULTS = {  # kind -> (min_voltage_v, idle_power_w, boot_time_s)
-    "jetson": (9.0, 7.0, 2.0),
-    "rpi": (4.75, 3.0, 1.0),
-}
+#: kind -> (min_voltage_v, idle_power_w, boot_time_s): the kind's ratings (firmware_bridge.ratings)
+_BOARD_DEFAULTS = {k: (r.min_voltage_v, r.idle_w, r.boot_time_s) for k, r in RATINGS.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,10 +131,13 @@ class BoardPower:
                 self.browned.discard(name)
                 self._wait_down(name, "after its relay opened")
 
+    def fed_by(self, supply: str | None) -> list[str]:
+        return [n for n, b in self.specs.items() if b.supply == supply]
+
     def brown_out(self, supply: str | None, volts: float) -> list[str]:
-        """The supply ``supply`` sags to ``volts``: every board it feeds whose minimum
-        voltage is above that loses power. Returns the boards the supply feeds."""
-        fed = [n for n, b in self.specs.items() if b.supply == supply]
+        """The supply ``supply`` has sagged to ``volts``: every board it feeds whose
+        minimum voltage is above that loses power. Returns the boards the supply feeds."""
+        fed = self.fed_by(supply)
         self._before_touch(fed)
         self.supply_held = True
         t = self._now()
@@ -147,8 +150,8 @@ class BoardPower:
         return fed
 
     def restore(self, supply: str | None) -> list[str]:
-        """The brown-out of ``supply`` ends: its boards whose relay is closed boot again."""
-        fed = [n for n, b in self.specs.items() if b.supply == supply]
+        """The brown-out of ``supply`` has ended: its boards whose relay is closed boot again."""
+        fed = self.fed_by(supply)
         self._before_touch(fed)
         self.supply_held = False
         t = self._now()

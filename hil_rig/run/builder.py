@@ -70,6 +70,9 @@ class RunOptions:
     reuse_supply_readings: bool = True
     #: telecommand key (32 bytes); None: a fresh random key for the run
     tc_key: bytes | None = None
+    #: every board's link through a fault proxy, so that link faults can be injected
+    #: by hand (``Run.inject``); False: only the boards the scenario's link faults name
+    proxy_links: bool = False
 
 
 @dataclasses.dataclass(eq=False)
@@ -274,6 +277,8 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
     switch = switches[first.switch] if first.switch is not None else None
     power_loop = PowerLoop(supplies[supply_name], switch, bench, min_step_v=POWER_MIN_STEP_V)
     link_fault_boards = {a.target or next(iter(board_kinds)) for a in actions if a.kind in LINK_FAULTS}
+    if options.proxy_links:
+        link_fault_boards = set(board_kinds)
     proxies: dict[str, Any] = {}
     link_paths: dict[str, tuple[str, int]] = {}
     for i, name in enumerate(board_kinds):
@@ -377,10 +382,10 @@ def check_board(bench: str, name: str, spec: Any, link: Any, needs_test_mode: bo
 
 def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[str, Any], sync_lead: bool) -> Any:
     """The flight software's configuration: the spacecraft's battery and ADCS from
-    the plant's parameters, the boards' power from the board kinds' table."""
+    the plant's parameters, the boards' power from their kinds' ratings (firmware_bridge.ratings)."""
     import numpy as np
 
-    from firmware_bridge.emulator import KINDS
+    from firmware_bridge.ratings import rating
     from flight_sw import app as fsw_app
     from flight_sw.payload import BoardConfig
 
@@ -390,9 +395,9 @@ def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[st
     v_nom = float(np.interp(0.5, p.battery_ocv_soc, p.battery_ocv_v))
     cfgs = []
     for name, kind in boards.items():
-        k = KINDS.get(kind, KINDS["jetson"])
+        r = rating(kind)
         ch = specs[name].channel
-        cfgs.append(BoardConfig(name, ch if ch is not None else -1, idle_w=k["idle_w"], max_w=k["max_w"]))
+        cfgs.append(BoardConfig(name, ch if ch is not None else -1, idle_w=r.idle_w, max_w=r.peak_w))
     eps = {
         "capacity_ah": p.battery_capacity_wh / v_nom,
         "ocv_v": [float(x) for x in ocv],

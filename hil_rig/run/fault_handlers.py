@@ -62,14 +62,15 @@ def brownout(parts: RunParts, a: FaultAction) -> None:
     board it feeds below its minimum voltage loses power. At the end the power loop
     takes the supply back to the simulated bus voltage."""
     supply = parts.board_specs[target_board(parts, a)].supply
-    if a.phase == "start":
+    parts.settle(parts.power.fed_by(supply))
+    if a.phase == "start":  # the supply sags first; then the boards it no longer carries go down
         volts = float(a.param("voltage_v", 0.0))
-        parts.power.brown_out(supply, volts)  # the boards first: the supply's reading follows them
         parts.payload_power_w = max(parts.power_loop.update(volts, volts > 0).power_w, 0.0)
+        parts.power.brown_out(supply, volts)
     else:
-        parts.power.restore(supply)
         ps = parts.power_loop.update(float(parts.plant.battery_v), parts.plant.soc > 0.0)
         parts.payload_power_w = max(ps.power_w, 0.0)
+        parts.power.restore(supply)
 
 
 # ---- payload (the board agent's inject commands, test mode) -------------------------

@@ -1,0 +1,51 @@
+"""Each payload board kind's rated figures, in one table: read by the board
+emulator, the bench file's defaults, the rig and the flight software's config.
+
+- ``idle_w`` / ``peak_w``: the board's draw idle and at full load, throttle 1 (W);
+  in between, ``idle_w + (peak_w - idle_w) * load * throttle``;
+- ``min_voltage_v``: below this input voltage the board browns out (V);
+- ``boot_time_s``: from power on to its agent answering (s);
+- ``rated_flops``: the throughput a job gets at throttle 1 (FLOP per second).
+
+**A job's size is physical.** Its work is ``steps * step_flops(workload, params)``
+floating-point operations (``firmware_bridge.jobs``). On a board of kind K at
+throttle x it progresses at ``RATINGS[K].rated_flops * x`` FLOP per second: of
+simulation time in virtual time, of wall time x speed in real time. So a job
+takes the same simulated time on an emulated board, a QEMU board and a real one.
+The emulated boards' rated throughputs are deliberately low (the real compute
+behind an emulated job stays cheap at 1,000x real time); a bench that runs real
+silicon at its real throughput states that in its scenario's job sizes.
+
+Stdlib only: the board agent imports nothing beyond Python, pyserial and numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BoardRating:
+    kind: str
+    model: str
+    idle_w: float
+    peak_w: float
+    min_voltage_v: float
+    boot_time_s: float
+    rated_flops: int
+
+
+RATINGS: dict[str, BoardRating] = {
+    "jetson": BoardRating("jetson", "NVIDIA Jetson Orin Nano Developer Kit", idle_w=5.0, peak_w=15.0,
+                          min_voltage_v=9.0, boot_time_s=2.0, rated_flops=1_000_000),
+    "rpi": BoardRating("rpi", "Raspberry Pi 4 Model B Rev 1.4", idle_w=2.7, peak_w=6.4,
+                       min_voltage_v=4.75, boot_time_s=1.0, rated_flops=400_000),
+}
+
+
+def rating(kind: str) -> BoardRating:
+    """The rated figures of a board kind; a kind not in the table is a ValueError naming the known ones."""
+    try:
+        return RATINGS[kind]
+    except KeyError:
+        raise ValueError(f"unknown board kind {kind!r}; expected one of {sorted(RATINGS)}") from None
