@@ -107,7 +107,9 @@ class Archive:
             if c.kind not in ("REAL", "INTEGER"):
                 raise ArchiveError(f"channel {c.name}: kind must be REAL or INTEGER")
         self.channels = list(channels)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
+        # one writer at a time, not always the same thread: a run is started in one thread and
+        # may be stepped in another (a console's), and the run serializes its calls
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it

@@ -123,6 +123,7 @@ def test_pause_resume_command_and_status_from_another_thread(tmp_path: pathlib.P
     loop.start()
     try:
         while run.status()["t_s"] < 20:
+            assert loop.is_alive(), "the run's loop ended before 20 s"
             time.sleep(0.01)
         run.pause()
         time.sleep(0.2)  # let the loop reach its next second and hold there

@@ -530,6 +530,11 @@ class Run:
             aborted = "interrupted"
         except RunError as exc:
             aborted, error = "error", str(exc)
+        except Exception as exc:  # noqa: BLE001 - a fault of the rig itself: judged, recorded, closed
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            aborted, error = "error", f"internal error: {type(exc).__name__}: {exc}"
         return self._conclude(aborted, error)
 
     def _conclude(self, aborted: str | None, error: str | None) -> RunResult:
