@@ -12,6 +12,7 @@ verdict is never a pass by default.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
@@ -259,21 +260,28 @@ class SunPointing(Judge):
         settle = int(self.p["within_min"] * 60 * NS)
         exits = self.orbit.exits()
         entries = self.orbit.entries()
+        # one window per eclipse exit, up to the next entry: sorted and disjoint (an exit
+        # comes after the entry before it), so each sample looks at one window only
         self.windows = []
         for x in exits:
-            nxt = [e for e in entries if e > x]
-            self.windows.append((x + settle, nxt[0] if nxt else self.orbit.duration_ns + 1))
+            k = bisect.bisect_right(entries, x)
+            self.windows.append((x + settle, entries[k] if k < len(entries) else self.orbit.duration_ns + 1))
+        self._w = 0  # the first window that has not ended yet
 
     def observe(self, s: Sample) -> None:
-        for a, b in self.windows:
-            if a <= s.t_ns < b and s.illumination >= 0.999:
-                self.checked += 1
-                if s.sun_err_deg != s.sun_err_deg:
-                    self.nan_s += 1
-                    self.t_nan = self.t_nan or s.t_ns
-                elif s.sun_err_deg > self.worst:
-                    self.worst, self.t_worst = s.sun_err_deg, s.t_ns
-                break
+        w = self.windows
+        while self._w < len(w) and w[self._w][1] <= s.t_ns:
+            self._w += 1
+        if self._w == len(w):
+            return
+        a, b = w[self._w]
+        if a <= s.t_ns < b and s.illumination >= 0.999:
+            self.checked += 1
+            if s.sun_err_deg != s.sun_err_deg:
+                self.nan_s += 1
+                self.t_nan = self.t_nan or s.t_ns
+            elif s.sun_err_deg > self.worst:
+                self.worst, self.t_worst = s.sun_err_deg, s.t_ns
 
     def verdict(self, end_ns: int) -> Verdict:
         if not self.checked:

@@ -102,8 +102,8 @@ def test_bad_files(text: str, needle: str, tmp_path: pathlib.Path) -> None:
 def test_tle_file_orbit(tmp_path: pathlib.Path) -> None:
     (tmp_path / "iss.tle").write_text(
         "ISS (ZARYA)\n"
-        "1 25544U 98067A   24079.50000000  .00016717  00000-0  30000-3 0  9990\n"
-        "2 25544  51.6400 100.0000 0005000  90.0000 270.0000 15.50000000 10000\n"
+        "1 25544U 98067A   24079.50000000  .00016717  00000-0  30000-3 0  9995\n"
+        "2 25544  51.6400 100.0000 0005000  90.0000 270.0000 15.50000000 10004\n"
     )
     text = BASE.replace('altitude_km = 550\ninclination_deg = "sso"\nltan = "10:30"', 'tle_file = "iss.tle"')
     (tmp_path / "s.toml").write_text(text)
