@@ -340,6 +340,11 @@ class Plant:
             src = self._env_src = src[0].row(src[1])
         return src
 
+    def set_environment(self, env: EnvSamples, k: int) -> None:
+        """The environment the plant stands in before its first step (row ``k`` of
+        ``env``): what the sun and illumination read at t = 0. Steps replace it."""
+        self._env_src = (env, k)
+
     def sun_in_body(self) -> tuple[tuple[float, float, float], float] | None:
         """(unit vector to the sun in body axes, illumination) under the environment
         of the last step; None before the first step. Pure Python: read once a

@@ -70,3 +70,32 @@ def test_realtime_real_wall_clock_small_run():
 def test_realtime_rejects_bad_scale():
     with pytest.raises(ValueError, match="scale"):
         RealTimeClock(scale=0)
+
+
+def test_wake_up_jitter_is_no_lateness():
+    """Waking from a sleep takes a little; a frame is late only past LATE_AFTER_NS
+    (hil run's summary said every frame was late)."""
+    from hil_rig.clock import LATE_AFTER_NS
+
+    wall = FakeWall(overshoot_ns=LATE_AFTER_NS // 10)
+    c = RealTimeClock(scale=10.0, monotonic_ns=wall.mono, sleep=wall.sleep)
+    c.start()
+    for k in range(1, 51):
+        c.wait_until(k * 100_000_000)
+    s = c.lateness.summary()
+    assert s["frames"] == 50 and s["late_frames"] == 0 and s["max_ms"] > 0
+
+
+def test_pause_and_new_scale_move_later_deadlines_only():
+    wall = FakeWall(overshoot_ns=0)
+    c = RealTimeClock(scale=10.0, monotonic_ns=wall.mono, sleep=wall.sleep)
+    c.start()
+    t0 = wall.now
+    assert c.deadline_wall_ns(1_000_000_000) == t0 + 100_000_000
+    c.shift(0.5)  # paused half a second
+    assert c.deadline_wall_ns(1_000_000_000) == t0 + 600_000_000
+    c.set_scale(20.0, 1_000_000_000)  # from t = 1 s on, twice as fast
+    assert c.deadline_wall_ns(1_000_000_000) == t0 + 600_000_000
+    assert c.deadline_wall_ns(3_000_000_000) == t0 + 600_000_000 + 100_000_000
+    with pytest.raises(ValueError, match="scale"):
+        c.set_scale(0.0, 0)

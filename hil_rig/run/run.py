@@ -136,6 +136,7 @@ class Run:
             p = self.parts
             p.recorder.event(0, "rig", "run_start",
                              f"scenario {self.scenario.name} seed {self.scenario.seed} on bench {p.bench_label}")
+            p.plant.set_environment(self._env, self._env_index(0))  # t = 0 is recorded in its own light
             p.fsw.step_to(0)
             self._feed_jobs(0)
             self._second(0)
