@@ -77,7 +77,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     except Exception as exc:  # a bad bench file: every test that needs it fails, clearly
         pytest.fail(f"orbit-hil: bench file {item.config.getoption('hil_bench')}: {exc}", pytrace=False)
     item.user_properties.append(("hil_bench", info.label))
-    item.user_properties.append(("hil_boards", ",".join(f"{n}:{k}" for n, k in info.boards) or "none"))
+    item.user_properties.append(("hil_boards", info.boards_text or "none"))
     if item.get_closest_marker("hardware") is not None and not info.real_boards:
         pytest.skip(f"needs real boards; bench {info.label} has only emulated boards")
     for mark in item.iter_markers("board"):

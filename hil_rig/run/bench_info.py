@@ -34,8 +34,19 @@ class BenchInfo:
         """A board of this kind: ``emulated``, or ``jetson``/``rpi`` (real or emulated)."""
         return any(kind in (k, e) for (_, k), (_, e) in zip(self.boards, self.emulates, strict=True))
 
+    @property
+    def boards_text(self) -> str:
+        """``name:kind,...`` with what each board is (jetson | rpi), as summary.json and
+        the archive's meta write it."""
+        return boards_text(dict(self.emulates))
+
     def has_instrument(self, kind: str) -> bool:
         return any(kind in kinds for _, kinds in self.instruments)
+
+
+def boards_text(boards: dict[str, str]) -> str:
+    """``name:kind,...`` of a run's boards (name -> jetson | rpi)."""
+    return ",".join(f"{n}:{k}" for n, k in boards.items())
 
 
 def bench_label(bench: Any, path: pathlib.Path | None) -> str:

@@ -30,7 +30,7 @@ from hil_rig.constants import NS_PER_S as NS
 from hil_rig.faults import FaultAction, FaultSchedule, FaultScheduleError, OrbitEvents, resolve
 from hil_rig.requirements import make_judges
 from hil_rig.run.adapters import GatedLink, PlantActuators, PlantSensors, SimClock
-from hil_rig.run.bench_info import bench_label
+from hil_rig.run.bench_info import bench_label, boards_text
 from hil_rig.run.board_power import BoardPower
 from hil_rig.run.errors import RunError
 from hil_rig.run.fault_handlers import AGENT_FAULTS, BOARD_FAULTS, LINK_FAULTS, Injections
@@ -227,7 +227,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         "scenario": sc.name, "scenario_file": sc.path.name if sc.path else "",
         "scenario_sha256": scenario_digest(sc), "seed": sc.seed, "epoch": sc.epoch_iso,
         "duration_ns": duration_ns, "orbit_period_s": repr(period_s),
-        "bench": spec.name, "boards": ",".join(f"{n}:{k}" for n, k in board_kinds.items()),
+        "bench": spec.name, "boards": boards_text(board_kinds),
         "clock": "virtual" if not realtime else f"realtime x {sc.speed:g}",
         "orbit_hil_version": __version__,
     }

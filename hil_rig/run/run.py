@@ -49,6 +49,7 @@ from hil_rig.faults import FaultAction, FaultScheduleError, resolve_trigger
 from hil_rig.requirements import write_junit, write_summary
 from hil_rig.run import fault_handlers
 from hil_rig.run.adapters import PlantControlPort
+from hil_rig.run.bench_info import boards_text
 from hil_rig.run.builder import RunOptions, RunParts, build, close_all
 from hil_rig.run.errors import RunError, RunResult
 from hil_rig.run.priority import DEFAULT_RT_PRIORITY, check_rt_priority, loop_priority
@@ -136,7 +137,8 @@ class Run:
             p = self.parts
             p.recorder.event(0, "rig", "run_start",
                              f"scenario {self.scenario.name} seed {self.scenario.seed} on bench {p.bench_label}")
-            p.plant.set_environment(self._env, self._env_index(0))  # t = 0 is recorded in its own light
+            k = self._env_index(0)  # (fills self._env)
+            p.plant.set_environment(self._env, k)  # t = 0 is recorded in its own light
             p.fsw.step_to(0)
             self._feed_jobs(0)
             self._second(0)
@@ -555,7 +557,7 @@ class Run:
         stats = {k: v for k, v in p.fsw.stats().items() if isinstance(v, int | float | str)}
         self.close()
         sc = self.scenario
-        boards = ",".join(f"{n}:{k}" for n, k in p.boards.items())
+        boards = boards_text(p.boards)
         props = {"scenario": sc.name, "seed": str(sc.seed), "bench": p.bench_label, "boards": boards}
         summary = write_summary(
             self.run_dir / "summary.json", verdicts, scenario=sc.name, seed=sc.seed,
