@@ -1,4 +1,4 @@
-"""Simulation time and the two clock modes (../shared/DESIGN.md, Time).
+"""Simulation time and the two clock modes (docs/architecture.md; docs/rig.md).
 
 Simulation time is an integer count of nanoseconds since the scenario epoch
 (UTC). Absolute instants inside the rig are "Unix ns": integer nanoseconds since

@@ -1,4 +1,4 @@
-"""Physical constants used by the rig, each defined once (../shared/DESIGN.md, Constants).
+"""Physical constants used by the rig, each defined once.
 
 SI units unless the name says otherwise. Other rig modules import from here; no
 other module may restate a value.

@@ -1,6 +1,6 @@
 """Spacecraft plant: attitude, wheels, magnetorquers, sensors, power and thermal.
 
-Conventions (../shared/DESIGN.md): SI units; body axes are the principal axes
+Conventions: SI units; body axes are the principal axes
 (diagonal inertia); ``q_bi`` is scalar-first Hamilton and rotates inertial (TEME)
 to body: ``v_body = R(q_bi) v_inertial`` with ``R(q)`` the Hamilton rotation
 matrix, i.e. ``v_b = q (x) v_i (x) q*``. Wheels 0, 1, 2 spin about body x, y, z.

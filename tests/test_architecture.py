@@ -1,4 +1,4 @@
-"""The house's arrows point one way only (../shared/DESIGN.md, "The house").
+"""The house's arrows point one way only (docs/architecture.md).
 
 - native imports nothing of the project;
 - firmware_bridge imports nothing of the project;
