@@ -182,7 +182,7 @@ class Orbit:
         self.source = source
         if satrec is not None:
             whole = satrec.jdsatepoch + satrec.jdsatepochF
-            self.epoch_ns = int(round((whole - 2440587.5) * 86400.0 * 1e6)) * 1000
+            self.epoch_ns = int(round((whole - JD_UNIX_EPOCH) * SECONDS_PER_DAY * 1e6)) * 1000
             n = satrec.no_kozai / 60.0  # rad/s
             self.inc_rad = float(satrec.inclo)
             self._n = n

@@ -21,10 +21,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hil_rig.constants import NS_PER_S as NS
 from hil_rig.faults import FaultAction, OrbitEvents
 from hil_rig.scenario import RequirementSpec
 
-NS = 1_000_000_000
 #: The board states (flight_sw.dictionary.BOARD_STATES, lower case) in which the flight
 #: software heard from the board this frame: the others are off, fault and isolated.
 HEALTHY_STATES = frozenset({"idle", "busy", "suspended"})

@@ -31,7 +31,7 @@ import re
 import tomllib
 from typing import Any
 
-NS_PER_S = 1_000_000_000
+from hil_rig.constants import NS_PER_S
 
 #: Unit name -> seconds. ``orbit``/``orbits`` are resolved with the orbit period.
 _TIME_UNITS: dict[str, float] = {

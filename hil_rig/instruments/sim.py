@@ -215,7 +215,7 @@ class SimSupply:
 
     def _write(self, address: int, value: int) -> ExcCodes | None:
         """Validate and apply one register write (lock held)."""
-        p, m, regs = self.profile, self.model, self.profile.registers
+        p, regs = self.profile, self.profile.registers
         if address not in self._address_set:
             return ExcCodes.ILLEGAL_ADDRESS
         if address == regs["voltage_set"]:
