@@ -275,7 +275,10 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
     first = board_specs[next(iter(board_specs))]
     supply_name = first.supply or next(iter(supplies))
     switch = switches[first.switch] if first.switch is not None else None
-    power_loop = PowerLoop(supplies[supply_name], switch, bench, min_step_v=POWER_MIN_STEP_V)
+    # I-SET from the bench file (the simulated supply's own default is 1.00 A, which a
+    # Jetson at full load on a low bus would exceed and brown out silently)
+    power_loop = PowerLoop(supplies[supply_name], switch, bench, min_step_v=POWER_MIN_STEP_V,
+                           current_limit_a=bench.instrument(supply_name).current_limit_a)
     link_fault_boards = {a.target or next(iter(board_kinds)) for a in actions if a.kind in LINK_FAULTS}
     if options.proxy_links:
         link_fault_boards = set(board_kinds)

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from hil_rig.archive import load_run
+from hil_rig.archive import ArchiveError, load_run
 from hil_rig.constants import NS_PER_S as NS
 from hil_rig.faults import FaultAction, FaultScheduleError, resolve_trigger
 from hil_rig.requirements import write_junit, write_summary
@@ -346,10 +346,26 @@ class Run:
                 p.payload_power_w = max(ps.power_w, 0.0)
             except Exception as exc:  # noqa: BLE001 - a supply error ends the run safely, with the reason
                 raise RunError(f"power loop at t = {t / NS:.0f} s: {exc}") from None
+        if p.vb is not None:
+            self._unplanned_brownouts(t)
         p.injections.retry(p, t)
         self._feed_jobs(t)
         p.load_power_w = float(p.plant.load_power_w)
         p.recorder.second(p, t)
+
+    def _unplanned_brownouts(self, t: int) -> None:
+        """A board the simulated supply could not carry (in CC at its current limit)
+        lost power: never silently. (A brown-out fault's own boards are recorded by
+        the fault; the supply then holds them below their minimum on purpose.)"""
+        p = self.parts
+        while True:
+            try:
+                ev = p.vb.brownouts.get_nowait()
+            except queue.Empty:
+                return
+            if p.power.supply_held or ev.board not in p.boards:
+                continue
+            p.recorder.event(t, "rig", "brownout_unplanned", ev.describe())
 
     def _feed_jobs(self, t: int) -> None:
         w = self.scenario.workload
@@ -533,6 +549,12 @@ class Run:
             aborted = "interrupted"
         except RunError as exc:
             aborted, error = "error", str(exc)
+        except (ArchiveError, OSError) as exc:  # a full disk, a run directory gone
+            what = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else str(exc)
+            try:  # the verdicts and summary.json, if the disk still takes them
+                return self._conclude("error", f"run directory {self.run_dir}: {what}")
+            except OSError:
+                raise exc from None  # it does not: the caller names the first failure
         except Exception as exc:  # noqa: BLE001 - a fault of the rig itself: judged, recorded, closed
             import traceback
 
@@ -547,7 +569,7 @@ class Run:
         wall = time.monotonic() - self._wall0
         rec = p.recorder
         verdicts = rec.verdicts(t_end)
-        if rec.archive.db is not None:
+        if rec.archive.db is not None and rec.archive.failed is None:
             for v in verdicts:
                 rec.event(t_end, "judge", "verdict", f"{v.name}: {'PASS' if v.passed else 'FAIL'}: {v.detail}")
             if aborted:
