@@ -244,6 +244,7 @@ class Plant:
         self._set_cmd(Actuators(), NO_FAULTS)
         st.battery_v = self.ocv(p.soc0)
         self._env_src: EnvSample | tuple[EnvSamples, int] | None = None
+        self._env_view: tuple[EnvSamples, int] | None = None  # before the first step (set_initial_view)
         self._pw_buf = ffi.new("double[]", 16)
         self._rows_cache: tuple[EnvSamples, np.ndarray, object] | None = None  # keeps the buffer alive
         self._pw_fill: tuple[float, int] | None = None
@@ -340,17 +341,19 @@ class Plant:
             src = self._env_src = src[0].row(src[1])
         return src
 
-    def set_environment(self, env: EnvSamples, k: int) -> None:
-        """The environment the plant stands in before its first step (row ``k`` of
-        ``env``): what the sun and illumination read at t = 0. Steps replace it."""
-        self._env_src = (env, k)
+    def set_initial_view(self, env: EnvSamples, k: int) -> None:
+        """The environment the truth view (:meth:`sun_in_body`) reads before the first
+        step: row ``k`` of ``env``, t = 0's. The sensors still read no environment
+        until the first step, as the flight software's first frame always has (giving
+        it the sun at t = 0 changes every run's attitude estimate, and so its archive)."""
+        self._env_view = (env, k)
 
     def sun_in_body(self) -> tuple[tuple[float, float, float], float] | None:
         """(unit vector to the sun in body axes, illumination) under the environment
-        of the last step; None before the first step. Pure Python: read once a
+        of the last step (before the first: of :meth:`set_initial_view`, else None). Pure Python: read once a
         simulated second by the recorder, where a numpy rotation costs more than
         the arithmetic."""
-        src = self._env_src
+        src = self._env_src if self._env_src is not None else self._env_view
         if src is None:
             return None
         if isinstance(src, tuple):

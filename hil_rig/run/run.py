@@ -138,7 +138,7 @@ class Run:
             p.recorder.event(0, "rig", "run_start",
                              f"scenario {self.scenario.name} seed {self.scenario.seed} on bench {p.bench_label}")
             k = self._env_index(0)  # (fills self._env)
-            p.plant.set_environment(self._env, k)  # t = 0 is recorded in its own light
+            p.plant.set_initial_view(self._env, k)  # t = 0 is recorded in its own light
             p.fsw.step_to(0)
             self._feed_jobs(0)
             self._second(0)
