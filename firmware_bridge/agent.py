@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from . import protocol as P
 from .framing import Deframer, frame
-from .jobs import LIVE_STATES, JobError, JobManager, by_job_id
+from .jobs import LIVE_STATES, JobError, RealTimeJobs, VirtualTimeJobs, by_job_id
 from .sensors import SysfsSensors
 
 AGENT_VERSION = "0.1.0"
@@ -33,7 +33,7 @@ THERMAL_LIMIT_K = 358.15  # 85 degC: the agent's governor halves the duty cycle 
 THERMAL_CLEAR_K = 353.15  # ... and restores it below 80 degC
 TICK_S = 0.05
 #: Emulated job throughput (floating-point operations per simulated second) of a
-#: virtual-clock agent when none is given: see ``firmware_bridge.jobs.nominal_rate_usteps``.
+#: virtual-clock agent when none is given: see ``firmware_bridge.workloads.nominal_rate_usteps``.
 DEFAULT_VIRTUAL_FLOPS_S = 1_000_000
 #: A time-sync report lists at most this many jobs: the live ones (``LIVE_STATES``), newest
 #: first, then at most ``REPORT_MAX_ENDED`` of the newest ended ones.
@@ -353,9 +353,12 @@ class Agent:
         self.ledger: list[int] = []
         self.ledger_set: set[int] = set()
         self._brief_json: dict[int, tuple[tuple, bytes]] = {}  # ended job id -> (fields, JSON)
-        self.jobs = JobManager(os.path.join(self.state_dir, "jobs"), self.event,
-                               max_dim=self.max_job_dim, virtual_flops_s=self.job_flops_s,
-                               seed=self.seed)
+        jobs_dir = os.path.join(self.state_dir, "jobs")
+        if self.clock.virtual:
+            self.jobs = VirtualTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim,
+                                        flops_s=self.job_flops_s, seed=self.seed)
+        else:
+            self.jobs = RealTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim)
         self._last_tick_ns = self.clock.now_ns()
         self._peer_absent_until = 0.0
 

@@ -220,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                       max_job_dim=a.max_job_dim, job_flops_s=KINDS[a.kind]["job_flops_s"], seed=a.seed,
                       ordered_replies=a.ordered_replies,
                       on_tick=(lambda ag: status.write(ag)) if status else None)
-        if agent.jobs.virtual:
-            agent.jobs.wait_ready()  # warm workers before "ready": a first job never waits
+        agent.jobs.wait_ready()  # warm workers before "ready": a first job never waits
         if status:
             agent._tick()
             status.write(agent, force=True)

@@ -8,7 +8,7 @@ emulator, the bench file's defaults, the rig and the flight software's config.
 - ``rated_flops``: the throughput a job gets at throttle 1 (FLOP per second).
 
 **A job's size is physical.** Its work is ``steps * step_flops(workload, params)``
-floating-point operations (``firmware_bridge.jobs``). On a board of kind K at
+floating-point operations (``firmware_bridge.workloads``). On a board of kind K at
 throttle x it progresses at ``RATINGS[K].rated_flops * x`` FLOP per second: of
 simulation time in virtual time, of wall time x speed in real time. So a job
 takes the same simulated time on an emulated board, a QEMU board and a real one.

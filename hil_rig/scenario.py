@@ -126,7 +126,7 @@ class Workload:
     """The payload workload: jobs the ground queues for the compute boards."""
 
     kind: str = "compute"  # compute (keep the job queue full) | idle (no jobs)
-    job: str = "matmul"  # a firmware_bridge.jobs workload: matmul | mlp
+    job: str = "matmul"  # a firmware_bridge.workloads workload: matmul | mlp
     job_steps: int = 200
     #: Board-side deadline of each job, simulation seconds.
     deadline_s: float = 3600.0

@@ -1,24 +1,25 @@
-"""A job's checkpoint files (firmware_bridge.jobs): the working state round-trips
-bit for bit, two slots written in turn so that a torn save leaves the last whole
-checkpoint, a damaged file is refused with the reason, and a checkpoint an older
-agent left as ``job<N>.npz`` still resumes."""
+"""A job's checkpoint files (firmware_bridge.checkpoint): the working state
+round-trips bit for bit, two slots written in turn so that a torn save leaves the
+last whole checkpoint, and a damaged file is refused with the reason."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import pytest
 
-from firmware_bridge.jobs import CKPT_MAGIC, JobManager, _Work, ckpt_slots, legacy_ckpt_path
+from firmware_bridge.checkpoint import CKPT_MAGIC
+from firmware_bridge.checkpoint import slots as ckpt_slots
+from firmware_bridge.jobs import RealTimeJobs
+from firmware_bridge.workloads import Work
 
 WORKLOADS = [("matmul", {"n": 16, "steps": 50, "seed": 4}),
              ("mlp", {"width": 24, "layers": 2, "batch": 4, "steps": 50, "seed": 5})]
 
 
-def _worked(workload: str, params: dict, steps: int = 3) -> _Work:
-    w = _Work(workload, params, np)
+def _worked(workload: str, params: dict, steps: int = 3) -> Work:
+    w = Work(workload, params, np)
     for _ in range(steps):
         w.run_step()
     return w
@@ -30,7 +31,7 @@ def test_checkpoint_round_trips_the_working_state_bit_for_bit(tmp_path, workload
     path = str(tmp_path / "job1.ckpt")
     w.save(path)
     assert open(ckpt_slots(path)[0], "rb").read().startswith(CKPT_MAGIC)
-    back = _Work(workload, params, np)
+    back = Work(workload, params, np)
     back.load(path)
     assert back.step == 3 and sorted(back.arrays) == sorted(w.arrays)
     for k, a in w.arrays.items():
@@ -59,11 +60,11 @@ def test_a_damaged_checkpoint_is_refused_with_the_reason(tmp_path) -> None:
     for why, raw in cases.items():
         path.write_bytes(raw)
         with pytest.raises(ValueError, match=why) as exc:
-            _Work(*WORKLOADS[0], np).load(base)
+            Work(*WORKLOADS[0], np).load(base)
         assert str(path) in str(exc.value)
     path.unlink()
     with pytest.raises(ValueError, match="no checkpoint"):
-        _Work(*WORKLOADS[0], np).load(base)
+        Work(*WORKLOADS[0], np).load(base)
 
 
 def test_saves_alternate_slots_and_a_torn_save_leaves_the_last_whole_checkpoint(tmp_path) -> None:
@@ -74,7 +75,7 @@ def test_saves_alternate_slots_and_a_torn_save_leaves_the_last_whole_checkpoint(
     w.run_step()
     w.save(path)  # step 4 -> slot 1
     assert os.path.exists(slot0) and os.path.exists(slot1)
-    back = _Work(*WORKLOADS[0], np)
+    back = Work(*WORKLOADS[0], np)
     back.load(path)
     assert back.step == 4 and back.digest() == w.digest()  # the newest
     # power lost while writing step 5 over the older slot (0): a torn file there
@@ -83,7 +84,7 @@ def test_saves_alternate_slots_and_a_torn_save_leaves_the_last_whole_checkpoint(
     torn = open(slot0, "rb").read()
     with open(slot0, "wb") as f:
         f.write(torn[: len(torn) // 2])
-    back = _Work(*WORKLOADS[0], np)
+    back = Work(*WORKLOADS[0], np)
     back.load(path)
     assert back.step == 4  # the last whole checkpoint, from slot 1
     # and the next save goes to the torn slot, never over the one it resumed from
@@ -93,7 +94,7 @@ def test_saves_alternate_slots_and_a_torn_save_leaves_the_last_whole_checkpoint(
 
 
 def _step_in(slot: str) -> int:
-    w = _Work(*WORKLOADS[0], np)
+    w = Work(*WORKLOADS[0], np)
     other = slot[:-1] + ("1" if slot.endswith("0") else "0")
     os.rename(other, other + ".aside")  # load that slot alone
     try:
@@ -110,41 +111,13 @@ def test_a_fresh_job_never_resumes_files_left_under_its_id(tmp_path) -> None:
     stale.save(str(jobs_dir / "job1.ckpt"))  # an earlier job 1, gone without clean-up
     stale.next_slot = 1
     stale.save(str(jobs_dir / "job1.ckpt"))
-    jm = JobManager(str(jobs_dir), lambda *a: None)  # (no job1.json: nothing listed)
+    jm = RealTimeJobs(str(jobs_dir), lambda *a: None)  # (no job record in the files: nothing listed)
     try:
         job = jm.start("matmul", {"n": 8, "steps": 10**6, "seed": 1}, None, 0)
         assert job.job_id == 1
         assert not any(os.path.exists(p) for p in ckpt_slots(jm._ckpt(job)))
     finally:
         jm.shutdown()
-
-
-def test_an_older_agents_npz_checkpoint_still_resumes(tmp_path) -> None:
-    """An agent before the ``.ckpt`` format left ``job7.npz`` and ``job7.json`` on the
-    board's disk: after the update the job is listed as suspended at its checkpoint,
-    and its worker loads the ``.npz``."""
-    workload, params = WORKLOADS[1]
-    w = _worked(workload, params, steps=5)
-    jobs_dir = tmp_path / "jobs"
-    jobs_dir.mkdir()
-    with open(jobs_dir / "job7.npz", "wb") as f:  # as the older agent wrote it
-        np.savez(f, __step=np.array(w.step), **w.arrays)
-    (jobs_dir / "job7.json").write_text(json.dumps(
-        {"job_id": 7, "workload": workload, "params": params, "deadline_ns": None,
-         "started_ns": 0, "checkpoint_step": 5}))
-    jm = JobManager(str(jobs_dir), lambda *a: None)
-    job = jm.jobs[7]
-    assert job.state == "suspended" and job.checkpoint_step == 5
-    ckpt = jm._ckpt(job)
-    assert ckpt.endswith("job7.ckpt") and legacy_ckpt_path(ckpt) == str(jobs_dir / "job7.npz")
-    back = _Work(workload, params, np)
-    back.load(ckpt)
-    assert back.step == 5 and back.digest() == w.digest()
-    back.run_step()
-    back.save(ckpt)  # the new format from now on, beside the old file
-    assert os.path.exists(ckpt_slots(ckpt)[0])
-    jm._forget(job)  # the job ended: every file of it goes, the old one too
-    assert not list(jobs_dir.iterdir())
 
 
 def test_after_a_power_cycle_the_job_is_listed_from_its_newest_whole_checkpoint(tmp_path) -> None:
@@ -164,7 +137,7 @@ def test_after_a_power_cycle_the_job_is_listed_from_its_newest_whole_checkpoint(
     assert sorted(os.listdir(jobs_dir)) == ["job4.ckpt.0", "job4.ckpt.1"]
 
     def listed() -> tuple[str, int, int | None, int]:
-        jm = JobManager(str(jobs_dir), lambda *a: None)
+        jm = RealTimeJobs(str(jobs_dir), lambda *a: None)
         job = jm.jobs[4]
         return job.state, job.checkpoint_step, job.deadline_ns, job.started_ns
 
@@ -172,9 +145,9 @@ def test_after_a_power_cycle_the_job_is_listed_from_its_newest_whole_checkpoint(
     with open(ckpt_slots(path)[1], "r+b") as f:  # the newest one torn by a power loss
         f.truncate(100)
     assert listed()[1] == 3
-    back = _Work(workload, params, np)
+    back = Work(workload, params, np)
     back.load(path)
     assert back.step == 3  # the worker resumes the very checkpoint listed
     with open(ckpt_slots(path)[0], "r+b") as f:
         f.truncate(100)
-    assert 4 not in JobManager(str(jobs_dir), lambda *a: None).jobs  # nothing whole: not listed
+    assert 4 not in RealTimeJobs(str(jobs_dir), lambda *a: None).jobs  # nothing whole: not listed

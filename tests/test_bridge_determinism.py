@@ -16,8 +16,8 @@ import time
 import pytest
 
 from firmware_bridge.emulator import KINDS, EmulatorProcess, open_pty
-from firmware_bridge.jobs import nominal_rate_usteps
 from firmware_bridge.link import Link
+from firmware_bridge.workloads import nominal_rate_usteps
 
 NS = 1_000_000_000
 HOG = "import time\nwhile True:\n    sum(i * i for i in range(10000))\n"
@@ -128,14 +128,15 @@ def test_finishing_sync_waits_only_for_its_last_interval(tmp_path) -> None:
 
     import numpy as np
 
-    from firmware_bridge.jobs import ADVANCE_BATCH_STEPS, JobManager, _Work, step_flops, validate
+    from firmware_bridge.jobs import ADVANCE_BATCH_STEPS, VirtualTimeJobs
+    from firmware_bridge.workloads import Work, step_flops, validate
 
     params = validate("matmul", {"n": 16, "steps": 40, "seed": 3})
     per_sync = 3  # steps earned per simulated second at this emulated throughput
     flops = per_sync * step_flops("matmul", params)
     assert nominal_rate_usteps("matmul", params, flops) == per_sync * 1_000_000
     assert per_sync < ADVANCE_BATCH_STEPS
-    jm = JobManager(str(tmp_path), lambda *a: None, virtual_flops_s=flops, seed=1)
+    jm = VirtualTimeJobs(str(tmp_path), lambda *a: None, flops_s=flops, seed=1)
     try:
         assert jm.wait_ready(60.0)
         job = jm.start("matmul", params, None, 0)
@@ -155,7 +156,7 @@ def test_finishing_sync_waits_only_for_its_last_interval(tmp_path) -> None:
                 break
         assert job.state == "done" and job.step == params["steps"]
         assert owed_at_finish is not None and owed_at_finish <= per_sync
-        ref = _Work("matmul", params, np)
+        ref = Work("matmul", params, np)
         for _ in range(params["steps"]):
             ref.run_step()
         assert job.digest == ref.digest()
@@ -169,11 +170,12 @@ def test_ended_jobs_are_forgotten_oldest_first_never_a_suspended_one(tmp_path) -
     first, and a suspended job, however old, is never forgotten."""
     import select
 
-    from firmware_bridge.jobs import ENDED_KEPT, JobError, JobManager, step_flops, validate
+    from firmware_bridge.jobs import ENDED_KEPT, JobError, VirtualTimeJobs
+    from firmware_bridge.workloads import step_flops, validate
 
     short = validate("matmul", {"n": 8, "steps": 1, "seed": 1})
     flops = step_flops("matmul", short)  # one step per simulated second
-    jm = JobManager(str(tmp_path), lambda *a: None, virtual_flops_s=flops, seed=1)
+    jm = VirtualTimeJobs(str(tmp_path), lambda *a: None, flops_s=flops, seed=1)
 
     def pump(done, t_ns: int) -> None:
         deadline = time.monotonic() + 30.0
