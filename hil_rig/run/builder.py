@@ -50,6 +50,8 @@ POWER_MIN_STEP_V = 0.05
 #: would change what the flight software sees, and with it the archive.
 LINK_TIMEOUT_S = 0.2
 LINK_RETRIES = 3
+#: wall-clock seconds, beyond its boot time, that a board has to answer its first board_info
+BOARD_ANSWER_S = 10.0
 
 
 
@@ -367,12 +369,20 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
 def check_board(bench: str, name: str, spec: Any, link: Any, needs_test_mode: bool) -> dict[str, Any]:
     """Ask a board what it is; a board that does not answer, or answers as another
     kind than the bench file says, is an error before the run starts."""
+    import time
+
     from firmware_bridge.link import LinkError
 
-    try:
-        info = link.board_info()
-    except LinkError as exc:
-        raise RunError(f"bench {bench!r}: board {name} ({spec.serial}): no answer to board_info: {exc}") from None
+    # a real board boots in wall time: ask until its boot time (and a margin) has passed
+    deadline = time.monotonic() + spec.boot_time_s + BOARD_ANSWER_S
+    while True:
+        try:
+            info = link.board_info()
+            break
+        except LinkError as exc:
+            if time.monotonic() > deadline:
+                raise RunError(f"bench {bench!r}: board {name} ({spec.serial}): no answer to board_info "
+                               f"within {spec.boot_time_s + BOARD_ANSWER_S:g} s of power-on: {exc}") from None
     kind = info.get("kind")
     if kind != spec.emulates:
         raise RunError(f"bench {bench!r}: board {name}: the bench file says kind {spec.emulates!r}, "
