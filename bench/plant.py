@@ -31,7 +31,7 @@ import numpy as np
 from hil_rig.eclipse import find_contacts_ns, illumination
 from hil_rig.environment import Environment
 from hil_rig.orbit import Orbit
-from hil_rig.plant import Actuators, Plant, PlantParams
+from hil_rig.plant import ActuatorInputs, Plant, PlantParams
 from hil_rig.sun import sun_teme_m
 
 EPOCH = dt.datetime(2024, 3, 20, tzinfo=dt.UTC)
@@ -53,7 +53,7 @@ def run_batch() -> tuple[float, float]:
     plant = Plant(PlantParams(), seed=1)
     per_frame = 10  # 1 s control frame
     for k in range(0, len(samples), per_frame):
-        cmd = Actuators(wheel_torque_nm=(1e-4 * ((k // 600) % 2), 0.0, 0.0))
+        cmd = ActuatorInputs(wheel_torque_nm=(1e-4 * ((k // 600) % 2), 0.0, 0.0))
         plant.run(samples, DT_NS, cmd, 10.0, start=k, stop=k + per_frame)
     return time.perf_counter() - t0, time.process_time() - c0
 
@@ -66,7 +66,7 @@ def run_naive(span_s: int = 600) -> float:
     t0 = time.perf_counter()
     for k in range(span_s * 10):
         row = env.sample(np.array([k * DT_NS], dtype=np.int64)).row(0)
-        plant.step(DT_NS, Actuators(), row, 10.0)
+        plant.step(DT_NS, ActuatorInputs(), row, 10.0)
     return time.perf_counter() - t0
 
 

@@ -184,14 +184,14 @@ def plant_only(scenario, duration_ns: int) -> float:
     import dataclasses
 
     from hil_rig.environment import Environment
-    from hil_rig.plant import Actuators, Plant
+    from hil_rig.plant import ActuatorInputs, Plant
     from hil_rig.run import build_orbit, plant_params
 
     orbit = build_orbit(scenario)
     env = Environment(orbit, scenario.epoch)
     params = plant_params(scenario)
     plant = Plant(dataclasses.replace(params), seed=scenario.seed)
-    act = Actuators()
+    act = ActuatorInputs()
     dt = NS // 10
     chunk = 6000
     t0 = time.perf_counter()

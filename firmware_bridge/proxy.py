@@ -44,7 +44,7 @@ SEEN_MAX = 65536  # frames remembered for their retry count
 
 
 @dataclass
-class Faults:
+class LinkFaults:
     drop: float = 0.0
     corrupt: float = 0.0
     duplicate: float = 0.0
@@ -98,7 +98,7 @@ class FaultProxy:
         self._seen: dict[tuple[str, bytes], int] = {}  # (direction, frame digest) -> times passed
         self._partial = {"to_link": b"", "to_board": b""}  # bytes awaiting their delimiter
         self._partial_since = {"to_link": 0.0, "to_board": 0.0}
-        self.faults = {"to_link": Faults(), "to_board": Faults()}
+        self.faults = {"to_link": LinkFaults(), "to_board": LinkFaults()}
         self.stats = ProxyStats()
         self._lock = threading.Lock()
         self._delayed: list[tuple[float, int, str, bytes]] = []
@@ -125,12 +125,12 @@ class FaultProxy:
                    delay_s: float = 0.0, direction: str = "both") -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        f = Faults(drop, corrupt, duplicate, delay_s)
+        f = LinkFaults(drop, corrupt, duplicate, delay_s)
         f.check()
         with self._lock:
             for d in ("to_link", "to_board"):
                 if direction in (d, "both"):
-                    self.faults[d] = Faults(drop, corrupt, duplicate, delay_s)
+                    self.faults[d] = LinkFaults(drop, corrupt, duplicate, delay_s)
 
     def clear_faults(self) -> None:
         self.set_faults()
@@ -202,7 +202,7 @@ class FaultProxy:
         frames = buf[:end].split(DELIMITER)[:-1]  # each was followed by a delimiter
         return b"".join(self._mangle_frame(direction, fr, f, st) + DELIMITER for fr in frames)
 
-    def _mangle_frame(self, direction: str, body: bytes, f: Faults, st: DirectionStats) -> bytes:
+    def _mangle_frame(self, direction: str, body: bytes, f: LinkFaults, st: DirectionStats) -> bytes:
         """One frame's bytes (no delimiter) through the faults: each byte's fate (drop,
         corrupt, duplicate, which bit) from a Generator keyed by the seed, the direction,
         the bytes and the how-many-th time they pass."""

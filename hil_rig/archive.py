@@ -15,7 +15,7 @@ own every ``CHECKPOINT_EVERY`` commits, so the writer never waits for the disk.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
->>> a = Archive(d / "telemetry.sqlite", [Channel("soc", "1", "battery state of charge")])
+>>> a = Archive(d / "telemetry.sqlite", [Column("soc", "1", "battery state of charge")])
 >>> a.telemetry(0, [0.9]); a.event(0, "rig", "start", "hello"); a.commit(); a.close()
 >>> run = load_run(d)
 >>> float(run["telemetry"]["soc"][0]), str(run["events"]["kind"][0])
@@ -80,7 +80,7 @@ class _Checkpointer:
 
 
 @dataclasses.dataclass(frozen=True)
-class Channel:
+class Column:
     """One telemetry column: its name (SQL identifier, carries its unit), unit, meaning."""
 
     name: str
@@ -96,7 +96,7 @@ class ArchiveError(RuntimeError):
 class Archive:
     """Writer. Rows are buffered in the open transaction; :meth:`commit` ends it."""
 
-    def __init__(self, path: str | pathlib.Path, channels: Sequence[Channel],
+    def __init__(self, path: str | pathlib.Path, channels: Sequence[Column],
                  meta: Mapping[str, object] | None = None) -> None:
         self.path = pathlib.Path(path)
         if self.path.exists():

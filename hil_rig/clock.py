@@ -98,22 +98,6 @@ def centuries_ut1(ns: np.ndarray | int) -> np.ndarray:
 # --------------------------------------------------------------------------- clocks
 
 
-class VirtualClock:
-    """As fast as possible: ``wait_until`` returns at once; time is what the run says."""
-
-    mode = "virtual"
-
-    def __init__(self) -> None:
-        self.now_ns = 0
-
-    def wait_until(self, t_ns: int) -> int:
-        """Advance to ``t_ns`` (simulation ns since epoch). Returns lateness: always 0."""
-        if t_ns < self.now_ns:
-            raise ValueError(f"time went backwards: {t_ns} < {self.now_ns}")
-        self.now_ns = int(t_ns)
-        return 0
-
-
 #: A frame counts as late when it starts more than this after its deadline: waking from a
 #: sleep always takes a little (tens of microseconds here), which is no lateness.
 LATE_AFTER_NS = 1_000_000

@@ -123,15 +123,15 @@ class PlantParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class Actuators:
+class ActuatorInputs:
     wheel_torque_nm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # motor torque on each wheel
     mtq_dipole_am2: tuple[float, float, float] = (0.0, 0.0, 0.0)
     heater_w: float = 0.0  # battery heater
 
 
 @dataclasses.dataclass(frozen=True)
-class Faults:
-    """Faults are inputs like any other: pass a new Faults to step()/sensors()."""
+class PlantFaults:
+    """Faults of the plant are inputs like any other: pass a new PlantFaults to step()/sensors()."""
 
     gyro_dead: bool = False
     gyro_stuck: bool = False
@@ -145,7 +145,7 @@ class Faults:
     battery_capacity_ratio: float = 1.0
 
 
-NO_FAULTS = Faults()
+NO_FAULTS = PlantFaults()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +241,7 @@ class Plant:
         st.charge_c = p.soc0 * self.q_cap_c
         st.temps_k = list(p.temps0_k)
         self.faults = NO_FAULTS
-        self._set_cmd(Actuators(), NO_FAULTS)
+        self._set_cmd(ActuatorInputs(), NO_FAULTS)
         st.battery_v = self.ocv(p.soc0)
         self._env_src: EnvSample | tuple[EnvSamples, int] | None = None
         self._env_view: tuple[EnvSamples, int] | None = None  # before the first step (set_initial_view)
@@ -265,7 +265,7 @@ class Plant:
         # per sensor: (block of rows, C pointer to it); index of the next row
         self._noise_blocks: dict[str, tuple[np.ndarray, Any]] = {}
         self._noise_idx = dict.fromkeys(self._noise_src, _NOISE_BLOCK)
-        self._fault_args: tuple[Faults, Any, Any] | None = None
+        self._fault_args: tuple[PlantFaults, Any, Any] | None = None
         # the C sensor/actuator port (see port()): one per plant, re-aimed for each batch
         self._illum_cache: tuple[EnvSamples, np.ndarray, Any] | None = None
         c = self._port_c = ffi.new("ohil_plant_port_t *")
@@ -322,7 +322,7 @@ class Plant:
         if err:
             raise ValueError(f"plant parameters: {_CONFIG_ERRORS.get(err, err)} out of range")
 
-    def _set_cmd(self, a: Actuators, f: Faults) -> None:
+    def _set_cmd(self, a: ActuatorInputs, f: PlantFaults) -> None:
         cmd = self._cmd
         cmd.wheel_torque_nm = list(a.wheel_torque_nm)
         cmd.mtq_dipole_am2 = list(a.mtq_dipole_am2)
@@ -432,8 +432,8 @@ class Plant:
         return rotation_matrix(self.q).T @ np.array(self.pi_b)
 
     # --- dynamics --------------------------------------------------------------
-    def step(self, dt_ns: int, actuators: Actuators, env: EnvSample, payload_power_w: float,
-             faults: Faults | None = None) -> None:
+    def step(self, dt_ns: int, actuators: ActuatorInputs, env: EnvSample, payload_power_w: float,
+             faults: PlantFaults | None = None) -> None:
         """Advance the plant by ``dt_ns`` under ``env`` (the environment at the step's start)."""
         if faults is not None:
             self.faults = faults
@@ -451,8 +451,8 @@ class Plant:
         self.payload_power_w = payload_power_w
         self.t_ns += int(dt_ns)
 
-    def run(self, env: EnvSamples, dt_ns: int, actuators: Actuators, payload_power_w: float | np.ndarray,
-            faults: Faults | None = None, start: int = 0, stop: int | None = None) -> None:
+    def run(self, env: EnvSamples, dt_ns: int, actuators: ActuatorInputs, payload_power_w: float | np.ndarray,
+            faults: PlantFaults | None = None, start: int = 0, stop: int | None = None) -> None:
         """Batch path: one step per environment row ``start..stop-1`` with fixed actuators,
         in one C call. The packed rows of ``env`` are cached, so a runner can precompute
         the environment for a whole run and call ``run(env, ..., start=k, stop=k + 10)``
@@ -485,8 +485,8 @@ class Plant:
         self.payload_power_w = last_pw
         self.t_ns += int(dt_ns) * n
 
-    def step_row(self, env: EnvSamples, k: int, dt_ns: int, actuators: Actuators, payload_power_w: float,
-                 faults: Faults | None = None) -> None:
+    def step_row(self, env: EnvSamples, k: int, dt_ns: int, actuators: ActuatorInputs, payload_power_w: float,
+                 faults: PlantFaults | None = None) -> None:
         """One step under row ``k`` of ``env``: the same as ``run(env, dt_ns, ..., start=k,
         stop=k + 1)`` with a constant power (bit for bit), with less per-call work: the
         runner's 10 Hz path (its flight software runs between two physics steps)."""
@@ -505,8 +505,8 @@ class Plant:
         self.payload_power_w = pw
         self.t_ns += int(dt_ns)
 
-    def port(self, env: EnvSamples, k: int, n: int, dt_ns: int, actuators: Actuators, payload_power_w: float,
-             faults: Faults | None = None) -> PlantPort | None:
+    def port(self, env: EnvSamples, k: int, n: int, dt_ns: int, actuators: ActuatorInputs, payload_power_w: float,
+             faults: PlantFaults | None = None) -> PlantPort | None:
         """A C sensor/actuator port for the flight core's ADCS (``ohil_adcs_run_port``)
         for up to ``n`` frames: frame j steps the plant under row ``k + j`` of ``env``
         (as :meth:`step_row`), then reads the sensors (as :meth:`sensors`); the ADCS
@@ -551,7 +551,7 @@ class Plant:
         c.frames = 0
         return PlantPort(_PORT_SENSE, _PORT_ACTUATE, self._port_addr, n, env, k, dt_ns)
 
-    def port_done(self, port: PlantPort) -> Actuators:
+    def port_done(self, port: PlantPort) -> ActuatorInputs:
         """Book the frames a port ran (time, environment, noise rows, last readings);
         returns the actuator command in force after them."""
         c = self._port_c
@@ -567,7 +567,7 @@ class Plant:
         self.payload_power_w = float(c.payload_w)
         self.t_ns += port.dt_ns * n
         cmd = self._cmd
-        act = Actuators(wheel_torque_nm=tuple(cmd.wheel_torque_nm), mtq_dipole_am2=tuple(cmd.mtq_dipole_am2),
+        act = ActuatorInputs(wheel_torque_nm=tuple(cmd.wheel_torque_nm), mtq_dipole_am2=tuple(cmd.mtq_dipole_am2),
                         heater_w=cmd.heater_w)
         self._cmd_key = (act, self.faults)
         return act
@@ -635,8 +635,8 @@ class Plant:
             cache = self._rows_cache = (env, packed, ffi.from_buffer("double[]", packed))
         return cache
 
-    def _fault_c(self, f: Faults) -> tuple[Faults, Any, Any]:
-        """(faults, C gyro bias, C magnetometer bias), built once per Faults value."""
+    def _fault_c(self, f: PlantFaults) -> tuple[PlantFaults, Any, Any]:
+        """(faults, C gyro bias, C magnetometer bias), built once per PlantFaults value."""
         fa = self._fault_args
         if fa is None or fa[0] is not f:
             fa = self._fault_args = (f, ffi.new("double[3]", list(f.gyro_bias_rad_s)),
@@ -660,7 +660,7 @@ class Plant:
         row[9] = float(src.solar_flux_w_m2)
         return row, float(src.illumination)
 
-    def sensors(self, faults: Faults | None = None) -> Readings:
+    def sensors(self, faults: PlantFaults | None = None) -> Readings:
         """Sensor readings now, with seeded noise and bias; faults as inputs.
 
         The model is C (``ohil_plant_sense``, next to the physics) on the state of

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hil_rig.clock import RealTimeClock, VirtualClock, from_unix_ns, iso_ms, parse_iso, unix_ns
+from hil_rig.clock import RealTimeClock, from_unix_ns, iso_ms, parse_iso, unix_ns
 
 
 @given(st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2099, 1, 1)))
@@ -21,13 +21,6 @@ def test_iso_ms_and_parse():
     t = unix_ns(parse_iso("2024-03-20T03:06:07.1234Z"))
     assert iso_ms(t) == "2024-03-20T03:06:07.123Z"
     assert parse_iso("2024-03-20T05:06:07+02:00") == parse_iso("2024-03-20T03:06:07Z")
-
-
-def test_virtual_clock_never_waits_and_refuses_to_go_back():
-    c = VirtualClock()
-    assert c.wait_until(10**12) == 0 and c.now_ns == 10**12
-    with pytest.raises(ValueError):
-        c.wait_until(5)
 
 
 class FakeWall:

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from hil_rig.plant import NODES, Actuators, Faults, Plant, PlantParams, Readings
+from hil_rig.plant import NODES, ActuatorInputs, Plant, PlantFaults, PlantParams, Readings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PLANT = ROOT / "native" / "plant"
@@ -206,11 +206,11 @@ def test_c_sensor_model_reads_exactly_as_the_python_model_did() -> None:
     assert 0 < float(np.mean(env.illumination)) < 1  # sunlight and eclipse both
     params = PlantParams(omega0_rad_s=(0.02, -0.05, 0.03))
     a, b = Plant(params, seed=5), Plant(params, seed=5)
-    faults = [Faults(), Faults(gyro_bias_rad_s=(1e-3, -2e-3, 0.0), mag_bias_t=(1e-6, 0.0, -2e-6)),
-              Faults(css_dead=True)]
+    faults = [PlantFaults(), PlantFaults(gyro_bias_rad_s=(1e-3, -2e-3, 0.0), mag_bias_t=(1e-6, 0.0, -2e-6)),
+              PlantFaults(css_dead=True)]
     checked = 0
     for k in range(6000):
-        act = Actuators(wheel_torque_nm=(1e-3 * math.sin(k / 50), -5e-4, 2e-4), mtq_dipole_am2=(0.1, 0.0, -0.1))
+        act = ActuatorInputs(wheel_torque_nm=(1e-3 * math.sin(k / 50), -5e-4, 2e-4), mtq_dipole_am2=(0.1, 0.0, -0.1))
         for pl in (a, b):
             pl.step_row(env, k, 10**9, act, 12.0)
         f = faults[(k // 700) % 3]
@@ -246,8 +246,8 @@ def test_c_port_runs_the_frames_of_the_python_path_bit_for_bit() -> None:
     params = PlantParams(omega0_rad_s=(0.02, -0.05, 0.03))
     plants = {"py": Plant(params, seed=9), "c": Plant(params, seed=9)}
     adcs = {k: Adcs() for k in plants}
-    acts = dict.fromkeys(plants, Actuators(heater_w=10.0))
-    faults = [Faults(), Faults(gyro_bias_rad_s=(1e-3, -2e-3, 0.0)), Faults(css_dead=True)]
+    acts = dict.fromkeys(plants, ActuatorInputs(heater_w=10.0))
+    faults = [PlantFaults(), PlantFaults(gyro_bias_rad_s=(1e-3, -2e-3, 0.0)), PlantFaults(css_dead=True)]
     rng = np.random.default_rng(3)
     k = 0
     while k < n_frames:
@@ -264,7 +264,7 @@ def test_c_port_runs_the_frames_of_the_python_path_bit_for_bit() -> None:
             r = pl.sensors(f)
             out = ad.step({"rate_rad_s": r.gyro_rad_s, "b_body_t": r.mag_body_t, "sun_body": r.sun_body,
                            "sun_valid": int(r.sun_valid), "wheel_speed_rad_s": r.wheel_speed_rad_s})
-            acts["py"] = Actuators(wheel_torque_nm=tuple(out["wheel_torque_cmd_nm"].tolist()),
+            acts["py"] = ActuatorInputs(wheel_torque_nm=tuple(out["wheel_torque_cmd_nm"].tolist()),
                                    mtq_dipole_am2=tuple(out["dipole_cmd_am2"].tolist()), heater_w=10.0)
         # the port, in one call
         port = plants["c"].port(env, k, n, 10**9, acts["c"], 12.0, f)
@@ -299,6 +299,6 @@ def test_c_port_is_refused_with_a_stuck_or_dead_gyro_or_magnetometer() -> None:
                                 epoch=dt.datetime(2026, 3, 20, tzinfo=dt.UTC))
     env = Environment(orbit, orbit.epoch).sample(np.arange(0, 20 * 10**9, 10**9, dtype=np.int64))
     pl = Plant(PlantParams(), seed=1)
-    for f in (Faults(gyro_stuck=True), Faults(gyro_dead=True), Faults(mag_stuck=True), Faults(mag_dead=True)):
-        assert pl.port(env, 0, 5, 10**9, Actuators(), 0.0, f) is None
-    assert pl.port(env, 18, 5, 10**9, Actuators(), 0.0, Faults()).max_frames == 2  # the rows left
+    for f in (PlantFaults(gyro_stuck=True), PlantFaults(gyro_dead=True), PlantFaults(mag_stuck=True), PlantFaults(mag_dead=True)):
+        assert pl.port(env, 0, 5, 10**9, ActuatorInputs(), 0.0, f) is None
+    assert pl.port(env, 18, 5, 10**9, ActuatorInputs(), 0.0, PlantFaults()).max_frames == 2  # the rows left

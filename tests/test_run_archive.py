@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil_rig.archive import Archive, ArchiveError, Channel, export_csv, load_run, table_rows
+from hil_rig.archive import Archive, ArchiveError, Column, export_csv, load_run, table_rows
 from hil_rig.cli import main as hil_main
 
-CH = [Channel("soc", "1", "state of charge"), Channel("orbit", "1", "orbit number", "INTEGER")]
+CH = [Column("soc", "1", "state of charge"), Column("orbit", "1", "orbit number", "INTEGER")]
 
 
 def _write(d: pathlib.Path, rows: list[tuple[int, float, int]]) -> None:
@@ -82,8 +82,8 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: pathlib.Path) -> None:
     """A writer killed with SIGKILL mid-transaction: everything committed is readable."""
     script = textwrap.dedent(f"""
         import sys
-        from hil_rig.archive import Archive, Channel
-        a = Archive({str(tmp_path / 'telemetry.sqlite')!r}, [Channel("soc", "1", "soc")])
+        from hil_rig.archive import Archive, Column
+        a = Archive({str(tmp_path / 'telemetry.sqlite')!r}, [Column("soc", "1", "soc")])
         for t in range(600):  # the checkpoint thread runs twice meanwhile (every 250 commits)
             a.telemetry(t * 10**9, [t / 600])
             a.commit()

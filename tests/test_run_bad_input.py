@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from hil_rig.archive import Archive, Channel, load_run
+from hil_rig.archive import Archive, Column, load_run
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ISS = (REPO / "tests" / "data" / "iss.tle").read_text()
@@ -143,7 +143,7 @@ def test_a_full_disk_ends_the_run_with_an_error_naming_the_run_directory(small_d
 
 def _archive(d: pathlib.Path) -> pathlib.Path:
     d.mkdir()
-    with Archive(d / "telemetry.sqlite", [Channel("soc", "1", "state of charge")], meta={"scenario": "t"}) as a:
+    with Archive(d / "telemetry.sqlite", [Column("soc", "1", "state of charge")], meta={"scenario": "t"}) as a:
         for t in range(6000):
             a.telemetry(t * 10**9, [0.5])
             a.event(t * 10**9, "rig", "tick", "x" * 300)

@@ -67,9 +67,9 @@ class PlantActuators:
         self._on_command = on_command
 
     def apply(self, cmd: Any) -> None:
-        from hil_rig.plant import Actuators
+        from hil_rig.plant import ActuatorInputs
 
-        self._on_command(Actuators(
+        self._on_command(ActuatorInputs(
             wheel_torque_nm=tuple(cmd.wheel_torque_body_nm), mtq_dipole_am2=tuple(cmd.dipole_body_am2),
             heater_w=HEATER_W if cmd.heaters.get("battery") else 0.0))
 

@@ -333,7 +333,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
                                                       for a in actions))
 
     # the spacecraft: plant and flight software
-    from hil_rig.plant import Actuators, Faults, Plant
+    from hil_rig.plant import ActuatorInputs, Plant, PlantFaults
 
     plant = Plant(params, seed=sc.seed)
     parts_box: dict[str, RunParts] = {}
@@ -359,7 +359,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         supplies=supplies, switches=switches, guard=guard, power_loop=power_loop, supply_name=supply_name,
         power_period_ns=POWER_PERIOD_S["realtime" if realtime else "virtual"] * NS, switch=switch,
         proxies=proxies, power=power, links=links, board_info=infos, params=params, plant=plant,
-        sensors=sensors, fsw=fsw, tc_key=tc_key, closers=closers, plant_faults=Faults(), actuators=Actuators(),
+        sensors=sensors, fsw=fsw, tc_key=tc_key, closers=closers, plant_faults=PlantFaults(), actuators=ActuatorInputs(),
     )
     parts_box["p"] = parts
     late.parts = parts

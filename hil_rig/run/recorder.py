@@ -14,7 +14,7 @@ import math
 import pathlib
 from typing import TYPE_CHECKING, Any, TextIO
 
-from hil_rig.archive import ARCHIVE_NAME, Archive, Channel
+from hil_rig.archive import ARCHIVE_NAME, Archive, Column
 from hil_rig.constants import NS_PER_S as NS
 from hil_rig.constants import ZERO_CELSIUS_K
 from hil_rig.requirements import Sample
@@ -24,24 +24,24 @@ if TYPE_CHECKING:
     from hil_rig.run.progress import Progress
 
 #: Telemetry columns: rig truth first, then the flight software's housekeeping.
-TRUTH_CHANNELS: tuple[Channel, ...] = (
-    Channel("orbit", "1", "orbit number (1 at t = 0, +1 every orbital period)", "INTEGER"),
-    Channel("illumination", "1", "sunlit fraction of the solar disc (rig truth, conical shadow)"),
-    Channel("sun_err_deg", "deg", "angle between the main array normal and the sun (rig truth)"),
-    Channel("soc_true", "1", "battery state of charge (plant truth)"),
-    Channel("battery_v_true", "V", "battery terminal voltage (plant truth)"),
-    Channel("solar_power_w_true", "W", "array power (plant truth)"),
-    Channel("load_power_w_true", "W", "bus load incl. payloads (plant truth)"),
-    Channel("payload_power_w_meas", "W", "payload boards' draw measured by the bench supply"),
-    Channel("temp_payload_k_true", "K", "payload thermal node (plant truth)"),
-    Channel("temp_battery_k_true", "K", "battery thermal node (plant truth)"),
-    Channel("temp_radiator_k_true", "K", "radiator thermal node (plant truth)"),
-    Channel("temp_structure_k_true", "K", "structure thermal node (plant truth)"),
-    Channel("rate_norm_rad_s_true", "rad/s", "body rate magnitude (plant truth)"),
+TRUTH_CHANNELS: tuple[Column, ...] = (
+    Column("orbit", "1", "orbit number (1 at t = 0, +1 every orbital period)", "INTEGER"),
+    Column("illumination", "1", "sunlit fraction of the solar disc (rig truth, conical shadow)"),
+    Column("sun_err_deg", "deg", "angle between the main array normal and the sun (rig truth)"),
+    Column("soc_true", "1", "battery state of charge (plant truth)"),
+    Column("battery_v_true", "V", "battery terminal voltage (plant truth)"),
+    Column("solar_power_w_true", "W", "array power (plant truth)"),
+    Column("load_power_w_true", "W", "bus load incl. payloads (plant truth)"),
+    Column("payload_power_w_meas", "W", "payload boards' draw measured by the bench supply"),
+    Column("temp_payload_k_true", "K", "payload thermal node (plant truth)"),
+    Column("temp_battery_k_true", "K", "battery thermal node (plant truth)"),
+    Column("temp_radiator_k_true", "K", "radiator thermal node (plant truth)"),
+    Column("temp_structure_k_true", "K", "structure thermal node (plant truth)"),
+    Column("rate_norm_rad_s_true", "rad/s", "body rate magnitude (plant truth)"),
 )
 
 
-def fsw_channels(boards: list[str]) -> list[Channel]:
+def fsw_channels(boards: list[str]) -> list[Column]:
     """The flight software's housekeeping as telemetry columns (per-board channels
     go to the payload table)."""
     from flight_sw.dictionary import hk_channels
@@ -51,7 +51,7 @@ def fsw_channels(boards: list[str]) -> list[Channel]:
         if c.name.startswith("board."):
             continue
         kind = "REAL" if c.fmt in ("d", "f") else "INTEGER"
-        out.append(Channel(f"fsw_{c.name}", c.unit, f"flight software HK: {c.desc or c.name}", kind))
+        out.append(Column(f"fsw_{c.name}", c.unit, f"flight software HK: {c.desc or c.name}", kind))
     return out
 
 
