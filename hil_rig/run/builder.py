@@ -50,6 +50,8 @@ POWER_MIN_STEP_V = 0.05
 #: would change what the flight software sees, and with it the archive.
 LINK_TIMEOUT_S = 0.2
 LINK_RETRIES = 3
+#: the eclipses a run lists at t = 0 as events, at most (a century-long run has 600,000)
+ECLIPSE_EVENTS_MAX = 1000
 #: wall-clock seconds, beyond its boot time, that a board has to answer its first board_info
 BOARD_ANSWER_S = 10.0
 
@@ -235,8 +237,11 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
     }
     recorder = Recorder(run_dir, list(board_kinds), meta, judges, progress)
     closers.append(recorder.close)
-    for i, (e, x) in enumerate(events.eclipses):
+    for i, (e, x) in enumerate(events.eclipses[:ECLIPSE_EVENTS_MAX]):
         recorder.event(0, "rig", "eclipse_predicted_truth", f"eclipse {i + 1}: umbra entry {fmt_s(e)}, exit {fmt_s(x)}")
+    if len(events.eclipses) > ECLIPSE_EVENTS_MAX:
+        recorder.event(0, "rig", "eclipse_predicted_truth",
+                       f"and {len(events.eclipses) - ECLIPSE_EVENTS_MAX} more eclipses, not listed")
     for a in actions:
         recorder.event(0, "rig", "fault_scheduled", f"t = {a.t_ns / NS:.3f} s: {a.describe()}")
 

@@ -620,6 +620,8 @@ def run_scenario(scenario: Scenario, *, bench: str | os.PathLike[str] | None = N
     if handle_sigterm:
         def _on_term(signum: int, frame: Any) -> None:
             run.stop("SIGTERM")
+            if not run.started:
+                raise KeyboardInterrupt  # in set-up nothing looks at stop(): stop it here
 
         old = signal.signal(signal.SIGTERM, _on_term)
     try:
