@@ -138,3 +138,21 @@ def test_a_refused_injection_by_hand_ends_the_run_naming_the_board(tmp_path, hos
     assert res.aborted == "error"
     assert "fault payload_hang: board rpi0 refused the injection" in res.summary["error"]
     assert "not in test mode" in res.summary["error"] or "NOT_TEST_MODE" in res.summary["error"].upper()
+
+
+def test_a_bench_that_bench_check_refuses_is_refused_by_the_run_with_the_same_words(tmp_path) -> None:
+    """No programmable supply: `hil bench check` and `hil run` say the same, exit 2."""
+    from hil_rig.benchfile import DEFAULT_BENCH
+
+    text = DEFAULT_BENCH.read_text()
+    a = text.index('[[instruments]]\nname = "psu0"')
+    b = text.index("[[instruments]]", a + 1)
+    bench = tmp_path / "nosupply.toml"
+    bench.write_text((text[:a] + text[b:]).replace('supply = "psu0"\n', ""))
+    check = subprocess.run([sys.executable, "-m", "hil_rig.cli", "bench", "check", str(bench)],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+    p, _ = _hil_run(tmp_path, bench)
+    assert check.returncode == 2 and p.returncode == 2, (check.stderr, p.stderr)
+    words = "no programmable supply to power the boards"
+    assert words in check.stderr and words in p.stderr
+    _no_traceback(p)

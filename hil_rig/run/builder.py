@@ -175,7 +175,7 @@ class _Late:
 def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir: pathlib.Path,
           options: RunOptions, progress: Progress | None, closers: list[Callable[[], None]]) -> RunParts:
     """Assemble a run; ``closers`` gets what must be closed, in order (close in reverse)."""
-    from hil_rig.benchfile import load_bench
+    from hil_rig.benchfile import check_runnable, load_bench
     from hil_rig.environment import Environment
     from hil_rig.instruments.errors import ConfigError
 
@@ -209,6 +209,10 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         if f.target is not None and f.kind in BOARD_FAULTS and f.target not in {b.name for b in boards}:
             raise RunError(f"{where}: fault[{f.index}].board: no board {f.target!r} in this run "
                            f"(boards: {', '.join(b.name for b in boards)})")
+    try:  # what `hil bench check` refuses, a run refuses first, with the same message
+        check_runnable(spec, [b.name for b in boards])
+    except ConfigError as exc:
+        raise RunError(str(exc)) from None
     board_kinds = {b.name: b.emulates for b in boards}
     board_specs = {b.name: b for b in boards}
     realtime = sc.speed is not None
