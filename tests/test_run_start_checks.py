@@ -156,3 +156,21 @@ def test_a_bench_that_bench_check_refuses_is_refused_by_the_run_with_the_same_wo
     words = "no programmable supply to power the boards"
     assert words in check.stderr and words in p.stderr
     _no_traceback(p)
+
+
+def test_an_instrument_with_nothing_listening_is_named(tmp_path, hosted) -> None:
+    """The bench's supply at a loopback port nobody listens on: exit 2 naming it and its URL."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago, and is closed now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bench = _bench(tmp_path, hosted)
+    text = bench.read_text()
+    psu = next(i for i in hosted.bench.instruments if i.kind == "supply")
+    dead = f"modbus-tcp://127.0.0.1:{port}?unit=1"
+    bench.write_text(text.replace(f'url = "{psu.url}"', f'url = "{dead}"'))
+    p, _ = _hil_run(tmp_path, bench)
+    assert p.returncode == 2, p.stderr
+    assert psu.name in p.stderr and f"127.0.0.1:{port}" in p.stderr, p.stderr
+    _no_traceback(p)
