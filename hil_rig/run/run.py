@@ -358,7 +358,7 @@ class Run:
         lost power: never silently. (A brown-out fault's own boards are recorded by
         the fault; the supply then holds them below their minimum on purpose.)"""
         p = self.parts
-        while True:
+        while not p.vb.brownouts.empty():
             try:
                 ev = p.vb.brownouts.get_nowait()
             except queue.Empty:
@@ -396,6 +396,8 @@ class Run:
 
     def _serve_requests(self, block: bool = True) -> None:
         """Do what other threads asked for; while paused, wait here for more."""
+        if self._resumed.is_set() and self._requests.empty():  # the common case, once a second
+            return
         while True:
             try:
                 fn, fut = self._requests.get_nowait()
