@@ -4,6 +4,8 @@
   ``channels`` table names each column's unit and meaning;
 - ``payload``: one row per board per simulated second;
 - ``events``: the event log (mode changes, faults, FDIR steps, verdicts...);
+- ``enums``: the names of the integer codes of enumerated channels (flight mode,
+  EPS mode), so that a reader sees ``COMPUTE``, not ``4``;
 - ``meta``: scenario name, seed, epoch, versions. No wall-clock values live in
   any table, so the same scenario and seed in virtual time give the same rows;
   wall-clock figures go to ``summary.json`` only.
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 ARCHIVE_NAME = "telemetry.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the enums table; payload's throttle, link_retries, link_errors
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 CHECKPOINT_EVERY = 250  # commits (about 1000 WAL pages, SQLite's own default) per checkpoint
@@ -87,6 +89,8 @@ class Column:
     unit: str
     description: str
     kind: str = "REAL"  # REAL or INTEGER
+    #: an enumerated channel: the name of each integer code, in code order (0, 1, ...)
+    names: tuple[str, ...] = ()
 
 
 class ArchiveError(RuntimeError):
@@ -127,10 +131,13 @@ class Archive:
             CREATE TABLE telemetry (t_ns INTEGER PRIMARY KEY{cols});
             CREATE TABLE payload (t_ns INTEGER NOT NULL, board TEXT NOT NULL,
                                   state TEXT NOT NULL, power_w REAL, temp_k REAL,
-                                  jobs_done INTEGER, PRIMARY KEY (t_ns, board)) WITHOUT ROWID;
+                                  jobs_done INTEGER, throttle REAL, link_retries INTEGER,
+                                  link_errors INTEGER, PRIMARY KEY (t_ns, board)) WITHOUT ROWID;
             CREATE TABLE events (seq INTEGER PRIMARY KEY, t_ns INTEGER NOT NULL,
                                  source TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
             CREATE INDEX events_t ON events (t_ns);
+            CREATE TABLE enums (channel TEXT NOT NULL, value INTEGER NOT NULL, name TEXT NOT NULL,
+                                PRIMARY KEY (channel, value));
             COMMIT;
             """
         )
@@ -142,6 +149,8 @@ class Archive:
             "INSERT INTO channels VALUES (?, ?, ?, ?)",
             [(c.name, c.unit, c.description, i) for i, c in enumerate(self.channels)],
         )
+        self.db.executemany("INSERT INTO enums VALUES (?, ?, ?)",
+                            [(c.name, v, n) for c in self.channels for v, n in enumerate(c.names)])
         self._tm_sql = (
             f"INSERT INTO telemetry VALUES (?{', ?' * len(self.channels)})"
         )
@@ -154,9 +163,10 @@ class Archive:
         self._execute(self._tm_sql, (int(t_ns), *values))
 
     def payload(self, t_ns: int, board: str, state: str, power_w: float | None,
-                temp_k: float | None, jobs_done: int | None) -> None:
-        self._execute("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?)",
-                      (int(t_ns), board, state, power_w, temp_k, jobs_done))
+                temp_k: float | None, jobs_done: int | None, throttle: float | None = None,
+                link_retries: int | None = None, link_errors: int | None = None) -> None:
+        self._execute("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (int(t_ns), board, state, power_w, temp_k, jobs_done, throttle, link_retries, link_errors))
 
     def event(self, t_ns: int, source: str, kind: str, detail: str = "") -> None:
         self._execute("INSERT INTO events (t_ns, source, kind, detail) VALUES (?, ?, ?, ?)",
@@ -225,7 +235,7 @@ class Archive:
 
 
 # --- reading -------------------------------------------------------------------------
-TABLES = ("meta", "channels", "telemetry", "payload", "events")
+TABLES = ("meta", "channels", "telemetry", "payload", "events", "enums")
 
 
 class Run(dict):
@@ -234,6 +244,15 @@ class Run(dict):
 
     path: pathlib.Path
     meta: dict[str, str]
+
+    def enum_names(self, channel: str) -> dict[int, str]:
+        """The names of an enumerated channel's codes (the ``enums`` table), e.g.
+        ``run.enum_names("fsw_mode")[4] == "COMPUTE"``; {} for another channel."""
+        e = self["enums"]
+        if not len(e):
+            return {}
+        sel = e[e["channel"] == channel]
+        return {int(v): str(n) for v, n in zip(sel["value"], sel["name"], strict=True)}
 
     def to_pandas(self) -> dict[str, Any]:
         """Table name -> pandas DataFrame (pandas is optional; ImportError names it)."""
@@ -287,9 +306,13 @@ def load_run(run_dir: str | pathlib.Path) -> Run:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         run = Run()
+        have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         for table in TABLES:
             order = {"meta": "key", "channels": "position", "telemetry": "t_ns",
-                     "payload": "t_ns, board", "events": "seq"}[table]
+                     "payload": "t_ns, board", "events": "seq", "enums": "channel, value"}[table]
+            if table == "enums" and table not in have:  # a schema 1 archive: no enums table
+                run[table] = np.empty(0, dtype=[("channel", "U1"), ("value", np.int64), ("name", "U1")])
+                continue
             run[table] = _structured(db.execute(f"SELECT * FROM {table} ORDER BY {order}"))
         run.meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError as exc:
@@ -328,7 +351,10 @@ def export_csv(run_dir: str | pathlib.Path, out_dir: str | pathlib.Path,
     written = []
     dest = out
     try:
+        have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         for table in tables:
+            if table == "enums" and table not in have:  # a schema 1 archive
+                continue
             cur = db.execute(f"SELECT * FROM {table} ORDER BY 1")
             dest = out / f"{table}.csv"
             with dest.open("w", newline="", encoding="utf-8") as fh:

@@ -38,7 +38,7 @@ def test_round_trip(tmp_path_factory: pytest.TempPathFactory, vals: list[tuple[f
     rows = [(i * 1_000_000_000, s, o) for i, (s, o) in enumerate(vals)]
     _write(d, rows)
     run = load_run(d)
-    assert run.meta["scenario"] == "t" and run.meta["schema_version"] == "1"
+    assert run.meta["scenario"] == "t" and run.meta["schema_version"] == "2"
     tm = run["telemetry"]
     assert tm.dtype.names == ("t_ns", "soc", "orbit")
     assert [(int(r["t_ns"]), float(r["soc"]), int(r["orbit"])) for r in tm] == rows
@@ -53,7 +53,7 @@ def test_csv_export_cli(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[st
         rows = list(csv.reader(fh))
     assert rows == [["t_ns", "soc", "orbit"], ["0", "0.5", "1"], ["1000000000", "0.25", "1"]]
     assert {p.name for p in (tmp_path / "csv").iterdir()} == {
-        "telemetry.csv", "payload.csv", "events.csv", "meta.csv", "channels.csv"}
+        "telemetry.csv", "payload.csv", "events.csv", "meta.csv", "channels.csv", "enums.csv"}
     assert hil_main(["archive", "export", str(tmp_path / "nope"), "--csv", str(tmp_path)]) == 2
     assert "no telemetry archive there" in capsys.readouterr().err
 

@@ -14,6 +14,7 @@ board's link, checked against the bench file; the plant; the flight software.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pathlib
@@ -77,6 +78,9 @@ class RunOptions:
     #: every board's link through a fault proxy, so that link faults can be injected
     #: by hand (``Run.inject``); False: only the boards the scenario's link faults name
     proxy_links: bool = False
+    #: write the run's report (report.html, hil_rig.report) when it ends; False: not
+    #: (the test suite's many short runs); ctrf.json is written either way
+    report: bool = True
 
 
 @dataclasses.dataclass(eq=False)
@@ -238,6 +242,9 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         "bench": spec.name, "boards": boards_text(board_kinds),
         "clock": "virtual" if not realtime else f"realtime x {sc.speed:g}",
         "orbit_hil_version": __version__,
+        # the requirements and their parameters (the report draws their limits)
+        "requirements": json.dumps([{"name": r.name, "kind": r.kind, "params": r.params} for r in sc.requirements],
+                                   default=str, sort_keys=True),
     }
     recorder = Recorder(run_dir, list(board_kinds), meta, judges, progress)
     closers.append(recorder.close)

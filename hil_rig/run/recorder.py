@@ -38,7 +38,23 @@ TRUTH_CHANNELS: tuple[Column, ...] = (
     Column("temp_radiator_k_true", "K", "radiator thermal node (plant truth)"),
     Column("temp_structure_k_true", "K", "structure thermal node (plant truth)"),
     Column("rate_norm_rad_s_true", "rad/s", "body rate magnitude (plant truth)"),
+    Column("wheel_x_rad_s_true", "rad/s", "reaction wheel x speed (plant truth)"),
+    Column("wheel_y_rad_s_true", "rad/s", "reaction wheel y speed (plant truth)"),
+    Column("wheel_z_rad_s_true", "rad/s", "reaction wheel z speed (plant truth)"),
+    Column("wheel_momentum_nms_true", "N m s", "magnitude of the wheels' angular momentum (plant truth)"),
+    Column("momentum_nms_true", "N m s", "magnitude of the total angular momentum, body and wheels (plant truth)"),
 )
+
+#: The names of the flight software's enumerated housekeeping (stored in the archive's
+#: ``enums`` table): the flight mode, and the C core's EPS power mode (OHIL_EPS_MODE_*
+#: in native/include/ohil_eps.h).
+EPS_MODE_NAMES = ("NOMINAL", "LOW", "CRITICAL")
+
+
+def _enum_names(hk_name: str) -> tuple[str, ...]:
+    from flight_sw.dictionary import MODE_NAMES
+
+    return {"mode": MODE_NAMES, "eps_mode": EPS_MODE_NAMES}.get(hk_name, ())
 
 
 def fsw_channels(boards: list[str]) -> list[Column]:
@@ -51,7 +67,8 @@ def fsw_channels(boards: list[str]) -> list[Column]:
         if c.name.startswith("board."):
             continue
         kind = "REAL" if c.fmt in ("d", "f") else "INTEGER"
-        out.append(Column(f"fsw_{c.name}", c.unit, f"flight software HK: {c.desc or c.name}", kind))
+        out.append(Column(f"fsw_{c.name}", c.unit, f"flight software HK: {c.desc or c.name}", kind,
+                           _enum_names(c.name)))
     return out
 
 
@@ -94,8 +111,8 @@ class Recorder:
                          for c in self.channels[len(TRUTH_CHANNELS):]]
         self._board_keys = []
         for n in boards:
-            temp_key, power_key, state_key, _throttle = board_channel_names(n)
-            self._board_keys.append((n, state_key, temp_key, power_key))
+            temp_key, power_key, state_key, throttle_key = board_channel_names(n)
+            self._board_keys.append((n, state_key, temp_key, power_key, throttle_key))
 
     def event(self, t: int, source: str, kind: str, detail: str) -> None:
         self.archive.event(t, source, kind, detail)
@@ -118,9 +135,14 @@ class Recorder:
         temps = p.temps
         orbit = int(t // parts.events.period_ns) + 1
         wx, wy, wz = p.omega_body()
+        ws = p.wheel_speed
+        jw = parts.params.wheel_inertia_kg_m2
+        hx, hy, hz = p.pi_b
         row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, parts.load_power_w,
                           parts.payload_power_w, temps[0], temps[1], temps[2], temps[3],
-                          math.sqrt(wx * wx + wy * wy + wz * wz)]
+                          math.sqrt(wx * wx + wy * wy + wz * wz), ws[0], ws[1], ws[2],
+                          jw * math.sqrt(ws[0] * ws[0] + ws[1] * ws[1] + ws[2] * ws[2]),
+                          math.sqrt(hx * hx + hy * hy + hz * hz)]
         hk = fsw.hk
         isfinite = math.isfinite
         for key, num in self._hk_cols:
@@ -135,13 +157,18 @@ class Recorder:
         states = {}
         board_temp_c: dict[str, float | None] = {}
         temps_c = {"payload_node": temps[0] - ZERO_CELSIUS_K}
-        for name, state_key, temp_key, power_key in self._board_keys:
+        links = parts.links
+        for name, state_key, temp_key, power_key, throttle_key in self._board_keys:
             st_i = hk.get(state_key)
             st = self._board_states[int(st_i)] if st_i is not None else "OFF"
             states[name] = st
             temp_k = _num(hk.get(temp_key))
             board_temp_c[name] = None if temp_k is None else temp_k - ZERO_CELSIUS_K
-            self.archive.payload(t, name, st, _num(hk.get(power_key)), temp_k, self._jobs_by_board.get(name, 0))
+            ls = links[name].stats if name in links else None
+            self.archive.payload(t, name, st, _num(hk.get(power_key)), temp_k, self._jobs_by_board.get(name, 0),
+                                 _num(hk.get(throttle_key)),
+                                 None if ls is None else ls.retries + ls.fast_retransmits,
+                                 None if ls is None else ls.timeouts + ls.crc_errors + ls.framing_errors)
         self.archive.commit()
         sample = Sample(
             t_ns=t, soc=p.soc, illumination=illum, sun_err_deg=sun_err, payload_temp_c=temps_c,
