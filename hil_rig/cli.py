@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "hil_rig.bench_cli",
     "hil_rig.archive_cli",
     "hil_rig.orbit_cli",
+    "hil_rig.report_cli",
 )
 
 

@@ -1,7 +1,7 @@
 """``hil run``: run a scenario on a bench (docs/running.md).
 
     hil run [SCENARIO] [--bench FILE] [--virtual | --speed X] [--duration D]
-            [--seed N] [--out DIR] [--scenario-dir DIR] [--rt-priority N]
+            [--seed N] [--out DIR] [--scenario-dir DIR] [--rt-priority N] [--no-report]
 
 With no arguments: the nominal scenario on the virtual bench in virtual time.
 Exit code 0 when every requirement passed, 1 when one failed, 2 on bad input,
@@ -59,7 +59,7 @@ def _dest(flag: str) -> str:
 def _run(args: argparse.Namespace) -> int:
     from hil_rig.archive import ArchiveError
     from hil_rig.orbit import OrbitError
-    from hil_rig.run import DEFAULT_RT_PRIORITY, Progress, Run, RunError, build_orbit
+    from hil_rig.run import DEFAULT_RT_PRIORITY, Progress, Run, RunError, RunOptions, build_orbit
     from hil_rig.scenario import (
         ScenarioError,
         check_run_duration,
@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory; give a directory for the run")
     run = Run(scenario, bench=args.hil_bench, out=out, progress=Progress(sys.stderr, duration_ns),
-              rt_priority=DEFAULT_RT_PRIORITY if args.rt_priority is None else args.rt_priority or None)
+              options=RunOptions(report=False) if args.no_report else RunOptions(), rt_priority=DEFAULT_RT_PRIORITY if args.rt_priority is None else args.rt_priority or None)
 
     def _on_term(signum: int, frame: Any) -> None:
         run.stop("SIGTERM")  # the loop stops at the next simulated second
@@ -154,7 +154,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run", help="run a mission scenario on a bench (default: nominal, virtual bench)",
         description="Run a scenario on a bench and judge its requirements. Writes a run "
-                    "directory with telemetry.sqlite, summary.json, junit.xml and events.log.",
+                    "directory with telemetry.sqlite, summary.json, junit.xml, ctrf.json, events.log "
+                    "and report.html.",
     )
     p.add_argument("scenario", nargs="?", metavar="SCENARIO", default=None,
                    help="scenario file or shipped scenario name (default: nominal)")
@@ -188,4 +189,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rt-priority", metavar="N", type=_rt, default=None,
                    help="the run loop's real-time priority (SCHED_FIFO, 1-99) where permitted; 0: off "
                         "(default: 1, the lowest; summary.json's rt_priority says what applied)")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write report.html at the end (ctrf.json is written either way)")
     p.set_defaults(func=_run)

@@ -79,8 +79,10 @@ class RunOptions:
     #: by hand (``Run.inject``); False: only the boards the scenario's link faults name
     proxy_links: bool = False
     #: write the run's report (report.html, hil_rig.report) when it ends; False: not
-    #: (the test suite's many short runs); ctrf.json is written either way
-    report: bool = True
+    #: (ctrf.json is written either way). The default is True unless the environment
+    #: sets ORBIT_HIL_REPORT=0, as the test suite does for its many short runs
+    #: (tests/conftest.py); ``hil run --no-report`` sets False.
+    report: bool = dataclasses.field(default_factory=lambda: os.environ.get("ORBIT_HIL_REPORT", "1") != "0")
 
 
 @dataclasses.dataclass(eq=False)

@@ -594,8 +594,30 @@ class Run:
             safe_state_errors=list(p.guard.errors or []),
         )
         write_junit(self.run_dir / "junit.xml", sc.name, verdicts, t_end / NS, props, error=error or aborted)
+        self._write_report(summary, p.pacer)
         self.finished = RunResult(self.run_dir, bool(summary["passed"]), verdicts, summary, aborted)
         return self.finished
+
+    def _write_report(self, summary: dict[str, Any], pacer: Any) -> None:
+        """ctrf.json, lateness.json in real time, and report.html (``RunOptions.report``).
+        A failure here is a line on stderr and in events.log; it never changes the
+        run's result, and the files written before stay as they are."""
+        try:
+            from hil_rig.report import write_ctrf, write_lateness, write_report
+
+            write_ctrf(self.run_dir, summary)
+            if pacer is not None:
+                write_lateness(self.run_dir, pacer.lateness)
+            if self.options.report:
+                write_report([self.run_dir])
+        except Exception as exc:  # noqa: BLE001 - a report that cannot be drawn must not fail the run
+            msg = f"could not write the report: {type(exc).__name__}: {exc}"
+            print(f"hil run: {msg}", file=sys.stderr)
+            try:
+                with (self.run_dir / "events.log").open("a", encoding="utf-8") as fh:
+                    fh.write(f"{self.parts.clock.t_ns / NS:12.3f} {'rig':<5} {'report_failed':<24} {msg}\n")
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Safe state, then everything stopped (idempotent). The archive stays readable."""
