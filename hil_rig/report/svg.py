@@ -212,8 +212,8 @@ def render(plot: Plot, axis: TimeAxis, bands: Sequence[tuple[float, float]], mar
     for tv in axis.ticks():
         x = float(axis.x(tv))
         out.append(f'<line x1="{x:.1f}" y1="{y_top}" x2="{x:.1f}" y2="{y_bot}" stroke="#eee"/>')
-        out.append(f'<text x="{x:.1f}" y="{h - 8 - strip_h}" text-anchor="middle" class="tick">{axis.label(tv)}</text>')
-    out.append(f'<text x="{axis.x1 + 4}" y="{h - 8 - strip_h}" class="tick">{axis.unit}</text>')
+        out.append(f'<text x="{x:.1f}" y="{h - 8}" text-anchor="middle" class="tick">{axis.label(tv)}</text>')
+    out.append(f'<text x="{axis.x1 + 4}" y="{h - 8}" class="tick">{axis.unit}</text>')
     for v in nice_ticks(lo_l, hi_l, 4):
         y = float(ymap(v, "left"))
         out.append(f'<line x1="{axis.x0}" y1="{y:.1f}" x2="{axis.x1}" y2="{y:.1f}" stroke="#eee"/>')
@@ -233,7 +233,9 @@ def render(plot: Plot, axis: TimeAxis, bands: Sequence[tuple[float, float]], mar
         if y_top <= y <= y_bot:
             out.append(f'<line class="limit" x1="{axis.x0}" y1="{y:.1f}" x2="{axis.x1}" y2="{y:.1f}" '
                        f'stroke="{lim.color}" stroke-width="1.2" stroke-dasharray="8,4"><title>{e(lim.label)}</title></line>')
-            out.append(f'<text x="{axis.x1 - 4}" y="{y - 3:.1f}" text-anchor="end" class="lim" '
+            # left-axis limits labelled at the right end, right-axis ones at the left end
+            lx, anchor = (axis.x1 - 4, "end") if lim.axis == "left" else (axis.x0 + 4, "start")
+            out.append(f'<text x="{lx}" y="{y - 3:.1f}" text-anchor="{anchor}" class="lim" '
                        f'fill="{lim.color}">{e(lim.label)}</text>')
     # series
     out.append(f'<g clip-path="url(#clip-{e(plot.id)})">')
@@ -245,7 +247,7 @@ def render(plot: Plot, axis: TimeAxis, bands: Sequence[tuple[float, float]], mar
             for a, b, v in zip(s.t_s.tolist(), s.bars.tolist(), s.y.tolist(), strict=True):
                 xa, xb, yv = float(axis.x(a)), float(axis.x(b)), float(ymap(v, s.axis))
                 out.append(f'<rect class="bar" x="{xa + 2:.1f}" y="{min(yv, y0):.1f}" width="{max(xb - xa - 4, 1):.1f}" '
-                           f'height="{abs(y0 - yv):.1f}" fill="{s.color}" fill-opacity="0.25" stroke="{s.color}">'
+                           f'height="{abs(y0 - yv):.1f}" fill="{s.color}" fill-opacity="0.08" stroke="{s.color}" stroke-opacity="0.5">'
                            f'<title>{e(s.label)}: {fmt_num(v)}</title></rect>')
                 out.append(f'<text x="{(xa + xb) / 2:.1f}" y="{min(yv, y0) - 3:.1f}" text-anchor="middle" '
                            f'class="barl" fill="{s.color}">{fmt_num(v)}</text>')
@@ -270,7 +272,7 @@ def render(plot: Plot, axis: TimeAxis, bands: Sequence[tuple[float, float]], mar
                    f'<title>{e(m.label)}</title></g>')
     # state strip
     if plot.strip is not None:
-        ys = h - BOTTOM - STRIP_H + 6
+        ys = y_bot + 3
         for a, b, name in plot.strip.segments:
             xa, xb = float(axis.x(max(a, axis.t0))), float(axis.x(min(b, axis.t1)))
             if xb <= xa:
