@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 ARCHIVE_NAME = "telemetry.sqlite"
-SCHEMA_VERSION = 2  # 2: the enums table; payload's throttle, link_retries, link_errors
+SCHEMA_VERSION = 2  # 2: the enums table, payload's throttle, the link_stats table
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 CHECKPOINT_EVERY = 250  # commits (about 1000 WAL pages, SQLite's own default) per checkpoint
@@ -131,8 +131,11 @@ class Archive:
             CREATE TABLE telemetry (t_ns INTEGER PRIMARY KEY{cols});
             CREATE TABLE payload (t_ns INTEGER NOT NULL, board TEXT NOT NULL,
                                   state TEXT NOT NULL, power_w REAL, temp_k REAL,
-                                  jobs_done INTEGER, throttle REAL, link_retries INTEGER,
-                                  link_errors INTEGER, PRIMARY KEY (t_ns, board)) WITHOUT ROWID;
+                                  jobs_done INTEGER, throttle REAL,
+                                  PRIMARY KEY (t_ns, board)) WITHOUT ROWID;
+            CREATE TABLE link_stats (t_ns INTEGER NOT NULL, board TEXT NOT NULL,
+                                     retries INTEGER NOT NULL, errors INTEGER NOT NULL,
+                                     PRIMARY KEY (t_ns, board)) WITHOUT ROWID;
             CREATE TABLE events (seq INTEGER PRIMARY KEY, t_ns INTEGER NOT NULL,
                                  source TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
             CREATE INDEX events_t ON events (t_ns);
@@ -163,10 +166,15 @@ class Archive:
         self._execute(self._tm_sql, (int(t_ns), *values))
 
     def payload(self, t_ns: int, board: str, state: str, power_w: float | None,
-                temp_k: float | None, jobs_done: int | None, throttle: float | None = None,
-                link_retries: int | None = None, link_errors: int | None = None) -> None:
-        self._execute("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (int(t_ns), board, state, power_w, temp_k, jobs_done, throttle, link_retries, link_errors))
+                temp_k: float | None, jobs_done: int | None, throttle: float | None = None) -> None:
+        self._execute("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (int(t_ns), board, state, power_w, temp_k, jobs_done, throttle))
+
+    def link_stats(self, t_ns: int, board: str, retries: int, errors: int) -> None:
+        """A board link's counts since the start, at ``t_ns`` (written when they change).
+        They follow the wall clock (a reply late under load is retried): the one table
+        outside the determinism guarantee (``REPRODUCIBLE_TABLES``)."""
+        self._execute("INSERT INTO link_stats VALUES (?, ?, ?, ?)", (int(t_ns), board, retries, errors))
 
     def event(self, t_ns: int, source: str, kind: str, detail: str = "") -> None:
         self._execute("INSERT INTO events (t_ns, source, kind, detail) VALUES (?, ?, ?, ?)",
@@ -235,7 +243,10 @@ class Archive:
 
 
 # --- reading -------------------------------------------------------------------------
-TABLES = ("meta", "channels", "telemetry", "payload", "events", "enums")
+TABLES = ("meta", "channels", "telemetry", "payload", "events", "enums", "link_stats")
+#: the tables that the same scenario and seed reproduce bit for bit in virtual time
+#: (link_stats counts retransmissions, which follow the wall clock)
+REPRODUCIBLE_TABLES = tuple(t for t in TABLES if t != "link_stats")
 
 
 class Run(dict):
@@ -309,9 +320,14 @@ def load_run(run_dir: str | pathlib.Path) -> Run:
         have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         for table in TABLES:
             order = {"meta": "key", "channels": "position", "telemetry": "t_ns",
-                     "payload": "t_ns, board", "events": "seq", "enums": "channel, value"}[table]
+                     "payload": "t_ns, board", "events": "seq", "enums": "channel, value",
+                     "link_stats": "t_ns, board"}[table]
             if table == "enums" and table not in have:  # a schema 1 archive: no enums table
                 run[table] = np.empty(0, dtype=[("channel", "U1"), ("value", np.int64), ("name", "U1")])
+                continue
+            if table == "link_stats" and table not in have:  # schema 1: none
+                run[table] = np.empty(0, dtype=[("t_ns", np.int64), ("board", "U1"), ("retries", np.int64),
+                                                ("errors", np.int64)])
                 continue
             run[table] = _structured(db.execute(f"SELECT * FROM {table} ORDER BY {order}"))
         run.meta = dict(db.execute("SELECT key, value FROM meta").fetchall())

@@ -53,7 +53,7 @@ def test_csv_export_cli(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[st
         rows = list(csv.reader(fh))
     assert rows == [["t_ns", "soc", "orbit"], ["0", "0.5", "1"], ["1000000000", "0.25", "1"]]
     assert {p.name for p in (tmp_path / "csv").iterdir()} == {
-        "telemetry.csv", "payload.csv", "events.csv", "meta.csv", "channels.csv", "enums.csv"}
+        "telemetry.csv", "payload.csv", "events.csv", "meta.csv", "channels.csv", "enums.csv", "link_stats.csv"}
     assert hil_main(["archive", "export", str(tmp_path / "nope"), "--csv", str(tmp_path)]) == 2
     assert "no telemetry archive there" in capsys.readouterr().err
 

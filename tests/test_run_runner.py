@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hil_rig.archive import TABLES, load_run, table_rows
+from hil_rig.archive import REPRODUCIBLE_TABLES, load_run, table_rows
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def _scenario(tmp: pathlib.Path, name: str = "short", duration: str = "3 min", s
 
 def _assert_same_archives(a_dir: pathlib.Path, b_dir: pathlib.Path) -> None:
     """Every archive table of two runs identical, row for row (naming the first difference)."""
-    for table in TABLES:
+    for table in REPRODUCIBLE_TABLES:
         a, b = table_rows(a_dir, table), table_rows(b_dir, table)
         assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
         for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
@@ -198,7 +198,7 @@ def test_same_scenario_and_seed_give_identical_archives(tmp_path: pathlib.Path) 
     for out in outs:
         res = _hil("run", str(sc), "--out", str(out))
         assert res.returncode == 0, res.stderr[-3000:]
-    for table in TABLES:
+    for table in REPRODUCIBLE_TABLES:
         a, b = (table_rows(o, table) for o in outs)
         assert a == b, f"table {table} differs"
     assert len(table_rows(outs[0], "telemetry")) == 241
@@ -439,7 +439,7 @@ def test_power_and_plant_faults_reach_the_bench_and_the_flight_software(tmp_path
 
 def test_supply_readings_kept_change_nothing_in_the_archive(tmp_path: pathlib.Path) -> None:
     """In virtual time on the virtual bench the power loop reads the simulated supply
-    only when the reading can have changed (``Run.reuse_supply_readings``): the same
+    only when the reading can have changed (``RunOptions.reuse_supply_readings``): the same
     archive, row for row, as reading it at every update, through a relay cycled, a
     brownout and jobs starting and ending; and the supply's server really answered
     fewer reads, one fewer for each reading kept."""
@@ -447,8 +447,8 @@ def test_supply_readings_kept_change_nothing_in_the_archive(tmp_path: pathlib.Pa
     path.write_text(path.read_text() + FAULTS)
     runs = _runs_with(path, tmp_path, "reuse_supply_readings")
     _assert_same_archives(runs[False].run_dir, runs[True].run_dir)
-    reused = {k: r.power.readings_reused for k, r in runs.items()}
-    reads = {k: next(iter(r.vb.sim_supplies.values())).reads for k, r in runs.items()}
+    reused = {k: r.parts.power_loop.readings_reused for k, r in runs.items()}
+    reads = {k: next(iter(r.parts.vb.sim_supplies.values())).reads for k, r in runs.items()}
     assert reused[False] == 0 and reused[True] > 0
     assert reads[False] - reads[True] == reused[True]
 

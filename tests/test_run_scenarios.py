@@ -42,14 +42,14 @@ def test_link_noise_is_reproducible_from_its_seed(tmp_path: pathlib.Path) -> Non
     """Byte corruption and loss on a link, retries and all: the same seed gives
     identical archives, row for row (the fault proxy draws each frame's damage from
     the seed and the frame's bytes, not from when the bytes happen to pass)."""
-    from hil_rig.archive import TABLES, table_rows
+    from hil_rig.archive import REPRODUCIBLE_TABLES, table_rows
 
     sc = load_scenario(ROOT / "scenarios" / "link_noise.toml")
     results = [run_scenario(sc, out=tmp_path / name) for name in ("a", "b")]
     for r in results:
         r.check()
     assert results[0].summary["fsw"]["link_errors"] > 0  # the noise cost the flight software commands
-    for table in TABLES:
+    for table in REPRODUCIBLE_TABLES:
         a, b = (table_rows(tmp_path / name, table) for name in ("a", "b"))
         assert len(a) == len(b), f"table {table}: {len(a)} rows vs {len(b)}"
         for i, (ra, rb) in enumerate(zip(a, b, strict=True)):

@@ -61,6 +61,11 @@ class RunData:
         p = self.run["payload"]
         return p[p["board"] == board]
 
+    def link_rows(self, board: str) -> np.ndarray:
+        """A board link's retries and errors since the start, a row where they changed."""
+        ls = self.run["link_stats"]
+        return ls[ls["board"] == board] if len(ls) else ls
+
     def col(self, name: str) -> np.ndarray:
         tm = self.tm
         if tm.dtype.names is None or name not in tm.dtype.names:

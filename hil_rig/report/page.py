@@ -204,8 +204,8 @@ def _key_figures(r: RunData) -> dict[str, str]:
         rows = r.board_rows(b)
         if len(rows):
             fig[f"{b}: hottest (°C)"] = f"{np.nanmax(rows['temp_k'].astype(float)) - 273.15:.1f}"
-            if "link_errors" in (rows.dtype.names or ()):
-                fig[f"{b}: link errors / retries"] = f"{rows['link_errors'][-1]} / {rows['link_retries'][-1]}"
+            lr = r.link_rows(b)
+            fig[f"{b}: link errors / retries"] = f"{lr['errors'][-1]} / {lr['retries'][-1]}" if len(lr) else "0 / 0"
     segs = r.segments("fsw_mode")
     tot: dict[str, float] = {}
     for a, b, name in segs:

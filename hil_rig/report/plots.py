@@ -161,12 +161,15 @@ def build_plots(runs: Sequence[RunData]) -> list[Plot]:
     p = Plot("link", "Payload links: errors and retries per board (cumulative)", "count")
     for i, r in enumerate(runs):
         for j, board in enumerate(r.boards):
-            rows = r.board_rows(board)
-            if not (rows.dtype.names and "link_errors" in rows.dtype.names):
+            rows = r.link_rows(board)
+            if not len(rows):
                 continue
-            t = rows["t_ns"] / 1e9
-            b.add(p, i, f"{board} link errors", t, rows["link_errors"].astype(float), 2 * j + 1, step=True)
-            b.add(p, i, f"{board} retries", t, rows["link_retries"].astype(float), 2 * j, step=True, dash="4,2")
+            # counts change in steps: a row where they changed, held to the run's end
+            t = np.append(rows["t_ns"] / 1e9, r.t_s[-1] if len(r.t_s) else rows["t_ns"][-1] / 1e9)
+            b.add(p, i, f"{board} link errors", t, np.append(rows["errors"], rows["errors"][-1]).astype(float),
+                  2 * j + 1, step=True)
+            b.add(p, i, f"{board} retries", t, np.append(rows["retries"], rows["retries"][-1]).astype(float),
+                  2 * j, step=True, dash="4,2")
         ev = r.events()
         for j, board in enumerate(r.boards):
             sel = (ev["source"] == "fsw") & (ev["kind"] == "link_error")

@@ -102,6 +102,7 @@ class Recorder:
             raise
         self.status: dict[str, Any] = {}
         self._since_sample: list[tuple[int, str, str, str]] = []  # events for the judges' next sample
+        self._link_counts: dict[str, tuple[int, int]] = {}  # board -> (retries, errors) last written
         self._fsw_event_idx = 0
         self._jobs_seen = 0
         self._jobs_by_board: dict[str, int] = {}
@@ -164,11 +165,14 @@ class Recorder:
             states[name] = st
             temp_k = _num(hk.get(temp_key))
             board_temp_c[name] = None if temp_k is None else temp_k - ZERO_CELSIUS_K
-            ls = links[name].stats if name in links else None
             self.archive.payload(t, name, st, _num(hk.get(power_key)), temp_k, self._jobs_by_board.get(name, 0),
-                                 _num(hk.get(throttle_key)),
-                                 None if ls is None else ls.retries + ls.fast_retransmits,
-                                 None if ls is None else ls.timeouts + ls.crc_errors + ls.framing_errors)
+                                 _num(hk.get(throttle_key)))
+            ls = links[name].stats if name in links else None
+            if ls is not None:
+                counts = (ls.retries + ls.fast_retransmits, ls.timeouts + ls.crc_errors + ls.framing_errors)
+                if self._link_counts.get(name) != counts:
+                    self._link_counts[name] = counts
+                    self.archive.link_stats(t, name, *counts)
         self.archive.commit()
         sample = Sample(
             t_ns=t, soc=p.soc, illumination=illum, sun_err_deg=sun_err, payload_temp_c=temps_c,
