@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "hil_rig.archive_cli",
     "hil_rig.orbit_cli",
     "hil_rig.report_cli",
+    "hil_rig.yield_cli",
 )
 
 

@@ -372,6 +372,12 @@ class Plant:
     def q(self) -> list[float]:
         return list(self._st.q_bi)
 
+    @q.setter
+    def q(self, value) -> None:
+        """Set the attitude (normalized): an open-loop replay holds a recorded attitude."""
+        q = np.asarray(value, dtype=float)
+        self._st.q_bi = list(q / np.linalg.norm(q))
+
     @property
     def pi_b(self) -> list[float]:
         """Total angular momentum (body + wheels) in body axes, N m s."""

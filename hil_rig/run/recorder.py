@@ -2,9 +2,17 @@
 event log, the requirement judges, the live status and the progress display.
 
 Once per simulated second :meth:`Recorder.second` writes one telemetry row (rig
-truth, then the flight software's housekeeping), one payload row per board and
-the new flight-software events, commits, feeds every judge one
+truth, the work delivered, then the flight software's housekeeping), one payload
+row per board and the new flight-software events, commits, feeds every judge one
 :class:`hil_rig.requirements.Sample`, and refreshes the status.
+
+**Work delivered** (docs/yield.md) is counted in FLOP from what the flight
+software knows: each board's job reports (the time-sync reply's job states, kept
+by the payload manager) give the step each run has reached; a run's work is its
+highest step reported times ``step_flops`` of the params the board runs (the
+scenario's params completed with their defaults, size params capped for an
+emulated board as its agent caps them). A step computed twice (a run resumed from
+an older checkpoint) counts once; a run's partial progress counts.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import re
 from typing import TYPE_CHECKING, Any, TextIO
 
 from hil_rig.archive import ARCHIVE_NAME, Archive, Column
@@ -43,6 +52,11 @@ TRUTH_CHANNELS: tuple[Column, ...] = (
     Column("wheel_z_rad_s_true", "rad/s", "reaction wheel z speed (plant truth)"),
     Column("wheel_momentum_nms_true", "N m s", "magnitude of the wheels' angular momentum (plant truth)"),
     Column("momentum_nms_true", "N m s", "magnitude of the total angular momentum, body and wheels (plant truth)"),
+    Column("q_bi_w_true", "1", "attitude quaternion inertial to body, scalar part (plant truth)"),
+    Column("q_bi_x_true", "1", "attitude quaternion, x part (plant truth)"),
+    Column("q_bi_y_true", "1", "attitude quaternion, y part (plant truth)"),
+    Column("q_bi_z_true", "1", "attitude quaternion, z part (plant truth)"),
+    Column("work_flop", "FLOP", "work delivered by all boards since t = 0 (job reports, docs/yield.md)"),
 )
 
 #: The names of the flight software's enumerated housekeeping (stored in the archive's
@@ -55,6 +69,56 @@ def _enum_names(hk_name: str) -> tuple[str, ...]:
     from flight_sw.dictionary import MODE_NAMES
 
     return {"mode": MODE_NAMES, "eps_mode": EPS_MODE_NAMES}.get(hk_name, ())
+
+
+def work_channel(board: str) -> str:
+    """The telemetry column of one board's work delivered (FLOP since t = 0)."""
+    return "work_flop_" + re.sub(r"[^a-z0-9_]", "_", board.lower())
+
+
+class WorkCounter:
+    """Work delivered, per board, from the payload manager's job reports (see the
+    module's doc): ``observe`` once a simulated second."""
+
+    def __init__(self, boards: list[str]) -> None:
+        self.by_board: dict[str, float] = dict.fromkeys(boards, 0.0)
+        self._runs: dict[tuple[str, Any], list[float]] = {}  # (board, remote id) -> [highest step, FLOP/step]
+
+    def started(self, board: str, remote_id: Any, resumed: bool, flop_per_step: float) -> None:
+        """A ``job_started`` event: a fresh run counts from step 0; a resumed one keeps its count."""
+        key = (board, remote_id)
+        if not resumed or key not in self._runs:
+            self._runs[key] = [0.0, flop_per_step]
+
+    def observe(self, t_ns: int, payload: Any) -> None:
+        for name, b in payload.boards.items():
+            if b.report_ns != t_ns:
+                continue
+            for rid, rep in b.job_report.items():
+                run = self._runs.get((name, rid))
+                step = rep.get("step") if isinstance(rep, dict) else getattr(rep, "step", None)
+                if run is None or step is None or step <= run[0]:
+                    continue
+                self.by_board[name] = self.by_board.get(name, 0.0) + (step - run[0]) * run[1]
+                run[0] = float(step)
+
+    @property
+    def total(self) -> float:
+        return sum(self.by_board.values())
+
+
+def flop_per_step(workload: str, params: dict, max_dim: int | None) -> float:
+    """FLOP of one step of a job as a board runs it: params completed with their
+    defaults, size params capped at ``max_dim`` (an emulated board's agent)."""
+    from firmware_bridge.workloads import SIZE_PARAMS, step_flops, validate
+
+    try:
+        p = validate(workload, dict(params))
+    except ValueError:
+        return 0.0  # the board refuses the job: it never computes a step
+    if max_dim is not None:
+        p = {k: min(v, max_dim) if k in SIZE_PARAMS else v for k, v in p.items()}
+    return float(step_flops(workload, p))
 
 
 def fsw_channels(boards: list[str]) -> list[Column]:
@@ -91,7 +155,11 @@ class Recorder:
         from flight_sw.dictionary import BOARD_STATES, board_channel_names
 
         self.run_dir = run_dir
-        self.channels = list(TRUTH_CHANNELS) + fsw_channels(boards)
+        self.work_channels = [Column(work_channel(n), "FLOP", f"work delivered by board {n} since t = 0")
+                              for n in boards]
+        self.channels = list(TRUTH_CHANNELS) + self.work_channels + fsw_channels(boards)
+        self.work = WorkCounter(boards)
+        self.work_by_orbit: list[float] = []  # FLOP delivered in orbit 1, 2, ...
         self.judges = judges
         self.progress = progress
         self.archive = Archive(run_dir / ARCHIVE_NAME, self.channels, meta)
@@ -109,7 +177,7 @@ class Recorder:
         self._board_states = BOARD_STATES
         # (hk key, int or float) per flight-software column; (board, its hk keys)
         self._hk_cols = [(c.name[4:], int if c.kind == "INTEGER" else float)
-                         for c in self.channels[len(TRUTH_CHANNELS):]]
+                         for c in self.channels[len(TRUTH_CHANNELS) + len(boards):]]
         self._board_keys = []
         for n in boards:
             temp_key, power_key, state_key, throttle_key = board_channel_names(n)
@@ -126,7 +194,11 @@ class Recorder:
         p, fsw = parts.plant, parts.fsw
         for ev in fsw.events.events[self._fsw_event_idx:]:
             self.event(ev.t_ns, "fsw", ev.name, json.dumps(ev.fields, sort_keys=True, default=str))
+            if ev.name == "job_started":
+                self._work_started(parts, ev.fields)
         self._fsw_event_idx = len(fsw.events.events)
+        work_before = self.work.total
+        self.work.observe(t, fsw.payload)
         illum, sun_err = 0.0, float("nan")
         sb = p.sun_in_body()
         if sb is not None:
@@ -143,7 +215,11 @@ class Recorder:
                           parts.payload_power_w, temps[0], temps[1], temps[2], temps[3],
                           math.sqrt(wx * wx + wy * wy + wz * wz), ws[0], ws[1], ws[2],
                           jw * math.sqrt(ws[0] * ws[0] + ws[1] * ws[1] + ws[2] * ws[2]),
-                          math.sqrt(hx * hx + hy * hy + hz * hz)]
+                          math.sqrt(hx * hx + hy * hy + hz * hz), *p.q, self.work.total]
+        row.extend(self.work.by_board.get(n, 0.0) for n, _s, _t, _p in self._board_keys)
+        while len(self.work_by_orbit) < orbit:
+            self.work_by_orbit.append(0.0)
+        self.work_by_orbit[orbit - 1] += self.work.total - work_before
         hk = fsw.hk
         isfinite = math.isfinite
         for key, num in self._hk_cols:
@@ -191,6 +267,23 @@ class Recorder:
         }
         if self.progress is not None:
             self.progress.update(t, self.status)
+
+    def _work_started(self, parts: RunParts, f: dict[str, Any]) -> None:
+        from firmware_bridge.emulator import EMULATOR_MAX_JOB_DIM
+
+        job = parts.fsw.payload.jobs.get(f.get("job"))
+        board = f.get("board")
+        if job is None or board is None:
+            return
+        spec = parts.board_specs.get(board)
+        max_dim = EMULATOR_MAX_JOB_DIM if spec is not None and spec.emulated else None
+        self.work.started(board, f.get("remote_id"), bool(f.get("resumed")),
+                          flop_per_step(job.workload, job.params, max_dim))
+
+    def work_summary(self) -> dict[str, Any]:
+        """``summary.json``'s ``work``: FLOP delivered, in all, per board and per orbit."""
+        return {"unit": "FLOP", "delivered": self.work.total,
+                "by_board": dict(self.work.by_board), "by_orbit": list(self.work_by_orbit)}
 
     def verdicts(self, t_end: int) -> list[Any]:
         return [j.verdict(t_end) for j in self.judges]

@@ -55,6 +55,7 @@ from hil_rig.run.errors import RunError, RunResult
 from hil_rig.run.priority import DEFAULT_RT_PRIORITY, check_rt_priority, loop_priority
 from hil_rig.run.progress import Progress
 from hil_rig.scenario import Scenario, ScenarioError, parse_trigger
+from hil_rig.yield_bound.analysis import summary_yield
 
 PHYSICS_DT_NS = NS // 10  # 10 Hz physics
 ENV_CHUNK_S = 600  # environment precomputed for this many seconds at once
@@ -591,7 +592,8 @@ class Run:
             lateness=p.pacer.lateness.summary() if p.pacer is not None else None,
             bench=p.bench_label, boards=boards, run_dir=str(self.run_dir),
             aborted=aborted, error=error, rt_priority=self.rt_applied, fsw=stats,
-            safe_state_errors=list(p.guard.errors or []),
+            safe_state_errors=list(p.guard.errors or []), work=rec.work_summary(),
+            **{"yield": summary_yield(self.run_dir, sc)},
         )
         write_junit(self.run_dir / "junit.xml", sc.name, verdicts, t_end / NS, props, error=error or aborted)
         self._write_report(summary, p.pacer)

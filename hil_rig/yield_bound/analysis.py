@@ -1,0 +1,102 @@
+"""A run's yield: work delivered / the bound, overall and per orbit (docs/yield.md).
+
+:func:`run_yield` is what ``summary.json`` gets at the end of every run and what
+``hil yield RUN_DIR`` prints.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from hil_rig.yield_bound.from_run import DEFAULT_DT_S, YieldInputError, problem_from_run
+from hil_rig.yield_bound.model import BoundError, Schedule, solve
+
+#: the bound's grid is coarsened beyond this many steps (a long run): dt = ceil(seconds / MAX_STEPS)
+MAX_STEPS = 10_000
+
+
+def delivered_per_second(run: Any) -> np.ndarray:
+    """Work delivered in each second of the run (FLOP; second i is [i, i+1))."""
+    tm = run["telemetry"]
+    if "work_flop" not in (tm.dtype.names or ()):
+        raise YieldInputError("the archive has no work_flop column: it predates the work count (docs/yield.md)")
+    w = np.nan_to_num(np.asarray(tm["work_flop"], float))
+    return np.diff(w)
+
+
+def _by_orbit(per_second: np.ndarray, period_s: float) -> list[float]:
+    orbit = (np.arange(len(per_second)) // period_s).astype(int)
+    return [float(x) for x in np.bincount(orbit, weights=per_second)]
+
+
+def bound_per_second(schedule: Schedule, seconds: int) -> np.ndarray:
+    """The bound's work spread over the seconds of each of its steps."""
+    rate = schedule.work_by_step / schedule.dt_s
+    return np.repeat(rate, schedule.dt_s.astype(int))[:seconds]
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return None if b <= 0 else a / b
+
+
+def run_yield(run_dir: str | pathlib.Path, scenario: Any = None, *, scenario_path: str | None = None,
+              dt_s: float | None = None, end_soc: str | float = "run", replay: bool = False) -> dict[str, Any]:
+    """Delivered, bound and their ratio, overall and per orbit; the plain energy
+    bound; the solver's time; with ``replay`` the replay's verdict."""
+    run_dir = pathlib.Path(run_dir)
+    if dt_s is None:
+        from hil_rig.archive import load_run
+
+        secs = max(1, len(load_run(run_dir)["telemetry"]) - 1)
+        dt_s = float(max(DEFAULT_DT_S, math.ceil(secs / MAX_STEPS)))
+    pr, info = problem_from_run(run_dir, scenario, scenario_path=scenario_path, dt_s=dt_s, end_soc=end_soc)
+    try:
+        delivered = delivered_per_second(info["run"])
+    except YieldInputError as exc:
+        raise YieldInputError(f"{run_dir}: {exc}") from None
+    sched = solve(pr)
+    secs = int(info["seconds"])
+    period = info["period_s"]
+    bound_s = bound_per_second(sched, secs)
+    d_orb, b_orb = _by_orbit(delivered, period), _by_orbit(bound_s, period)
+    out: dict[str, Any] = {
+        "unit": "FLOP",
+        "delivered": float(delivered.sum()),
+        "bound": sched.work_flop,
+        "ratio": _ratio(float(delivered.sum()), sched.work_flop),
+        "energy_bound": pr.energy_bound_flop(),
+        "by_orbit": [{"orbit": i + 1, "delivered": d, "bound": b, "ratio": _ratio(d, b)}
+                     for i, (d, b) in enumerate(zip(d_orb, b_orb, strict=False))],
+        "dt_s": dt_s,
+        "steps": pr.steps,
+        "solve_s": round(sched.solve_s, 4),
+        "soc_floor": pr.battery.soc_floor,
+        "soc_end_min": pr.battery.soc_end_min,
+        "temp_max_k": pr.temp_max_k,
+        "bound_throttle_mean": {n: float(np.average(x, weights=sched.dt_s)) for n, x in sched.throttle.items()},
+    }
+    if replay:
+        from hil_rig.yield_bound.replay import replay as do_replay
+
+        out["replay"] = do_replay(pr, sched, info).as_dict()
+    out["_schedule"] = sched
+    return out
+
+
+def summary_yield(run_dir: pathlib.Path, scenario: Any) -> dict[str, Any]:
+    """``summary.json``'s ``yield``; an error is reported there, never raised: a run's
+    verdicts do not depend on the bound."""
+    try:
+        import scipy.optimize  # noqa: F401 - the bound's solver, an extra
+    except ImportError:
+        return {"error": "the bound needs scipy: pip install 'orbit-hil[yield]'"}
+    try:
+        y = run_yield(run_dir, scenario)
+    except (YieldInputError, BoundError, ValueError, OSError) as exc:
+        return {"error": str(exc)}
+    y.pop("_schedule", None)
+    return y
