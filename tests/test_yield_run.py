@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from firmware_bridge.jobs import step_flops
+from firmware_bridge.workloads import step_flops
 from firmware_bridge.ratings import RATINGS
 from hil_rig.archive import load_run
 from hil_rig.run import run_scenario
