@@ -18,8 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("--dt", metavar="S", type=float, default=None,
                    help="the bound's time step, whole seconds (default 60; coarser for runs over 10,000 steps)")
     p.add_argument("--end-soc", metavar="WHEN", default="run",
-                   help="the SOC the bound must end with: run (the run's own final SOC, default), "
-                        "initial, free, or a number in [0, 1]")
+                   help="the SOC the bound must end with: run (the lower of the run's initial and final "
+                        "SOC, default), initial, free, or a number in [0, 1]")
     p.add_argument("--replay", action="store_true",
                    help="replay the bound's schedule open-loop through the plant and check every limit")
     p.add_argument("--json", action="store_true", help="machine-readable JSON")

@@ -53,16 +53,31 @@ def test_energy_limited_constant_sun_is_energy_over_joules_per_flop() -> None:
 
 
 def test_energy_limited_with_allowed_depletion_uses_the_battery_at_its_discharge_cost() -> None:
-    pr = constant(400, 15.0, soc0=0.6, soc_end_min=0.0)  # too long to run at throttle 1
+    """Spread evenly, the battery's share is the discharge power P whose chord cost
+    times the run's length is the energy allowed out (cost is convex: even is best)."""
+    n = 400  # too long to run at throttle 1
+    pr = constant(n, 15.0, soc0=0.6, soc_end_min=0.0)
     s = solve(pr)
     bat = pr.battery
-    _, f_dis = bat.factors(6.0 + JETSON.peak_w)
-    lo = float(bat.energy_j(0.3 + pr.soc_margin))
-    extra_j = (float(bat.energy_j(0.6)) - lo) / f_dis
-    want = ((15.0 - 11.0) * 24000 + extra_j) * JETSON.rated_flops / JETSON.span_w
+    widths, cost = bat.discharge_segments(6.0 + JETSON.peak_w)
+    edges = np.concatenate([[0.0], np.cumsum(widths)])
+    drawn = np.concatenate([[0.0], np.cumsum(widths * cost)])
+    out_j = float(bat.energy_j(0.6)) - float(bat.energy_j(0.3 + pr.soc_margin))
+    p_dis = float(np.interp(out_j / (60.0 * n), drawn, edges))
+    want = (15.0 - 11.0 + p_dis) * 60.0 * n * JETSON.rated_flops / JETSON.span_w
     assert s.work_flop == pytest.approx(want, rel=1e-6)
     assert s.soc[-1] == pytest.approx(0.31, abs=1e-6)
     assert s.work_flop < pr.energy_bound_flop()  # the plain bound books no resistive loss
+
+
+def test_boards_that_may_be_off_duty_cycle_at_full_throttle() -> None:
+    """Powering off allowed: 9 W for a 15 W board is 60 % of the time at throttle 1
+    (better than always on at 4 W above idle), i.e. energy / (peak J per FLOP)."""
+    pr = dataclasses.replace(constant(100, 15.0), power_off=True)
+    s = solve(pr)
+    assert s.work_flop == pytest.approx((15.0 - 6.0) * 6000 * JETSON.rated_flops / JETSON.peak_w, rel=1e-7)
+    assert s.work_flop == pytest.approx(pr.energy_bound_flop(), rel=1e-7)
+    assert s.on["jetson0"] == pytest.approx(s.throttle["jetson0"], abs=1e-7)
 
 
 def test_board_thermal_limit_only_gives_the_rc_steady_state() -> None:

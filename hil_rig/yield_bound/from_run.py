@@ -32,12 +32,14 @@ import numpy as np
 from hil_rig.archive import load_run
 from hil_rig.constants import NS_PER_S, SPACE_TEMP_K, STEFAN_BOLTZMANN_W_M2_K4, ZERO_CELSIUS_K
 from hil_rig.plant import NODES
-from hil_rig.yield_bound.model import Battery, BoardModel, BoardThermal, ThermalNet, YieldProblem
+from hil_rig.yield_bound.model import Battery, BoardModel, BoardThermal, ThermalNet, YieldProblem, mixing_loss_w
 
 #: the plant nodes the bound models as states (payload first); the battery node is exogenous
 MODELLED_NODES = ("payload", "radiator", "structure")
 DEFAULT_DT_S = 60.0
-#: "run": the bound ends with the battery at least as full as the run left it (less this)
+#: "run": the bound ends with the battery at least as full as the run left it, or as it
+#: started if the run left it fuller (less this: the LP's safe-side battery cannot
+#: retrace the run's own SOC exactly)
 END_SOC_TOLERANCE = 0.005
 
 
@@ -179,7 +181,7 @@ def problem_from_run(run_dir: str | pathlib.Path, scenario: Any = None, *, scena
     soc = col("soc_true")
     soc0 = float(params.soc0)
     if end_soc == "run":
-        end = max(0.0, float(soc[-1]) - END_SOC_TOLERANCE)
+        end = max(0.0, min(soc0, float(soc[-1])) - END_SOC_TOLERANCE)
     elif end_soc == "initial":
         end = soc0
     elif end_soc == "free":
@@ -201,8 +203,14 @@ def problem_from_run(run_dir: str | pathlib.Path, scenario: Any = None, *, scena
         sink_w_k=g[mi, bi], sink_temp_k=_step_mean(tmid[:, bi], edges), rad_ea_m2=ea[mi],
         exo_w=_step_mean(exo[:, mi], edges), tangent_k=_step_mean(tmid[:, mi], edges), t0_k=temps[0, mi],
     )
-    pr = YieldProblem(dts, _step_mean(solar, edges), _step_mean(other, edges), board_models(kinds, temps0),
-                      battery, net, tmax)
+    boards = board_models(kinds, temps0)
+    peak = sum(b.peak_w for b in boards)
+    max_dis = float(np.max(other)) + peak
+    draws = np.linspace(0.0, peak, int(peak / 0.5) + 2)
+    mix = mixing_loss_w(battery, solar - other, edges, draws, max_dis)
+    pr = YieldProblem(dts, _step_mean(solar, edges), _step_mean(other, edges), boards, battery, net, tmax,
+                      mixing_loss_w=mix, solar_temp_coeff_per_k=params.solar_temp_coeff_per_k,
+                      solar_ref_temp_k=params.solar_ref_temp_k)
     info = {"seconds": secs, "edges_s": edges, "period_s": float(meta.get("orbit_period_s", "nan")),
             "scenario": sc, "soc_end_run": float(soc[-1]), "run": run}
     return pr, info

@@ -39,14 +39,16 @@ class ReplayResult:
     temp_max_k: float | None
     work_flop: float
     solar_rms_err_w: float  # replayed generation against the run's, per second
+    solar_mean_err_w: float
     violations: tuple[str, ...]
+    soc_trace: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)  # per second
 
     @property
     def feasible(self) -> bool:
         return not self.violations
 
     def as_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "soc_trace"}
         d["feasible"] = self.feasible
         d["violations"] = list(self.violations)
         return d
@@ -98,6 +100,7 @@ def replay(pr: YieldProblem, schedule: Schedule, info: dict[str, Any]) -> Replay
     soc_min, ptemp_max = plant.soc, plant.temps[0]
     btemp_max = dict.fromkeys(boards, -np.inf)
     solar_err = []
+    socs = [plant.soc]
     work = 0.0
     faults = PlantFaults()
     hi = 0
@@ -123,6 +126,7 @@ def replay(pr: YieldProblem, schedule: Schedule, info: dict[str, Any]) -> Replay
             plant.run(es, dt_ns, act, pw, faults, start=k, stop=k + PHYSICS_HZ)
             solar_err.append(plant.solar_power_w - solar_run[s])
             soc_min = min(soc_min, plant.soc)
+            socs.append(plant.soc)
             ptemp_max = max(ptemp_max, plant.temps[0])
             for n, sb in sims.items():
                 x = float(thr[n][s])
@@ -142,4 +146,5 @@ def replay(pr: YieldProblem, schedule: Schedule, info: dict[str, Any]) -> Replay
                 v.append(f"board {n} {tb:.2f} K above the limit {pr.temp_max_k:.2f} K")
     return ReplayResult(float(soc_min), float(plant.soc), float(ptemp_max), {n: float(x) for n, x in btemp_max.items()},
                         bat.soc_floor, bat.soc_end_min, pr.temp_max_k, work,
-                        float(np.sqrt(np.mean(np.square(solar_err)))), tuple(v))
+                        float(np.sqrt(np.mean(np.square(solar_err)))), float(np.mean(solar_err)), tuple(v),
+                        np.array(socs))
