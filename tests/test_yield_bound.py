@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from hil_rig.constants import SPACE_TEMP_K, STEFAN_BOLTZMANN_W_M2_K4
 from hil_rig.plant import PlantParams
-from hil_rig.yield_bound import Battery, BoardModel, BoardThermal, BoundError, ThermalNet, YieldProblem, solve
+from hil_rig.yield_bound import (
+    Battery,
+    BoardModel,
+    BoardThermal,
+    BoundError,
+    ThermalNet,
+    YieldProblem,
+    solve,
+)
 
 P = PlantParams()
 V_NOM = float(np.interp(0.5, P.battery_ocv_soc, P.battery_ocv_v))

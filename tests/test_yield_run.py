@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from firmware_bridge.workloads import step_flops
 from firmware_bridge.ratings import RATINGS
+from firmware_bridge.workloads import step_flops
 from hil_rig.archive import load_run
 from hil_rig.run import run_scenario
 from hil_rig.scenario import load_scenario

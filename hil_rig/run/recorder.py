@@ -216,7 +216,7 @@ class Recorder:
                           math.sqrt(wx * wx + wy * wy + wz * wz), ws[0], ws[1], ws[2],
                           jw * math.sqrt(ws[0] * ws[0] + ws[1] * ws[1] + ws[2] * ws[2]),
                           math.sqrt(hx * hx + hy * hy + hz * hz), *p.q, self.work.total]
-        row.extend(self.work.by_board.get(n, 0.0) for n, _s, _t, _p in self._board_keys)
+        row.extend(self.work.by_board.get(n, 0.0) for n, *_keys in self._board_keys)
         while len(self.work_by_orbit) < orbit:
             self.work_by_orbit.append(0.0)
         self.work_by_orbit[orbit - 1] += self.work.total - work_before

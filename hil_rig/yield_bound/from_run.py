@@ -32,7 +32,14 @@ import numpy as np
 from hil_rig.archive import load_run
 from hil_rig.constants import NS_PER_S, SPACE_TEMP_K, STEFAN_BOLTZMANN_W_M2_K4, ZERO_CELSIUS_K
 from hil_rig.plant import NODES
-from hil_rig.yield_bound.model import Battery, BoardModel, BoardThermal, ThermalNet, YieldProblem, mixing_loss_w
+from hil_rig.yield_bound.model import (
+    Battery,
+    BoardModel,
+    BoardThermal,
+    ThermalNet,
+    YieldProblem,
+    mixing_loss_w,
+)
 
 #: the plant nodes the bound models as states (payload first); the battery node is exogenous
 MODELLED_NODES = ("payload", "radiator", "structure")
