@@ -117,6 +117,13 @@ def _header(r: RunData, out_dir: pathlib.Path) -> str:
         ("run directory", f"{e(str(r.path))}"),
         ("files", _links(r, out_dir)),
     ]
+    y = s.get("yield") or {}
+    if y.get("ratio") is not None:  # docs/yield.md
+        per_orbit = ", ".join("n/a" if o["ratio"] is None else f"{o['ratio']:.3f}" for o in y.get("by_orbit", []))
+        rows.append(("compute yield", f"{y['ratio']:.3f}: {y['delivered'] / 1e9:,.2f} of {y['bound'] / 1e9:,.2f} "
+                                      f"GFLOP the bound allows; per orbit {per_orbit}"))
+    elif y.get("error"):
+        rows.append(("compute yield", f"no bound: {y['error']}"))
     if s.get("error"):
         rows.insert(0, ("error", e(str(s["error"]))))
     body = "".join(f"<tr><td>{e(k)}</td><td>{v if k in ('files', 'run directory', 'error') else e(str(v))}</td></tr>"

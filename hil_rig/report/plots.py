@@ -109,6 +109,10 @@ def build_plots(runs: Sequence[RunData]) -> list[Plot]:
             rows = r.board_rows(board)
             if rows.dtype.names and "throttle" in rows.dtype.names:
                 b.add(p, i, f"{board} throttle", rows["t_ns"] / 1e9, rows["throttle"].astype(float), j, step=True)
+            bound = (r.summary.get("yield") or {}).get("schedule") or {}
+            if board in bound.get("throttle", {}):  # the yield bound's throttle (docs/yield.md)
+                b.add(p, i, f"{board} bound", np.asarray(bound["t_s"], float),
+                      np.asarray(bound["throttle"][board], float), j, main=False, step=True, dash="2,3")
         b.add(p, i, "thermal derating", r.t_s, r.col("fsw_thermal_derate"), 3, main=False, step=True, dash="4,2")
         b.add(p, i, "EPS payload budget", r.t_s, r.col("fsw_payload_budget_w"), 4, main=False, step=True,
               axis="right", width=1)

@@ -98,5 +98,9 @@ def summary_yield(run_dir: pathlib.Path, scenario: Any) -> dict[str, Any]:
         y = run_yield(run_dir, scenario)
     except (YieldInputError, BoundError, ValueError, OSError) as exc:
         return {"error": str(exc)}
-    y.pop("_schedule", None)
+    sched = y.pop("_schedule", None)
+    if sched is not None:  # the bound's own schedule, for the report's throttle plot
+        edges = np.concatenate([[0.0], np.cumsum(sched.dt_s)])
+        y["schedule"] = {"t_s": [float(x) for x in edges[:-1]],
+                         "throttle": {n: [round(float(v), 4) for v in x] for n, x in sched.throttle.items()}}
     return y
