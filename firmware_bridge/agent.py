@@ -832,6 +832,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--sensor-root {a.sensor_root!r} is not a directory")
     agent = Agent(SerialTransport(a.port, a.baud), SysfsBoard(a.sensor_root), name=a.name,
                   test_mode=a.test_mode, state_dir=a.state_dir)
+    # one line on stdout (the journal, on a board under systemd) once the agent serves its port
+    print(f"firmware_bridge.agent: serving {a.port} as {a.name} ({agent.board.kind}, {agent.board.model}"
+          f"{', test mode' if a.test_mode else ''})", flush=True)
     try:
         agent.serve_forever()
     except KeyboardInterrupt:
