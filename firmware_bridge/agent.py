@@ -539,6 +539,7 @@ class Agent:
             "name": self.name,
             "kind": self.board.kind,
             "model": self.board.model,
+            "machine": os.uname().machine,  # the CPU architecture the agent runs on (aarch64, x86_64)
             "agent_version": AGENT_VERSION,
             "protocol_version": P.PROTOCOL_VERSION,
             "protocol_minor": P.PROTOCOL_MINOR,
