@@ -25,9 +25,10 @@ from firmware_bridge.link import Link, LinkError
 
 #: bench supply voltage while the suite powers the boards (above every kind's minimum)
 SUPPLY_V = 12.0
-#: wall-clock bound on a board's boot (a QEMU board boots in ~10 s here; a slow CI machine less fast)
-BOOT_BUDGET_S = 120.0
-JOB = ("matmul", {"n": 48, "steps": 400, "seed": 11})
+#: wall-clock bound on a board's boot (a QEMU board answered 72 s after power on on a loaded 2-core host)
+BOOT_BUDGET_S = 240.0
+#: 4.1 MFLOP: 7 s at the qemu-arm64 rating (0.6 MFLOP/s), 4 s on a Jetson's (paced in real time)
+JOB = ("matmul", {"n": 32, "steps": 60, "seed": 11})
 
 
 @dataclasses.dataclass
@@ -43,7 +44,7 @@ class Powered:
 
     def link(self, name: str, **kw: Any) -> Link:
         path, baud = self.serial(name)
-        return Link(path, baud, timeout_s=kw.pop("timeout_s", 1.0), retries=kw.pop("retries", 3), **kw)
+        return Link(path, baud, timeout_s=kw.pop("timeout_s", 5.0), retries=kw.pop("retries", 3), **kw)
 
     def relay(self, name: str, on: bool) -> None:
         b = self.bench.board(name)
@@ -183,14 +184,14 @@ def test_a_job_runs_to_its_digest_on_every_board(powered: Powered) -> None:
     host's numpy (the emulated boards' digest) it is only compared, and said."""
     import numpy as np
 
-    from firmware_bridge.jobs import _Work
+    from firmware_bridge.workloads import Work
 
     digests = {}
     for b in powered.bench.boards:
         with powered.link(b.name) as link:
             digests[b.name] = _run_job(link)["digest"]
     assert len(set(digests.values())) == 1, digests
-    w = _Work(JOB[0], JOB[1], np)
+    w = Work(JOB[0], JOB[1], np)
     for _ in range(JOB[1]["steps"]):
         w.run_step()
     same = w.digest() == next(iter(digests.values()))
@@ -204,10 +205,10 @@ def test_a_power_cycle_mid_job_resumes_from_its_checkpoint(powered: Powered) -> 
     with powered.link(name) as link:
         reference = _run_job(link)["digest"]
         jid = link.start_job(*JOB)
-        while link.job_status(jid)["step"] < 50:
+        while link.job_status(jid)["step"] < 20:
             time.sleep(0.1)
         ck = link.checkpoint(jid)
-    assert ck["checkpoint_step"] >= 50, ck
+    assert ck["checkpoint_step"] >= 20, ck
     powered.relay(name, False)  # power lost: the QEMU process is killed, no shutdown
     powered.wait_down(name)
     powered.relay(name, True)
@@ -215,7 +216,7 @@ def test_a_power_cycle_mid_job_resumes_from_its_checkpoint(powered: Powered) -> 
     with powered.link(name) as link:
         st = link.job_status(jid)
         assert st["state"] == "suspended" and st["checkpoint_step"] == ck["checkpoint_step"], st
-        assert link.board_info()["uptime_s"] < 60  # it really rebooted
+        assert link.board_info()["uptime_s"] < 120  # it really rebooted
         link.resume(jid)
         done = link.wait_job(jid, timeout_s=300.0, poll_s=0.2)
     assert done["state"] == "done" and done["digest"] == reference, done
@@ -236,7 +237,7 @@ def test_a_brownout_takes_the_boards_down_and_they_boot_again(powered: Powered) 
     for b in powered.bench.boards:
         powered.wait_up(b.name)
         with powered.link(b.name) as link:
-            assert link.board_info()["uptime_s"] < 60
+            assert link.board_info()["uptime_s"] < 120
 
 
 @pytest.mark.hardware
@@ -249,7 +250,7 @@ def test_an_seu_is_caught_by_comparing_boards(powered: Powered) -> None:
         with powered.link(name) as link:
             jid = link.start_job(*JOB)
             if k == 1:
-                while link.job_status(jid)["step"] < 20:
+                while link.job_status(jid)["step"] < 10:
                     time.sleep(0.05)
                 link.inject_seu(jid, index=3, bit=30)
             digests[name] = link.wait_job(jid, timeout_s=300.0, poll_s=0.2)["digest"]
@@ -263,7 +264,7 @@ def test_the_link_survives_an_unplug_and_replug(powered: Powered, tmp_path) -> N
     b = powered.bench.boards[0]
     px = FaultProxy(b.serial, baud=b.baud, seed=1, link_symlink=str(tmp_path / b.name))
     try:
-        with Link(px.link_path, b.baud, timeout_s=0.5, retries=3) as link:
+        with Link(px.link_path, b.baud, timeout_s=5.0, retries=3) as link:
             link.ping()
             px.unplug()
             with pytest.raises(LinkError):

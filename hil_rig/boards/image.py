@@ -59,14 +59,28 @@ UART_BAUD = 115200
 HOST_PACKAGES = ("mmdebstrap", "qemu-user-static", "binfmt-support", "arch-test", "e2fsprogs",
                  "qemu-system-arm")
 BUILD_COMMAND = "hil board image"
+#: units a payload board does without (masked in the board layer): each costs seconds of
+#: boot under TCG and none serves the agent (no logins, no utmp, no kernel debug mounts)
+BOARD_MASKED = (
+    "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service", "systemd-journal-flush.service",
+    "systemd-random-seed.service", "systemd-sysusers.service", "kmod-static-nodes.service",
+    "modprobe@.service", "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "dev-hugepages.mount",
+    "dev-mqueue.mount", "sys-fs-fuse-connections.mount", "sys-kernel-config.mount",
+    "proc-sys-fs-binfmt_misc.automount", "systemd-binfmt.service", "getty-static.service",
+    "systemd-pstore.service", "systemd-hwdb-update.service", "systemd-machine-id-commit.service",
+    "ldconfig.service", "systemd-journal-catalog-update.service", "systemd-update-done.service",
+    "systemd-tmpfiles-clean.timer", "systemd-ask-password-console.path", "systemd-ask-password-wall.path",
+    "systemd-fsckd.socket", "systemd-initctl.socket", "systemd-journald-audit.socket",
+)
 ENV_CACHE = "ORBIT_HIL_IMAGE_CACHE"
 
 _DROPIN = f"""\
 # orbit-hil QEMU arm64 board: the shipped unit, on the emulated board's UART (PL011).
-# ORBIT_HIL_AGENT_TEST_MODE is set from the kernel command line (systemd.setenv=).
+# ORBIT_HIL_AGENT_TEST_MODE (--test-mode) and ORBIT_HIL_AGENT_PACE (--rated-flops=N) come from
+# the kernel command line (systemd.setenv=): the bench file's choices, no rebuild.
 [Service]
 ExecStart=
-ExecStart=/usr/bin/python3 -m firmware_bridge.agent --port {UART} --baud {UART_BAUD} --state-dir /var/lib/orbit-hil-agent $ORBIT_HIL_AGENT_TEST_MODE
+ExecStart=/usr/bin/python3 -m firmware_bridge.agent --port {UART} --baud {UART_BAUD} --state-dir /var/lib/orbit-hil-agent $ORBIT_HIL_AGENT_TEST_MODE $ORBIT_HIL_AGENT_PACE
 """
 
 
@@ -124,12 +138,18 @@ def base_key() -> str:
     return hashlib.sha256(_base_recipe().encode()).hexdigest()[:16]
 
 
-def cache_key() -> str:
+def _agent_snapshot() -> dict[str, bytes]:
+    """The agent package's files (relative path -> content), read once: the key and the
+    image are made from the same bytes even if the tree changes during a build."""
+    root = agent_dir()
+    return {str(p.relative_to(root)): p.read_bytes() for p in _agent_files()}
+
+
+def cache_key(agent: dict[str, bytes] | None = None) -> str:
     """A hash of the agent package, of this recipe and of the base (16 hex digits)."""
     h = hashlib.sha256()
-    root = agent_dir()
-    for p in _agent_files():
-        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    for rel, data in sorted((agent if agent is not None else _agent_snapshot()).items()):
+        h.update(rel.encode() + b"\0" + data + b"\0")
     h.update(pathlib.Path(__file__).read_bytes())
     h.update(base_key().encode())
     return h.hexdigest()[:16]
@@ -147,12 +167,12 @@ def _sha256(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-def find_image(cache: pathlib.Path | None = None, *, full: bool = False) -> BoardImage:
+def find_image(cache: pathlib.Path | None = None, *, full: bool = False, key: str | None = None) -> BoardImage:
     """The image for the current agent and recipe, verified; else an :class:`ImageError`
     naming the command that builds it. ``full`` also hashes the disk (~1 s), not only its
     size, the kernel's and the initrd's hashes."""
     cache = cache or default_cache_dir()
-    key = cache_key()
+    key = key or cache_key()
     d = image_dir(cache, key)
     cmd = BUILD_COMMAND + (f" --cache {cache}" if cache != default_cache_dir() else "")
     rebuild = f"build it with `{cmd}`"
@@ -234,15 +254,20 @@ rm -rf "$R/var/lib/apt/lists"/* "$R/usr/share/doc"/* "$R/usr/share/man"/* "$R/us
 """
 
 
-def _install_agent(rootfs: pathlib.Path, log: pathlib.Path) -> None:
-    """The agent package alone at AGENT_DIR, the shipped unit enabled with the board's drop-in."""
-    src = agent_dir()
+def _install_agent(rootfs: pathlib.Path, agent: dict[str, bytes], log: pathlib.Path) -> None:
+    """The agent package alone at AGENT_DIR, the shipped unit enabled with the board's drop-in,
+    and the boot trimmed to what a payload board needs (``BOARD_MASKED``)."""
     dst = rootfs / AGENT_DIR.lstrip("/") / "firmware_bridge"
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for rel, data in agent.items():
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dst / rel).write_bytes(data)
     _run(["chroot", str(rootfs), "python3", "-m", "compileall", "-q", f"{AGENT_DIR}/firmware_bridge"],
          log, "compileall (arm64 python3 through qemu-user)")
     system = rootfs / "etc/systemd/system"
-    shutil.copyfile(src / "systemd" / "orbit-hil-agent.service", system / "orbit-hil-agent.service")
+    (system / "orbit-hil-agent.service").write_bytes(agent["systemd/orbit-hil-agent.service"])
+    for unit in BOARD_MASKED:
+        (system / unit).unlink(missing_ok=True)
+        os.symlink("/dev/null", system / unit)
     (system / "orbit-hil-agent.service.d").mkdir(exist_ok=True)
     (system / "orbit-hil-agent.service.d" / "qemu-board.conf").write_text(_DROPIN)
     (system / "multi-user.target.wants").mkdir(exist_ok=True)
@@ -307,11 +332,12 @@ def build_image(cache: pathlib.Path | None = None, *, force: bool = False,
     Returns (image, built). Needs root and the Debian packages in ``HOST_PACKAGES``.
     ``force`` rebuilds the board image (not the base, whose key names what it holds)."""
     cache = cache or default_cache_dir()
-    key = cache_key()
+    agent = _agent_snapshot()
+    key = cache_key(agent)
     final = image_dir(cache, key)
     if not force:
         try:
-            return find_image(cache), False
+            return find_image(cache, key=key), False
         except ImageError:
             pass
     missing = missing_host_tools()
@@ -331,7 +357,7 @@ def build_image(cache: pathlib.Path | None = None, *, force: bool = False,
         progress(f"building the {KIND} board image {key} (log: {log})")
         rootfs = work / "rootfs"
         _run(["cp", "-a", str(base / "rootfs"), str(rootfs)], log, "copying the base")
-        _install_agent(rootfs, log)
+        _install_agent(rootfs, agent, log)
         boot = rootfs / "boot"
         kernels = sorted(boot.glob("vmlinuz-*"))
         initrds = sorted(boot.glob("initrd.img-*"))
@@ -357,4 +383,8 @@ def build_image(cache: pathlib.Path | None = None, *, force: bool = False,
             if log.exists():
                 shutil.copyfile(log, cache / f".failed-{key}.log")
             shutil.rmtree(work, ignore_errors=True)
-    return find_image(cache, full=True), True
+    # keep the two newest other images (other branches' agents), drop the rest (~700 MB each)
+    others = sorted((p for p in cache.glob(f"{KIND}-*") if p != final), key=lambda p: p.stat().st_mtime)
+    for old in others[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+    return find_image(cache, full=True, key=key), True

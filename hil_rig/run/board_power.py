@@ -20,7 +20,8 @@ board has really booted. A real board's power needs no such waits: its
 A QEMU arm64 board (``qemu-arm64``) is powered the same way: the virtual bench
 starts its QEMU process when its relay closes and kills it when the relay opens
 or the supply browns out; the wait for its boot is a wait for its agent's start
-line on its console, and a board that does not boot within ``BOARD_WAIT_S`` is a
+line on its console, and a board that does not boot within its budget (``BOARD_WAIT_S``
+or twice its boot time, whichever is longer) is a
 :class:`RunError` naming it with the tail of its console. A QEMU process that
 dies by itself is a power loss (an event; the board is off until its relay is
 cycled), never a hang.
@@ -193,7 +194,8 @@ class BoardPower:
         """Hold simulation time until an emulated board that is due up has booted."""
         if not self._emulated(name):
             return
-        deadline = time.monotonic() + BOARD_WAIT_S
+        budget = max(BOARD_WAIT_S, 2 * self.specs[name].boot_time_s)  # a QEMU board boots for a minute
+        deadline = time.monotonic() + budget
         self.bench.wake()
         while not self.bench.board_booted(name):
             if self.bench.board_died(name):
@@ -201,6 +203,6 @@ class BoardPower:
                                f"{self.bench.board_log_tail(name)}")
             if time.monotonic() > deadline:
                 tail = self.bench.board_log_tail(name)
-                raise RunError(f"board {name}: did not boot within {BOARD_WAIT_S:.0f} s (wall clock)"
+                raise RunError(f"board {name}: did not boot within {budget:.0f} s (wall clock)"
                                + (f"; its console:\n{tail}" if tail else ""))
             time.sleep(0.005)
