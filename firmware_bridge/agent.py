@@ -364,7 +364,9 @@ class Agent:
             self.jobs = VirtualTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim,
                                         flops_s=self.job_flops_s, seed=self.seed)
         else:
-            self.jobs = RealTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim, flops_s=self.job_flops_s)
+            # a real board's checkpoints go to its disk before they are acknowledged
+            self.jobs = RealTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim, flops_s=self.job_flops_s,
+                                     durable=isinstance(self.board, SysfsBoard))
         self._last_tick_ns = self.clock.now_ns()
         self._peer_absent_until = 0.0
 

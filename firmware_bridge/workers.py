@@ -69,12 +69,12 @@ def readable(conn) -> bool:
     return bool(select.select((conn,), (), (), 0)[0])
 
 
-def _serve(conn, work: Work, msg: tuple, ckpt_path: str, rng) -> bool:
+def _serve(conn, work: Work, msg: tuple, ckpt_path: str, rng, durable: bool = False) -> bool:
     """A checkpoint, SEU or progress request, answered; True if the job ends here
     (a stopping checkpoint)."""
     op = msg[0]
     if op == "checkpoint":
-        work.save(ckpt_path, msg[3] if len(msg) > 3 else None)
+        work.save(ckpt_path, msg[3] if len(msg) > 3 else None, durable)
         send(conn, ("checkpointed", msg[1], work.step, msg[2]))
         return bool(msg[2])
     if op == "seu":
@@ -85,7 +85,8 @@ def _serve(conn, work: Work, msg: tuple, ckpt_path: str, rng) -> bool:
 
 
 def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
-                throttle: float, step_s: float | None = None) -> None:  # pragma: no cover - child process
+                throttle: float, step_s: float | None = None,
+                durable: bool = False) -> None:  # pragma: no cover - child process
     """One job in real time: paced at ``step_s`` per step / ``throttle``, or free-running
     at the duty cycle ``throttle`` (``step_s`` None)."""
     import numpy as np
@@ -117,7 +118,7 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
                 return  # agent gone: stop computing
             if msg[0] == "throttle":
                 throttle = float(msg[1])
-            elif _serve(conn, work, msg, ckpt_path, rng):
+            elif _serve(conn, work, msg, ckpt_path, rng, durable):
                 return  # stopped after a checkpoint (suspend)
         if work.step >= steps:
             send(conn, ("done", work.digest(), work.step))
