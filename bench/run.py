@@ -5,7 +5,7 @@ over their serial links, the simulated Modbus supply and relays, archive,
 judges).
 
     python bench/run.py [--json] [--duration D] [--scenario NAME] [--workload idle|compute]
-                        [--repeat N] [--breakdown] [--no-sync-lead] [--no-c-frames] [--no-rt]
+                        [--repeat N] [--breakdown] [--no-pipeline] [--no-c-frames] [--no-rt]
 
 ``--breakdown`` also reports where a simulated second goes (ms of wall time per
 simulated second, by part: rig sensors, plant step, record, power loop; the
@@ -26,6 +26,7 @@ normal policy). ``--no-rt`` turns it off, to measure what it gives.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import shutil
 import statistics
@@ -135,11 +136,10 @@ def _children_cpu_s() -> tuple[float, float]:
     return children, grandchildren
 
 
-def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False, sync_lead: bool = True,
+def full_run(scenario, tmp: pathlib.Path, breakdown: bool = False,
              c_frames: bool = True, rt: bool = True) -> dict:
     out = tmp / f"run-{time.monotonic_ns()}"
-    # sync_lead None: the run decides (on in virtual time with emulated boards)
-    opts = RunOptions(sync_lead=None if sync_lead else False, c_frames=c_frames)
+    opts = RunOptions(c_frames=c_frames)
     run = Run(scenario, out=out, options=opts, rt_priority=DEFAULT_RT_PRIORITY if rt else None)
     timers = _Timers()
     if breakdown:  # before start(): the flight software's executive binds its tasks at start
@@ -215,8 +215,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--workload", choices=["compute", "idle"], default=None,
                     help="override the workload (idle: no jobs on the boards)")
-    ap.add_argument("--no-sync-lead", action="store_true",
-                    help="turn off the flight software's lead time sync (to measure what it gives)")
+    ap.add_argument("--no-pipeline", action="store_true",
+                    help="links send no time sync ahead (ORBIT_HIL_LINK_PIPELINE=0; to measure what it gives)")
     ap.add_argument("--no-c-frames", action="store_true",
                     help="one Python round trip per control frame instead of the C port (to measure what it gives)")
     ap.add_argument("--no-rt", action="store_true",
@@ -232,9 +232,13 @@ def main() -> int:
         import dataclasses
 
         sc = sc.replace(workload=dataclasses.replace(sc.workload, kind=args.workload))
+    if args.no_pipeline:
+        from firmware_bridge.link import PIPELINE_ENV
+
+        os.environ[PIPELINE_ENV] = "0"
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="hil-bench-run-"))
     try:
-        runs = [full_run(sc, tmp, args.breakdown, not args.no_sync_lead, not args.no_c_frames, not args.no_rt)
+        runs = [full_run(sc, tmp, args.breakdown, not args.no_c_frames, not args.no_rt)
                 for _ in range(args.repeat)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -255,7 +259,7 @@ def main() -> int:
         "workers_cpu_ms_per_sim_s": round(med["workers_cpu_ms_per_sim_s"], 3),
         "jobs_completed": int(med["jobs_completed"]),
         "passed": all(r["passed"] for r in runs),
-        "target_speedup": 1000, "repeat": args.repeat, "sync_lead": not args.no_sync_lead, "c_frames": not args.no_c_frames,
+        "target_speedup": 1000, "repeat": args.repeat, "link_pipeline": not args.no_pipeline, "c_frames": not args.no_c_frames,
         # the run loop's real-time priority as applied (0: the normal policy, or not permitted)
         "rt_priority": min(r["rt_priority"] for r in runs),
     }

@@ -39,6 +39,7 @@ from typing import Any
 import serial
 
 from . import protocol as P
+from .commands import COMMANDS, plain_call
 from .framing import Deframer, frame
 
 try:  # a plain posix serial port (device path, pty): read and write its fd directly
@@ -48,6 +49,8 @@ except ImportError:  # pragma: no cover - not posix
 
 _READ_CHUNK = 65536
 _READ_TURN_S = 0.05  # longest a read_on_wait waiter reads before letting another thread read
+#: ORBIT_HIL_LINK_PIPELINE=0 in the environment: links send no time sync ahead (Link.idle)
+PIPELINE_ENV = "ORBIT_HIL_LINK_PIPELINE"
 
 
 class LinkError(Exception):
@@ -103,6 +106,8 @@ class LinkStats:
     framing_errors: int = 0  # COBS errors and oversize runs
     reconnects: int = 0
     disconnects: int = 0
+    syncs_ahead: int = 0  # time syncs sent ahead (see Link.idle) ...
+    syncs_ahead_used: int = 0  # ... whose reply answered the caller's time sync
     tm_seq_gaps: int = 0  # TM packets missing according to per-APID sequence counts
     tm_seq_gaps_by_apid: dict = field(default_factory=dict)
     telemetry_dropped: int = 0
@@ -156,7 +161,8 @@ DEFAULT_TIMEOUTS = {"checkpoint": 10.0, "suspend": 10.0, "inject_seu": 10.0}
 
 class PendingRequest:
     """A TC sent by :meth:`Link.begin`; :meth:`wait` (once) returns its reply packet,
-    or what ``then`` makes of it, or raises the request's error."""
+    or what ``then`` makes of it, or raises the request's error. The link may have
+    awaited the reply already (:meth:`Link.quiesce`): it is kept for :meth:`wait`."""
 
     def __init__(self, link: Link, command: str, apid: int, seq: int, pending: _Pending,
                  wire: bytes, timeout_s: float, retries: int) -> None:
@@ -164,9 +170,21 @@ class PendingRequest:
         self.pending, self.wire, self.timeout_s, self.retries = pending, wire, timeout_s, retries
         self.expires = 0.0
         self.then: Callable[[P.Packet], Any] | None = None
+        self._outcome: tuple[bool, Any] | None = None  # (replied, reply or error), once awaited
+
+    def settle(self) -> None:
+        """Await the reply (or the error) now and keep it for :meth:`wait`."""
+        if self._outcome is None:
+            try:
+                self._outcome = (True, self.link._finish(self))
+            except LinkError as exc:
+                self._outcome = (False, exc)
 
     def wait(self) -> Any:
-        reply = self.link._finish(self)
+        self.settle()
+        replied, reply = self._outcome  # type: ignore[misc]
+        if not replied:
+            raise reply
         return reply if self.then is None else self.then(reply)
 
 
@@ -186,8 +204,16 @@ class Link:
         source_id: int | None = None,
         fast_retransmit: bool = True,
         read_on_wait: bool = False,
+        pipeline: bool | None = None,
     ) -> None:
         self.url, self.baud = url, baud
+        #: send the next time sync ahead to a board on a virtual clock (see :meth:`idle`);
+        #: None: unless the environment sets ORBIT_HIL_LINK_PIPELINE=0
+        self.pipeline = os.environ.get(PIPELINE_ENV, "1") != "0" if pipeline is None else pipeline
+        self.board_clock = ""  # "virtual" or "real", as the board's board_info says
+        self._ahead: tuple[int, PendingRequest] | None = None  # (t_ns, time sync sent ahead)
+        self._reported = False  # the latest time sync was answered with a report
+        self._begun: dict[int, PendingRequest] = {}  # id -> begun, not yet awaited
         self.timeout_s, self.retries = timeout_s, retries
         self.exclusive = exclusive
         self.reconnect = reconnect
@@ -423,6 +449,8 @@ class Link:
         each. Every begun request must be waited for."""
         if self._closed:
             raise LinkError(f"{command}: link to {self.url} is closed")
+        if self._ahead is not None and command != "time_sync":
+            self._drop_ahead()  # any other command lands after the sync sent ahead
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         retries = self.retries if retries is None else retries
         with self._lock:
@@ -443,11 +471,13 @@ class Link:
             self.poll()  # no reader thread reopens the port: try now rather than time out
         self._write(req.wire)
         req.expires = time.monotonic() + timeout_s
+        self._begun[id(req)] = req
         return req
 
     def _finish(self, req: PendingRequest) -> P.Packet:
         pending, timeout_s, retries = req.pending, req.timeout_s, req.retries
         outcome = "timeout"
+        self._begun.pop(id(req), None)
         try:
             attempt = 0  # timed-out transmissions (bounded by retries)
             fast = 0  # extra fast retransmissions after a corrupted frame (bounded by retries)
@@ -545,7 +575,8 @@ class Link:
         except P.PacketError as exc:
             raise LinkError(str(exc)) from None
 
-    # -- the commands
+    # -- the commands (firmware_bridge.commands): those that are not plain calls; the
+    # plain calls (set_throttle, job_status, checkpoint, ...) are made from the table
     def ping(self, *, timeout_s: float | None = None) -> float:
         """Round trip in seconds."""
         t0 = time.perf_counter()
@@ -554,6 +585,7 @@ class Link:
 
     def board_info(self) -> dict:
         info = self.call("board_info")
+        self.board_clock = str(info.get("clock", ""))
         lay = info.get("hk_layout", {})
         if "layout_id" in lay:
             self.hk_layouts[lay["layout_id"]] = (list(lay["temps"]), list(lay["rails"]))
@@ -587,17 +619,11 @@ class Link:
     def disable_periodic_hk(self) -> None:
         self.request("disable_periodic_hk", P.APID_AGENT, P.TC_HK_DISABLE_PERIODIC)
 
-    def set_throttle(self, throttle: float) -> dict:
-        return self.call("set_throttle", {"throttle": throttle})
-
     def start_job(self, workload: str, params: dict | None = None,
                   deadline_s: float | None = None) -> int:
         res = self.call("start_job", {"workload": workload, "params": params or {},
                                       "deadline_s": deadline_s})
         return int(res["job_id"])
-
-    def job_status(self, job_id: int) -> dict:
-        return self.call("job_status", {"job_id": job_id})
 
     def wait_job(self, job_id: int, timeout_s: float = 60.0, poll_s: float = 0.05) -> dict:
         """Poll until the job leaves starting/running; raises LinkTimeout after timeout_s."""
@@ -610,25 +636,6 @@ class Link:
                 raise LinkTimeout(f"wait_job({job_id})", 1, timeout_s)
             time.sleep(poll_s)
 
-    def checkpoint(self, job_id: int) -> dict:
-        return self.call("checkpoint", {"job_id": job_id})
-
-    def checkpoint_begin(self, job_id: int) -> PendingRequest:
-        """:meth:`checkpoint`, sent now; ``.wait()`` returns its result."""
-        return self.call_begin("checkpoint", {"job_id": job_id})
-
-    def suspend(self, job_id: int) -> dict:
-        return self.call("suspend", {"job_id": job_id})
-
-    def resume(self, job_id: int) -> dict:
-        return self.call("resume", {"job_id": job_id})
-
-    def cancel(self, job_id: int) -> dict:
-        return self.call("cancel", {"job_id": job_id})
-
-    def reboot(self) -> dict:
-        return self.call("reboot")
-
     def time_sync(self, t_ns: int, report: bool = True) -> dict:
         """Set the board's clock. With ``report`` (protocol 1.1) the reply also carries
         ``hk`` (decoded, as :meth:`housekeeping` returns it) and ``jobs`` (brief states,
@@ -637,10 +644,60 @@ class Link:
 
     def time_sync_begin(self, t_ns: int, report: bool = True) -> PendingRequest:
         """:meth:`time_sync`, sent now; ``.wait()`` returns what :meth:`time_sync` would.
-        For syncing several boards at once from one thread."""
+        For syncing several boards at once from one thread. The sync sent ahead for
+        ``t_ns`` (:meth:`idle`) is this one, already on its way."""
+        if self._closed:
+            raise LinkError(f"time_sync: link to {self.url} is closed")
+        self._reported = False
+        ahead = self._ahead
+        if ahead is not None:
+            if ahead[0] == t_ns and report:
+                self._ahead = None
+                self.stats.syncs_ahead_used += 1
+                return ahead[1]
+            self._drop_ahead()
+        return self._sync_begin(t_ns, report)
+
+    def _sync_begin(self, t_ns: int, report: bool) -> PendingRequest:
         req = self._call_begin("time_sync", None, None, None, _time_sync_data(int(t_ns), report))
         req.then = lambda reply: self._time_sync_result(t_ns, self._call_result("time_sync", reply))
         return req
+
+    def idle(self, until_ns: int) -> None:
+        """The caller has nothing more for the board until the board's time ``until_ns``
+        (its next frame), barring the unforeseen. A pipelined link uses the wait: to a
+        board on a virtual clock whose latest time sync was answered with a report,
+        it sends the time sync to ``until_ns`` now, so the board computes the coming
+        interval while the caller does other things, and :meth:`time_sync` to
+        ``until_ns`` takes that reply. Any other command first awaits that sync and
+        drops its reply (the command lands after it, and the next :meth:`time_sync`
+        goes out afresh), and so does :meth:`quiesce`. A board on a real clock never
+        gets a sync ahead: its clock would be set one interval early."""
+        if not (self.pipeline and self._reported and self._ahead is None
+                and self.board_clock == "virtual") or self._closed:
+            return
+        self._reported = False
+        try:
+            self._ahead = (until_ns, self._sync_begin(until_ns, True))
+        except LinkError:
+            return  # the next time sync goes out the usual way and meets the error
+        self.stats.syncs_ahead += 1
+
+    def _drop_ahead(self) -> None:
+        """Await the time sync sent ahead and drop its reply (nobody asked for it)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead[1].settle()
+
+    def quiesce(self) -> None:
+        """Finish whatever is in flight: await every reply still out, so that the board
+        has executed every command sent to it (before the caller cuts its power or its
+        line, say). A reply someone began is kept for their ``wait()``; the time sync
+        sent ahead is dropped (the caller is about to change what it would report).
+        Call it from the thread that begins the board's commands (a run's loop)."""
+        self._drop_ahead()
+        for req in list(self._begun.values()):
+            req.settle()
 
     def _time_sync_result(self, t_ns: int, res: dict) -> dict:
         hk = res.get("hk")
@@ -650,13 +707,8 @@ class Link:
             except (ValueError, binascii.Error):
                 raise LinkError("time_sync: report hk is not base64") from None
             res["hk"] = self._decode_hk(raw, int(res.get("t_ns", t_ns)), "time_sync")
+            self._reported = isinstance(res.get("jobs"), list)
         return res
-
-    def inject_seu(self, job_id: int, index: int | None = None, bit: int | None = None) -> dict:
-        return self.call("inject_seu", {"job_id": job_id, "index": index, "bit": bit})
-
-    def inject_hang(self, duration_s: float = 0.0) -> dict:
-        return self.call("inject_hang", {"duration_s": duration_s})
 
     def test_ledger(self) -> dict:
         """Test mode: every command key the agent executed, (source<<32 | apid<<16 | seq)."""
@@ -713,6 +765,13 @@ class Link:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+for _cmd in COMMANDS:  # the plain calls' methods, from the one table of commands
+    if _cmd.call:
+        setattr(Link, _cmd.name, plain_call(_cmd))
+        if _cmd.begin:
+            setattr(Link, f"{_cmd.name}_begin", plain_call(_cmd, begin=True))
 
 
 def _vanished(url: str) -> bool:

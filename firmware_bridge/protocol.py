@@ -21,10 +21,10 @@ import json
 import struct
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Minor version: additions an old peer safely ignores (1: time_sync "report";
 #: 2: verification reports by the TC's acknowledgement flags, TCs on other APIDs refused).
-PROTOCOL_MINOR = 2
+PROTOCOL_MINOR = 0
 PUS_VERSION = 2  # PUS-C
 
 TM = 0
@@ -396,8 +396,9 @@ JOB_STATES = ["none", "starting", "running", "suspended", "done", "failed", "can
               "deadline_missed"]
 JOB_STATE_CODES = {s: i for i, s in enumerate(JOB_STATES)}
 _JOB_STATE_JSON = {s: s.encode() for s in JOB_STATES}  # (no character JSON escapes)
-HK_HEAD = struct.Struct(">HIffIIfBHBfIBB")
-# layout_id, uptime_s(u32), throttle, cpu_load, mem_total_kib, mem_available_kib,
+HK_HEAD = struct.Struct(">HIfffIIfBHBfIBB")
+# layout_id, uptime_s(u32), throttle (effective), throttle_cmd (commanded), cpu_load,
+# mem_total_kib, mem_available_kib,
 # power_w, jobs_running, last_job_id, last_job_state, last_job_progress, flags,
 # n_temps, n_rails; then n_temps f32 temps (K), n_rails x (f32 V, f32 A).
 HK_FLAG_THERMAL_THROTTLE = 1 << 0  # agent reduced the duty cycle for temperature
@@ -434,7 +435,7 @@ def encode_hk(hk: dict, temps: list[str], rails: list[str]) -> bytes:
         v, i = rk.get(name, (nan, nan))
         vals += (float(v), float(i))
     return record.pack(
-        lid, int(hk["uptime_s"]) & 0xFFFFFFFF, hk["throttle"],
+        lid, int(hk["uptime_s"]) & 0xFFFFFFFF, hk["throttle"], hk["throttle_cmd"],
         hk["cpu_load"], int(hk["mem_total_kib"]) & 0xFFFFFFFF,
         int(hk["mem_available_kib"]) & 0xFFFFFFFF, hk["power_w"], hk["jobs_running"],
         hk["last_job_id"], JOB_STATE_CODES.get(hk["last_job_state"], 0),
@@ -445,7 +446,7 @@ def encode_hk(hk: dict, temps: list[str], rails: list[str]) -> bytes:
 def decode_hk(data: bytes, layouts: dict[int, tuple[list[str], list[str]]] | None = None) -> dict:
     if len(data) < HK_HEAD.size:
         raise PacketError("housekeeping report too short")
-    (lid, up, thr, load, mtot, mav, pw, nrun, jid, jst, jprog, flags, nt, nr) = (
+    (lid, up, thr, cmd, load, mtot, mav, pw, nrun, jid, jst, jprog, flags, nt, nr) = (
         HK_HEAD.unpack_from(data)
     )
     if len(data) != HK_HEAD.size + 4 * (nt + 2 * nr):
@@ -458,6 +459,7 @@ def decode_hk(data: bytes, layouts: dict[int, tuple[list[str], list[str]]] | Non
         "layout_id": lid,
         "uptime_s": up,
         "throttle": thr,
+        "throttle_cmd": cmd,
         "cpu_load": load,
         "mem_total_kib": mtot,
         "mem_available_kib": mav,

@@ -71,9 +71,6 @@ class FswConfig:
     default_eclipse_s: float = 2160.0  # assumed when no TLE is loaded
     ground_port: int | None = None  # None: no TCP port; 0: an ephemeral loopback port
     time_sync: bool = True
-    # boards on a virtual clock only: send the next frame's time sync at the end of
-    # this one, so that they compute while the loop runs (see flight_sw.payload)
-    sync_lead: bool = False
     checkpoint_period_s: float = 30.0
     watchdog_timeout_s: float = 3.0
     battery_min_soc: float = 0.2
@@ -96,10 +93,6 @@ class FswConfig:
         if "modes" in kw and isinstance(kw["modes"], Mapping):
             kw["modes"] = ModeConfig(**kw["modes"])
         return cls(**kw)
-
-
-#: period of the rate group the payload manager runs in: its next frame is this far on
-_PAYLOAD_PERIOD_NS = next(g.period_ns for g in RATE_GROUPS if "payload" in g.members)
 
 
 class _Fn(Component):
@@ -140,8 +133,7 @@ class FlightSoftware:
         self._eps_capacity_wh = self.eps.config["capacity_ah"]
         self.modes = ModeManager(cfg.modes, self.events)
         self.payload = PayloadManager(cfg.boards, payload_links, switches, self.events,
-                                      time_sync=cfg.time_sync, checkpoint_period_s=cfg.checkpoint_period_s,
-                                      sync_lead=cfg.sync_lead)
+                                      time_sync=cfg.time_sync, checkpoint_period_s=cfg.checkpoint_period_s)
         self.fdir = Fdir(self._monitors(), self.events, cfg.fdir_step_persistence, cfg.fdir_clear_persistence)
         self.predictor = EclipsePredictor(epoch_tuple(cfg.epoch_utc))
         self.verifier = TcVerifier(key)
@@ -170,7 +162,6 @@ class FlightSoftware:
             "fdir": _Fn("fdir", self._fdir_step),
             "modes": _Fn("modes", self._modes_step),
             "telemetry": _Fn("telemetry", self._telemetry),
-            "payload_lead": _Fn("payload_lead", self._payload_lead),
             "eclipse": _Fn("eclipse", self._eclipse),
         }
         if self.ground is not None:
@@ -472,9 +463,6 @@ class FlightSoftware:
     def _payload_step(self, t_ns: int) -> None:
         self._payload_inputs(t_ns)
         self.payload.run(t_ns)
-
-    def _payload_lead(self, t_ns: int) -> None:
-        self.payload.lead(t_ns, t_ns + _PAYLOAD_PERIOD_NS)
 
     def _telemetry(self, t_ns: int) -> None:
         s = self.sensor

@@ -42,7 +42,7 @@ RATE_GROUPS: tuple[RateGroup, ...] = (
     RateGroup(
         "housekeeping",
         NS,
-        ("nav", "eps", "thermal", "telecommand", "payload", "payload_lead", "fdir", "modes",
+        ("nav", "eps", "thermal", "telecommand", "payload", "fdir", "modes",
          "telemetry", "health"),
     ),
     RateGroup("planning", 10 * NS, ("eclipse",)),

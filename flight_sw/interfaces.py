@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from firmware_bridge.commands import link_protocol
 
 
 class Clock(Protocol):
@@ -104,39 +106,20 @@ class PowerSwitch(Protocol):
     def get(self, channel: int) -> bool: ...
 
 
-@runtime_checkable
-class PayloadLink(Protocol):
-    """What the flight software uses of ``firmware_bridge.link.Link``.
+PayloadLink = link_protocol("PayloadLink", __name__, """What the flight software uses of
+``firmware_bridge.link.Link``: the commands marked ``flight`` in
+``firmware_bridge.commands.COMMANDS``, with their signatures there (ping,
+housekeeping, set_throttle, start_job, job_status, checkpoint, suspend, resume,
+cancel, reboot, time_sync).
 
-    Every call may raise ``firmware_bridge.link.LinkError`` (or its subclasses
-    ``LinkTimeout`` and ``CommandFailed``); the payload manager and FDIR treat
-    those as link-health evidence, never as crashes.
+Every call may raise ``firmware_bridge.link.LinkError`` (or its subclasses
+``LinkTimeout`` and ``CommandFailed``); the payload manager and FDIR treat
+those as link-health evidence, never as crashes.
 
-    Optional: ``time_sync_begin(t_ns)`` sends the sync and returns an object whose
-    ``wait()`` gives what ``time_sync`` would; with it the payload manager syncs
-    every board from its own thread, and can lead (see ``flight_sw.payload``).
-    Optional too: ``checkpoint_begin(job_id)``, the same for ``checkpoint`` (a
-    periodic checkpoint in flight while the loop runs on).
-    """
-
-    def ping(self) -> Any: ...
-
-    def housekeeping(self) -> Any: ...
-
-    def set_throttle(self, x: float) -> Any: ...
-
-    def start_job(self, workload: str, params: Mapping[str, Any], deadline_s: float) -> Any: ...
-
-    def job_status(self, job_id: Any) -> Any: ...
-
-    def checkpoint(self, job_id: Any) -> Any: ...
-
-    def suspend(self, job_id: Any) -> Any: ...
-
-    def resume(self, job_id: Any) -> Any: ...
-
-    def cancel(self, job_id: Any) -> Any: ...
-
-    def reboot(self) -> Any: ...
-
-    def time_sync(self, t_ns: int) -> Any: ...
+Optional: ``time_sync_begin(t_ns)`` sends the sync and returns an object whose
+``wait()`` gives what ``time_sync`` would; with it the payload manager syncs
+every board from its own thread. Optional too: ``checkpoint_begin(job_id)``,
+the same for ``checkpoint`` (a periodic checkpoint in flight while the loop
+runs on); and ``idle(until_ns)``: the payload manager has nothing more for the
+board until its next frame at ``until_ns`` (a link may use the time).
+""")

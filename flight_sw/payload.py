@@ -21,27 +21,19 @@ Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
    first terms from the C core, sent to every board when it changes;
 6. dispatch of queued runs to idle, healthy boards.
 
-Lead sync (``sync_lead``; only for boards on a virtual clock, and links with
-``time_sync_begin``): right after the payload step (:meth:`PayloadManager.lead`)
-the next frame's ``time_sync`` is sent at once to every board that reported this
-frame, and its reply is awaited at the next frame. The boards compute the coming
-second while the rest of the loop (control frames, the rig's physics) runs,
-instead of the loop waiting for them. What the flight software sees does not
-change: each board advances to exactly the time it would have been synced to,
-with the throttle and jobs it was left with. Any command to a board while its
-lead sync is out (FDIR, ground, a power switch) first awaits that reply and
-drops it, so the command lands after the sync as before, and the next frame
-syncs that board afresh; :meth:`PayloadManager.settle` does the same for
-whoever else touches a board (the rig, before a fault or a power change). A
-real-clock board must not get it: its clock would be set one frame ahead.
-With the lead on, the periodic checkpoint of a run goes out the same way (a
+At the end of the frame every live board's link is told that the payload
+manager has nothing more for it until the next frame (a link's ``idle``); a
+link may use that time (firmware_bridge's Link sends the next time sync ahead
+to a board on a virtual clock: see ``firmware_bridge.link.Link.idle``).
+
+The periodic checkpoint of a run goes out without waiting for the reply (a
 link's ``checkpoint_begin``): the board saves while the loop runs on, and the
-reply is awaited ``CHECKPOINT_AWAIT_S`` later, or before anything else touches
-that board (:meth:`PayloadManager.settle`), or before the next checkpoint. Until
-then, the run's ``checkpoint_step`` comes from that reply only, not from the
-reports, which may or may not show the new checkpoint depending on how fast the
-board saved: what the flight software records stays independent of the wall
-clock. A failed checkpoint is retried at the next frame, as before.
+reply is awaited ``CHECKPOINT_AWAIT_S`` later, or before the payload manager
+next commands that board or switches its power, or before the next checkpoint.
+Until then, the run's ``checkpoint_step`` comes from that reply only, not from
+the reports, which may or may not show the new checkpoint depending on how fast
+the board saved: what the flight software records stays independent of the
+wall clock. A failed checkpoint is retried at the next frame, as before.
 
 Verification: ``none``; ``known_answer`` (the ground gives the expected digest
 in ``expect_digest``); ``redundant`` (two runs on different boards when
@@ -143,7 +135,6 @@ class PayloadManager(Component):
         *,
         time_sync: bool = True,
         checkpoint_period_s: float = 30.0,
-        sync_lead: bool = False,
     ) -> None:
         super().__init__()
         missing = [b.name for b in boards if b.name not in links]
@@ -154,12 +145,9 @@ class PayloadManager(Component):
         self.switches = switches
         self.events = events
         self.time_sync = time_sync
-        self.sync_lead = sync_lead
-        self._lead: dict[str, tuple[int, Any]] = {}  # board -> (t_ns, time sync in flight)
         self._ckpt: dict[str, _Checkpoint] = {}  # board -> periodic checkpoint in flight
         self.checkpoints_led = 0  # periodic checkpoints sent without waiting for the reply
         self.checkpoints_taken_late = 0  # ...whose reply was taken CHECKPOINT_AWAIT_S later
-        self.lead_syncs_used = 0
         self.checkpoint_period_ns = int(checkpoint_period_s * NS)
         self.jobs: dict[int, Job] = {}
         self._next_id = 1
@@ -233,10 +221,14 @@ class PayloadManager(Component):
         if not self.suspended:
             self._dispatch(t_ns)
         self._account(t_ns)
+        for b in self.active_boards():  # nothing more for the boards until the next frame
+            idle = getattr(b.link, "idle", None)
+            if idle is not None:
+                idle(t_ns + NS)
 
     def _call(self, t_ns: int, b: Board, method: str, *args: Any) -> Any:
-        if self._lead or self._ckpt:
-            self.settle(b.cfg.name, t_ns)
+        if self._ckpt:
+            self._checkpointed(b.cfg.name, t_ns)  # the checkpoint in flight to it first
         try:
             return getattr(b.link, method)(*args)
         except LINK_ERRORS as e:
@@ -260,25 +252,14 @@ class PayloadManager(Component):
         """``time_sync`` on every board at once; results (or _FAILED) by board name.
 
         Every sync is sent, then every reply awaited (``time_sync_begin``, as
-        firmware_bridge's Link offers); a board whose lead sync for ``t_ns`` is out
-        gives that one's reply."""
-        lead, self._lead = self._lead, {}
+        firmware_bridge's Link offers)."""
         begun: list[Any] = []
         for b in boards:
-            sent = lead.pop(b.cfg.name, None)
-            if sent is not None and sent[0] == t_ns:
-                begun.append(sent[1])  # the lead sync for this frame: its reply is ours
-                self.lead_syncs_used += 1
-                continue
-            if sent is not None:
-                self._drop(sent[1])
             begin = getattr(b.link, "time_sync_begin", None)
             try:
                 begun.append(begin(t_ns) if begin is not None else _Ready(b.link.time_sync(t_ns)))
             except LINK_ERRORS as e:
                 begun.append(e)
-        for _t, p in lead.values():  # boards not live any more: let their replies go
-            self._drop(p)
         out: dict[str, Any] = {}
         for b, p in zip(boards, begun, strict=True):
             if isinstance(p, BaseException):
@@ -289,39 +270,6 @@ class PayloadManager(Component):
             except LINK_ERRORS as e:
                 out[b.cfg.name] = self._link_error(t_ns, b, "time_sync", e)
         return out
-
-    def lead(self, t_ns: int, next_ns: int) -> None:
-        """End of the frame at ``t_ns``: with ``sync_lead``, send the ``next_ns`` time
-        sync now to every board that reported this frame; :meth:`run` awaits it."""
-        if not (self.time_sync and self.sync_lead):
-            return
-        self._drop_leads()  # (none left unless run() skipped a board) -- checkpoints in
-        # flight stay in flight: they are taken CHECKPOINT_AWAIT_S later (_poll_runs)
-        for b in self.boards.values():
-            if (b.powered and not b.isolated and not b.recovering and b.report_ns == t_ns
-                    and hasattr(b.link, "time_sync_begin")):
-                try:
-                    self._lead[b.cfg.name] = (next_ns, b.link.time_sync_begin(next_ns))  # type: ignore[attr-defined]
-                except LINK_ERRORS:
-                    pass  # the next frame syncs it the usual way and counts the error
-
-    def settle(self, board: str | None = None, t_ns: int | None = None) -> None:
-        """Await the lead time syncs in flight (to ``board``, or to all) and drop their
-        replies: whoever calls this is about to change what the board will report;
-        the next frame syncs it afresh. Call it before touching a board behind the
-        flight software's back (a fault, a power change). A checkpoint in flight
-        to the board is awaited too, and its result taken; a failed one is a link
-        error at ``t_ns`` (default: the time of the last frame)."""
-        self._drop_leads(board)
-        for name in list(self._ckpt) if board is None else [board]:
-            self._checkpointed(name, self._frame_ns if t_ns is None else t_ns)
-
-    def _drop_leads(self, board: str | None = None) -> None:
-        """Await the lead time syncs in flight (to ``board``, or to all); drop their replies."""
-        for name in list(self._lead) if board is None else [board]:
-            sent = self._lead.pop(name, None)
-            if sent is not None:
-                self._drop(sent[1])
 
     def _checkpointed(self, name: str, t_ns: int) -> None:
         """Await the checkpoint in flight to board ``name`` (if any) and take its result;
@@ -340,16 +288,10 @@ class PayloadManager(Component):
         if ck is not None:
             run.checkpoint_step = max(run.checkpoint_step, int(ck))
 
-    @staticmethod
-    def _drop(pending: Any) -> None:
-        try:
-            pending.wait()
-        except LINK_ERRORS:
-            pass  # nobody will read this reply; the next sync tells its own story
-
     def close(self) -> None:
-        """Await the lead time syncs and checkpoints still out (idempotent)."""
-        self.settle()
+        """Await the checkpoints still out and take their results (idempotent)."""
+        for name in list(self._ckpt):
+            self._checkpointed(name, self._frame_ns)
 
     def _housekeeping(self, t_ns: int, b: Board, res: Any = None) -> None:
         hk: Any = None
@@ -369,12 +311,11 @@ class PayloadManager(Component):
             hk = self._call(t_ns, b, "housekeeping")
             if hk is _FAILED:
                 return
-        thr = _get(hk, "throttle")
-        if thr is not None and b.throttle_sent >= 0:
+        cmd = _get(hk, "throttle_cmd")  # what the board holds as commanded
+        if cmd is not None and b.throttle_sent >= 0:
             # a board that restarted behind our back (brownout, relay) runs at its
             # default throttle: send ours again
-            board_x = float(thr) / (0.5 if _get(hk, "thermal_throttle") else 1.0)
-            if abs(board_x - round(b.throttle_sent, 4)) > 1e-3:
+            if abs(float(cmd) - round(b.throttle_sent, 4)) > 1e-3:
                 b.throttle_sent = -1.0
         b.last_ok_ns = t_ns
         b.link_errors = 0
@@ -445,7 +386,7 @@ class PayloadManager(Component):
                 self._run_failed(t_ns, job, f"{b.cfg.name}: {state} {_get(st, 'error') or ''}".strip())
             elif t_ns - run.last_ckpt_ns >= self.checkpoint_period_ns:
                 self._checkpointed(b.cfg.name, t_ns)  # the previous one first (a short period)
-                begin = getattr(b.link, "checkpoint_begin", None) if self.sync_lead else None
+                begin = getattr(b.link, "checkpoint_begin", None)
                 if begin is not None:
                     try:
                         self._ckpt[b.cfg.name] = _Checkpoint(run, t_ns, run.last_ckpt_ns,
@@ -699,11 +640,11 @@ class PayloadManager(Component):
         self._power(t_ns, b, False, cause)
 
     def _power(self, t_ns: int, b: Board, on: bool, cause: str) -> None:
-        if self._lead or self._ckpt:
-            self.settle(b.cfg.name, t_ns)
+        if self._ckpt:
+            self._checkpointed(b.cfg.name, t_ns)  # the checkpoint in flight to it first
         self.switches.set(b.cfg.channel, on)
         b.powered = on
-        b.report_ns = -1  # its report is void now: no lead sync until it reports again
+        b.report_ns = -1  # its report is void now
         if not on:
             b.power_w = 0.0
         self.events.emit(t_ns, "board_power", board=b.cfg.name, on=on, channel=b.cfg.channel, cause=cause)

@@ -26,7 +26,6 @@ COMMANDS: tuple[str, ...] = (
     "hil_rig.orbit_cli",
     "hil_rig.report_cli",
     "hil_rig.yield_cli",
-    "hil_rig.board_cli",
 )
 
 

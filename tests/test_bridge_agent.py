@@ -447,3 +447,23 @@ def test_each_flag_gets_its_report_in_order_and_a_repeat_replays_them(agent_on_p
     assert [(p.apid, p.kind) for p in got] == [
         (P.APID_JOBS, P.TM_ACCEPT_OK), (P.APID_JOBS, P.TM_START_OK), (P.APID_JOBS, P.TM_COMPLETE_FAIL)]
     assert P.decode_failure(got[-1].data[4:])[0] == P.ERR_NO_SUCH_JOB
+
+
+def test_housekeeping_reports_the_commanded_and_the_effective_throttle(agent_on_pty) -> None:
+    """A hot board's governor halves the duty cycle: the record carries the throttle the
+    host commanded (``throttle_cmd``) beside the one in effect (``throttle``), so the
+    host compares what it sent without knowing the governor's factor (protocol 2.0)."""
+    from firmware_bridge import protocol as P
+    from firmware_bridge.agent import THERMAL_LIMIT_K
+    from firmware_bridge.framing import frame
+
+    agent, talk = agent_on_pty
+    agent.board.ambient_k = agent.board.temp_k = THERMAL_LIMIT_K + 20.0
+    set_tc = P.encode_tc(P.APID_AGENT, 1, 8, 1, P.encode_function(2, {"throttle": 0.6}), P.ACK_COMPLETION, 7)
+    talk(frame(set_tc))
+    assert agent.thermal_throttle
+    hk_tc = P.encode_tc(P.APID_AGENT, 2, *P.TC_HK_ONE_SHOT, b"", P.ACK_COMPLETION, 7)
+    (reply,) = [p for p in talk(frame(hk_tc)) if p.kind == P.TM_HK_REPORT]
+    hk = P.decode_hk(reply.data[4:])
+    assert hk["throttle_cmd"] == pytest.approx(0.6) and hk["throttle"] == pytest.approx(0.3)
+    assert hk["thermal_throttle"]

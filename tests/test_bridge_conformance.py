@@ -33,7 +33,7 @@ from firmware_bridge.emulator import EmulatorProcess, open_pty
 from firmware_bridge.framing import cobs_decode, cobs_encode
 
 #: The record of TM[3,25] as docs/protocol.md gives it (big-endian, packed).
-HK_RECORD = ">HIffIIfBHBfIBB"
+HK_RECORD = ">HIfffIIfBHBfIBB"
 #: Reports that end a request's verification (the data reports are completion reports).
 FINALS = {(17, 2), (3, 25), (8, 130), (1, 2), (1, 7), (1, 8)}
 ALL_FLAGS = 0b1111  # acceptance, start, progress, completion: spacepackets' default
@@ -160,7 +160,8 @@ def hk_record(data: bytes) -> dict:
     nt, nr = f[-2], f[-1]
     assert len(data) == head + 4 * (nt + 2 * nr)
     vals = struct.unpack_from(f">{nt + 2 * nr}f", data, head)
-    return {"layout_id": f[0], "uptime_s": f[1], "flags": f[11], "temps": vals[:nt],
+    return {"layout_id": f[0], "uptime_s": f[1], "throttle": f[2], "throttle_cmd": f[3], "flags": f[12],
+            "temps": vals[:nt],
             "rails": list(zip(vals[nt::2], vals[nt + 1::2], strict=True))}
 
 
@@ -199,7 +200,7 @@ def test_board_info_and_one_shot_housekeeping_as_the_document_gives_them(ground)
     g, _ = ground
     tc = g.tc(8, 1, function(1, {}), ack=0b1000)
     info = result(g.request(tc)[-1], tc)
-    assert (info["protocol_version"], info["protocol_minor"]) == (P.PROTOCOL_VERSION, 2)
+    assert (info["protocol_version"], info["protocol_minor"]) == (2, 0)
     assert info["max_packet_bytes"] == 4096
     layout = info["hk_layout"]
     text = "|".join(layout["temps"]) + "#" + "|".join(layout["rails"])
@@ -212,6 +213,7 @@ def test_board_info_and_one_shot_housekeeping_as_the_document_gives_them(ground)
     assert hk["layout_id"] == layout["layout_id"]
     assert len(hk["temps"]) == len(layout["temps"]) and len(hk["rails"]) == len(layout["rails"])
     assert all(250.0 < t < 400.0 for t in hk["temps"])
+    assert hk["throttle"] == hk["throttle_cmd"] == 1.0  # (cool: the governor holds back nothing)
 
 
 def test_time_sync_report_periodic_housekeeping_and_events(ground) -> None:

@@ -158,12 +158,12 @@ def test_encode_hk_gives_the_bytes_of_its_head_then_its_values(temps, rails, upt
 
     tn, rn = [f"t{i}" for i in range(len(temps))], [f"r{i}" for i in range(len(rails))]
     hk = {"temps_k": dict(zip(tn, temps, strict=True)), "rails": dict(zip(rn, rails, strict=True)), "uptime_s": uptime,
-          "throttle": x, "cpu_load": x, "mem_total_kib": 7, "mem_available_kib": 2**33 + 5,
+          "throttle": x, "throttle_cmd": x, "cpu_load": x, "mem_total_kib": 7, "mem_available_kib": 2**33 + 5,
           "power_w": x, "jobs_running": n, "last_job_id": 9, "last_job_state": "done",
           "last_job_progress": x, "flags": flags}
     hk["temps_k"].pop("t0", None)  # a missing zone: NaN
     vals = [hk["temps_k"].get(t, float("nan")) for t in tn] + [v for r in rails for v in r]
-    want = P.HK_HEAD.pack(P.layout_id(tn, rn), int(uptime) & 0xFFFFFFFF, x, x, 7, 5, x, n, 9,
+    want = P.HK_HEAD.pack(P.layout_id(tn, rn), int(uptime) & 0xFFFFFFFF, x, x, x, 7, 5, x, n, 9,
                           P.JOB_STATE_CODES["done"], x, flags, len(tn), len(rn))
     want += struct.pack(f">{len(vals)}f", *vals)
     assert P.encode_hk(hk, tn, rn) == want
@@ -179,7 +179,7 @@ def test_framing_overhead_of_1kib_payload_is_under_3_percent() -> None:
 def test_hk_codec_round_trip_with_layout_names() -> None:
     temps, rails = ["cpu-thermal", "tj-thermal"], ["VDD_IN"]
     hk = {"temps_k": {"cpu-thermal": 320.5, "tj-thermal": 321.0}, "rails": {"VDD_IN": (5.0, 1.5)},
-          "uptime_s": 12.7, "throttle": 0.5, "cpu_load": 0.25, "mem_total_kib": 1000,
+          "uptime_s": 12.7, "throttle": 0.5, "throttle_cmd": 1.0, "cpu_load": 0.25, "mem_total_kib": 1000,
           "mem_available_kib": 600, "power_w": 7.5, "jobs_running": 1, "last_job_id": 3,
           "last_job_state": "running", "last_job_progress": 0.5,
           "flags": P.pack_pi_throttled(0x50005) << P.HK_FLAG_PI_SHIFT}
@@ -188,12 +188,13 @@ def test_hk_codec_round_trip_with_layout_names() -> None:
     assert out["rails"] == {"VDD_IN": (5.0, 1.5)}
     assert out["pi_throttled"] == 0x50005
     assert out["last_job_state"] == "running" and out["jobs_running"] == 1
+    assert (out["throttle"], out["throttle_cmd"]) == (0.5, 1.0)  # effective, commanded
 
 
 def test_hk_codec_without_layout_names_uses_generic_names() -> None:
     temps, rails = ["a", "b", "c"], ["r0", "r1"]
     hk = {"temps_k": {"a": 300.0, "b": 301.0, "c": 302.0}, "rails": {"r0": (5.0, 1.0), "r1": (3.3, 0.5)},
-          "uptime_s": 1, "throttle": 1.0, "cpu_load": 0.0, "mem_total_kib": 1, "mem_available_kib": 1,
+          "uptime_s": 1, "throttle": 1.0, "throttle_cmd": 1.0, "cpu_load": 0.0, "mem_total_kib": 1, "mem_available_kib": 1,
           "power_w": 5.0, "jobs_running": 0, "last_job_id": 0, "last_job_state": "none",
           "last_job_progress": 0.0, "flags": 0}
     raw = P.encode_hk(hk, temps, rails)

@@ -230,33 +230,38 @@ def test_compute_workload_gives_identical_archives_even_under_cpu_load(tmp_path:
     assert len(events) >= 1  # the run really computed: a job finished on a board
 
 
-def test_lead_time_sync_changes_nothing_in_the_archive(tmp_path: pathlib.Path) -> None:
-    """In virtual time the flight software sends each frame's time sync to the
-    emulated boards one frame early, so they compute while the loop runs, and
-    awaits its periodic checkpoints seconds after sending them. What
-    the boards do and report must not change: the archives are identical, row for
-    row, with and without it (compute workload: jobs start, progress, finish)."""
-    from hil_rig.run import Run, RunOptions
+def test_link_pipeline_changes_nothing_in_the_archive(tmp_path: pathlib.Path, monkeypatch) -> None:
+    """In virtual time each board's link sends the next frame's time sync ahead, at
+    the end of the payload manager's frame, so the emulated boards compute while the
+    loop runs (firmware_bridge.link.Link.idle). What the boards do and report must
+    not change: the archives are identical, row for row, with and without it
+    (compute workload: jobs start, progress, finish), with a hung board that FDIR
+    power-cycles while the sync ahead is out (FDIR runs after the payload frame)."""
+    from firmware_bridge.link import PIPELINE_ENV
+    from hil_rig.run import Run
     from hil_rig.scenario import load_scenario
 
     path = _scenario(tmp_path, name="lead", duration="4 min", seed=11, workload="compute")
-    # a hung board that FDIR power-cycles while its lead sync is out (FDIR runs after the lead)
     path.write_text(path.read_text() + '\n[[fault]]\nkind = "payload_hang"\nboard = "rpi0"\nat = "70 s"\n')
     sc = load_scenario(path)
     outs = {False: tmp_path / "plain", True: tmp_path / "lead"}
     used = {}
-    for lead, out in outs.items():
-        run = Run(sc, out=out, options=RunOptions(sync_lead=lead))
+    for pipeline, out in outs.items():
+        monkeypatch.setenv(PIPELINE_ENV, "1" if pipeline else "0")
+        run = Run(sc, out=out)
         with run:
             run.run_until(run.duration_ns)
+            stats = [link.stats for link in run.links.values()]
             pm = run.fsw.payload
-            used[lead] = (pm.lead_syncs_used, pm.checkpoints_led, pm.checkpoints_taken_late)
+            used[pipeline] = (sum(s.syncs_ahead for s in stats), sum(s.syncs_ahead_used for s in stats),
+                              pm.checkpoints_led, pm.checkpoints_taken_late)
             assert run.finish().passed
-    assert used[False] == (0, 0, 0)
-    assert used[True][0] > 400  # two boards, 240 frames: nearly every sync led
-    assert used[True][1] >= 6  # and the periodic checkpoints (30 s) went out the same way,
-    # their replies taken seconds later (all but those cut short: the hung board, the run's end)
-    assert used[True][2] >= used[True][1] - 3
+    assert used[False][:2] == (0, 0)
+    assert used[True][1] > 400  # two boards, 240 frames: nearly every sync went ahead
+    assert used[True][0] - used[True][1] <= 10  # (dropped: the hung board's, FDIR's, the run's end)
+    for pipeline in outs:  # the periodic checkpoints (30 s) went out without waiting,
+        # their replies taken seconds later (all but those cut short: the hung board, the run's end)
+        assert used[pipeline][2] >= 6 and used[pipeline][3] >= used[pipeline][2] - 3
     _assert_same_archives(*outs.values())
     events = [str(r) for r in table_rows(outs[True], "events")]
     assert any("job_completed" in e for e in events)

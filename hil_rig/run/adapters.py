@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from firmware_bridge.commands import COMMANDS
+
 #: battery heater power when the flight software switches it on
 HEATER_W = 10.0
 
@@ -77,7 +79,9 @@ class PlantActuators:
 class GatedLink:
     """The board's Link, as the flight software sees it: a board that the rig
     knows to be unpowered or still booting answers nothing (an immediate
-    LinkTimeout, as a real call would end, without waiting wall-clock seconds)."""
+    LinkTimeout, as a real call would end, without waiting wall-clock seconds).
+    Its commands are the flight software's (``firmware_bridge.commands``,
+    ``flight``), made below from that table."""
 
     def __init__(self, board: str, link: Any, is_up: Callable[[str], bool]) -> None:
         self._board, self._link, self._is_up = board, link, is_up
@@ -89,44 +93,23 @@ class GatedLink:
             raise LinkTimeout(f"{self._board}.{command} (board unpowered)", 1, 0.0)
         return self._link
 
-    def ping(self) -> Any:
-        return self._gate("ping").ping()
-
-    def housekeeping(self) -> Any:
-        return self._gate("housekeeping").housekeeping()
-
-    def set_throttle(self, x: float) -> Any:
-        return self._gate("set_throttle").set_throttle(x)
-
-    def start_job(self, workload: str, params: Any = None, deadline_s: float | None = None) -> Any:
-        return self._gate("start_job").start_job(workload, params, deadline_s)
-
-    def job_status(self, job_id: Any) -> Any:
-        return self._gate("job_status").job_status(job_id)
-
-    def checkpoint(self, job_id: Any) -> Any:
-        return self._gate("checkpoint").checkpoint(job_id)
-
-    def checkpoint_begin(self, job_id: Any) -> Any:
-        return self._gate("checkpoint").checkpoint_begin(job_id)
-
-    def suspend(self, job_id: Any) -> Any:
-        return self._gate("suspend").suspend(job_id)
-
-    def resume(self, job_id: Any) -> Any:
-        return self._gate("resume").resume(job_id)
-
-    def cancel(self, job_id: Any) -> Any:
-        return self._gate("cancel").cancel(job_id)
-
-    def reboot(self) -> Any:
-        return self._gate("reboot").reboot()
-
-    def time_sync(self, t_ns: int) -> Any:
-        return self._gate("time_sync").time_sync(t_ns)
-
-    def time_sync_begin(self, t_ns: int) -> Any:
-        return self._gate("time_sync").time_sync_begin(t_ns)
+    def idle(self, until_ns: int) -> None:
+        if self._is_up(self._board):  # (a notice, not a command: nothing to answer)
+            self._link.idle(until_ns)
 
     def __getattr__(self, name: str) -> Any:  # board_info, inject_*, stats, ...
         return getattr(self._link, name)
+
+
+def _gated(command: str, method: str) -> Callable[..., Any]:
+    def call(self: GatedLink, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._gate(command), method)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = method
+    return call
+
+
+for _cmd in COMMANDS:
+    if _cmd.flight:
+        for _method in _cmd.names:
+            setattr(GatedLink, _method, _gated(_cmd.name, _method))

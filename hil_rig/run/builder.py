@@ -62,9 +62,6 @@ BOARD_ANSWER_S = 10.0
 class RunOptions:
     """How to run, beside the scenario and the bench."""
 
-    #: the flight software's lead time sync (flight_sw.payload); None: on in virtual
-    #: time when every board is emulated (a real board's clock must not run ahead)
-    sync_lead: bool | None = None
     #: run the control frames between two 1 Hz ticks in one C call (the flight
     #: software's ADCS through the plant's C sensor/actuator port); False: one
     #: Sensors.read / Actuators.apply per frame. Same results either way.
@@ -137,12 +134,12 @@ class RunParts:
     payload_power_w: float = 0.0
     load_power_w: float = 0.0  # bus load, refreshed from the plant once per second
 
-    def settle(self, names: Iterable[str]) -> None:
-        """Before the rig touches a board (power, fault, injection): let the flight
-        software's lead time sync to it land first, so that what the board sees, and
-        in which order, does not depend on the wall clock."""
+    def quiesce(self, names: Iterable[str]) -> None:
+        """Before the rig touches a board (its power, its line, a fault injected through
+        its agent): the link finishes whatever is in flight to it first, so that what
+        the board sees, and in which order, does not depend on the wall clock."""
         for name in names:
-            self.fsw.payload.settle(name)
+            self.links[name].quiesce()
 
     def close(self) -> None:
         """Safe state, then everything stopped (idempotent). The archive stays readable."""
@@ -167,15 +164,15 @@ def scenario_digest(sc: Scenario) -> str:
 
 
 class _Late:
-    """A value that a part made early needs from a part made later (the flight
-    software, for the lead-sync settle the board power calls): set once, then read."""
+    """A value that a part made early needs from a part made later (the links, for
+    the quiesce the board power calls): set once, then read."""
 
     def __init__(self) -> None:
         self.parts: RunParts | None = None
 
-    def settle(self, names: Iterable[str]) -> None:
+    def quiesce(self, names: Iterable[str]) -> None:
         if self.parts is not None:
-            self.parts.settle(names)
+            self.parts.quiesce(names)
 
 
 def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir: pathlib.Path,
@@ -222,8 +219,6 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
     board_kinds = {b.name: b.emulates for b in boards}
     board_specs = {b.name: b for b in boards}
     realtime = sc.speed is not None
-    if options.sync_lead is None:
-        options.sync_lead = not realtime and not spec.has_hardware_boards
     if spec.has_hardware_boards and not realtime:
         print(f"hil run: warning: bench {spec.name!r} has real boards and the run is in virtual "
               "time; real boards keep wall-clock time between time syncs (use --speed)", file=sys.stderr)
@@ -271,13 +266,8 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         vb = VirtualBench(spec, seed=sc.seed, clock="real" if realtime else "virtual", test_mode=True)
         if not realtime:
             vb.as_of_ns = lambda: clock.t_ns
-        from hil_rig.boards.image import ImageError
-
+        vb.start()
         closers.append(vb.close)
-        try:
-            vb.start()
-        except ImageError as exc:  # a qemu-arm64 board without QEMU or its image
-            raise RunError(f"bench {spec.name!r}: {exc}") from None
         bench = vb.bench
     else:
         bench = spec
@@ -329,7 +319,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
 
     # board power: the bus and the boards on, every board booted
     late = _Late()
-    power = BoardPower(board_specs, switch, vb, clock.now_ns, recorder.event, before_touch=late.settle)
+    power = BoardPower(board_specs, switch, vb, clock.now_ns, recorder.event, before_touch=late.quiesce)
     params = plant_params(sc)
     try:
         power_loop.update(battery_v0(params), True)
@@ -371,7 +361,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
     tc_key = options.tc_key if options.tc_key is not None else secrets.token_bytes(32)
     gated = {n: GatedLink(n, lk, power.is_up) for n, lk in links.items()}
     fsw = fsw_app.FlightSoftware(
-        fsw_config(sc, params, board_kinds, board_specs, bool(options.sync_lead)), clock, sensors,
+        fsw_config(sc, params, board_kinds, board_specs), clock, sensors,
         PlantActuators(_actuate), power, gated, tle_for_fsw(orbit, sc.epoch), tc_key)
     closers.append(fsw.close)
     parts = RunParts(
@@ -416,7 +406,7 @@ def check_board(bench: str, name: str, spec: Any, link: Any, needs_test_mode: bo
     return info
 
 
-def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[str, Any], sync_lead: bool) -> Any:
+def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[str, Any]) -> Any:
     """The flight software's configuration: the spacecraft's battery and ADCS from
     the plant's parameters, the boards' power from their kinds' ratings (firmware_bridge.ratings)."""
     import numpy as np
@@ -447,5 +437,5 @@ def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[st
     }
     return fsw_app.FswConfig(
         epoch_utc=sc.epoch_iso, boards=cfgs, adcs=adcs, eps=eps,
-        thermal_zones=["battery", "payload", "radiator", "structure"], sync_lead=sync_lead,
+        thermal_zones=["battery", "payload", "radiator", "structure"],
     )

@@ -31,7 +31,7 @@ def target_board(parts: RunParts, a: FaultAction) -> str:
 # ---- link (the board's fault proxy) ------------------------------------------------
 def _proxy(parts: RunParts, a: FaultAction) -> Any:
     name = target_board(parts, a)
-    parts.settle([name])
+    parts.quiesce([name])
     return parts.proxies[name]
 
 
@@ -62,7 +62,7 @@ def brownout(parts: RunParts, a: FaultAction) -> None:
     board it feeds below its minimum voltage loses power. At the end the power loop
     takes the supply back to the simulated bus voltage."""
     supply = parts.board_specs[target_board(parts, a)].supply
-    parts.settle(parts.power.fed_by(supply))
+    parts.quiesce(parts.power.fed_by(supply))
     if a.phase == "start":  # the supply sags first; then the boards it no longer carries go down
         volts = float(a.param("voltage_v", 0.0))
         parts.payload_power_w = max(parts.power_loop.update(volts, volts > 0).power_w, 0.0)
@@ -168,7 +168,7 @@ class Injections:
         for name in list(self.hangs):
             if not parts.power.is_up(name):
                 continue
-            parts.settle([name])
+            parts.quiesce([name])  # what is in flight lands first (a checkpoint before the hang)
             try:
                 parts.links[name].inject_hang(0.0)
             except CommandRejected as exc:  # not in test mode, say: it never will be
@@ -184,7 +184,7 @@ class Injections:
             job = b.run[1] if b is not None and b.run else None
             if job is None or job.state != "running" or not parts.power.is_up(name):
                 continue
-            parts.settle([name])
+            parts.quiesce([name])
             try:
                 parts.links[name].inject_seu(int(job.remote_id))
             except CommandRejected as exc:
