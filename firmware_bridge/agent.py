@@ -25,6 +25,7 @@ from collections.abc import Callable
 from . import protocol as P
 from .framing import Deframer, frame
 from .jobs import LIVE_STATES, JobError, RealTimeJobs, VirtualTimeJobs, by_job_id
+from .ratings import RATINGS
 from .sensors import SysfsSensors
 
 AGENT_VERSION = "0.1.0"
@@ -326,7 +327,12 @@ class Agent:
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="orbit-hil-agent-")
         self.on_tick = on_tick
         self.max_job_dim = max_job_dim
-        self.job_flops_s = (job_flops_s or DEFAULT_VIRTUAL_FLOPS_S) if self.clock.virtual else None
+        if self.clock.virtual:
+            self.job_flops_s: int | None = job_flops_s or DEFAULT_VIRTUAL_FLOPS_S
+        else:  # real time: paced at the board kind's rated throughput (0: free-running)
+            rated = RATINGS.get(board.kind)
+            self.job_flops_s = (job_flops_s if job_flops_s is not None
+                                else rated.rated_flops if rated is not None else 0) or None
         self.seed = seed
         self.deframer = Deframer(self._decode, P.MAX_PACKET_BYTES)
         self._inbox: deque = deque()  # commands read, not yet executed (see _serve_inbox)
@@ -358,7 +364,9 @@ class Agent:
             self.jobs = VirtualTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim,
                                         flops_s=self.job_flops_s, seed=self.seed)
         else:
-            self.jobs = RealTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim)
+            # a real board's checkpoints go to its disk before they are acknowledged
+            self.jobs = RealTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim, flops_s=self.job_flops_s,
+                                     durable=isinstance(self.board, SysfsBoard))
         self._last_tick_ns = self.clock.now_ns()
         self._peer_absent_until = 0.0
 
@@ -540,6 +548,7 @@ class Agent:
             "name": self.name,
             "kind": self.board.kind,
             "model": self.board.model,
+            "machine": os.uname().machine,  # the CPU architecture the agent runs on (aarch64, x86_64)
             "agent_version": AGENT_VERSION,
             "protocol_version": P.PROTOCOL_VERSION,
             "protocol_minor": P.PROTOCOL_MINOR,
@@ -550,6 +559,7 @@ class Agent:
                                    + (["inject"] if self.test_mode else [])),
             "test_mode": self.test_mode,
             "clock": "virtual" if self.clock.virtual else "real",
+            "job_flops_s": self.job_flops_s,  # a job's pace at throttle 1 (None: free-running)
             "hk_layout": {"temps": self.board.temp_names, "rails": self.board.rail_names,
                           "layout_id": P.layout_id(self.board.temp_names, self.board.rail_names)},
             "max_packet_bytes": P.MAX_PACKET_BYTES,
@@ -828,11 +838,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sensor-root", default="/", help="root of sysfs/procfs (tests: a recorded tree)")
     ap.add_argument("--state-dir", default=None, help="where job checkpoints are kept")
     ap.add_argument("--test-mode", action="store_true", help="accept inject commands (SEU, hang)")
+    ap.add_argument("--rated-flops", type=int, default=None,
+                    help="pace jobs at this many FLOP/s x throttle (default: the board kind's rating in "
+                         "firmware_bridge.ratings; 0: free-running)")
     a = ap.parse_args(argv)
     if not os.path.isdir(a.sensor_root):
         ap.error(f"--sensor-root {a.sensor_root!r} is not a directory")
     agent = Agent(SerialTransport(a.port, a.baud), SysfsBoard(a.sensor_root), name=a.name,
-                  test_mode=a.test_mode, state_dir=a.state_dir)
+                  test_mode=a.test_mode, state_dir=a.state_dir, job_flops_s=a.rated_flops)
+    # one line on stdout (the journal, on a board under systemd) once the agent serves its port
+    print(f"firmware_bridge.agent: serving {a.port} as {a.name} ({agent.board.kind}, {agent.board.model}"
+          f"{', test mode' if a.test_mode else ''})", flush=True)
     try:
         agent.serve_forever()
     except KeyboardInterrupt:

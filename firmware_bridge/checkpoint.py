@@ -41,13 +41,17 @@ def slots(path: str) -> tuple[str, str]:
     return path + ".0", path + ".1"
 
 
-def save(path: str, slot: int, step: int, arrays: dict, job: dict | None, np) -> None:
+def save(path: str, slot: int, step: int, arrays: dict, job: dict | None, np, durable: bool = False) -> None:
     """``arrays`` at ``step`` to ``path``'s slot ``slot``. The slot written is the
     older one, removed first and written as a new file, so the other slot keeps the
     last checkpoint whole until this one is (a power loss mid-save leaves a torn
     file that :func:`load` passes over). No rename over an existing file: on ext4
     that forces the new data to disk (``auto_da_alloc``), which cost more CPU than
-    the rest of a save."""
+    the rest of a save. ``durable`` (a real board, whose power loss takes the page
+    cache with it): the file and its directory entry are on the disk before this
+    returns, so a checkpoint acknowledged is one a power cycle keeps (a QEMU board
+    lost every checkpoint of a power cycle seconds after it without this; an
+    emulated board's "power loss" kills a process, and the host keeps its page cache)."""
     names = sorted(arrays)
     data = [np.ascontiguousarray(arrays[k]) for k in names]
     crc = 0
@@ -67,6 +71,15 @@ def save(path: str, slot: int, step: int, arrays: dict, job: dict | None, np) ->
         f.write(CKPT_MAGIC + len(head).to_bytes(4, "big") + head)
         for a in data:
             f.write(a.data)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    if durable:
+        fd = os.open(os.path.dirname(target) or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def load(path: str, np) -> tuple[int, int, dict]:

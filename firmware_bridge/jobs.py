@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from . import checkpoint
 from .workers import readable, recv, send, virtual_worker_main, worker_main
-from .workloads import SIZE_PARAMS, nominal_rate_usteps, validate
+from .workloads import SIZE_PARAMS, nominal_rate_usteps, step_flops, validate
 
 
 @dataclass
@@ -374,15 +374,24 @@ class JobManager:
 
 
 class RealTimeJobs(JobManager):
-    """Jobs in real time: a worker process per job computes on its own at the
-    throttle's duty cycle (``workers.worker_main``); deadlines are applied as the
-    agent polls."""
+    """Jobs in real time: a worker process per job computes on its own
+    (``workers.worker_main``), paced at ``flops_s`` FLOP per second x throttle (the
+    board kind's rated throughput: a job takes the same time as in virtual time),
+    or, with ``flops_s`` None, free-running at the throttle's duty cycle;
+    deadlines are applied as the agent polls."""
+
+    def __init__(self, state_dir: str, emit_event, max_jobs: int = 4,
+                 max_dim: int | None = None, *, flops_s: int | None = None, durable: bool = False) -> None:
+        self.flops_s = flops_s
+        self.durable = durable  # checkpoints fsynced (a real board: see checkpoint.save)
+        super().__init__(state_dir, emit_event, max_jobs, max_dim)
 
     def _spawn(self, job: Job, resume: bool, now_ns: int = 0) -> None:
         parent, child = self._ctx.Pipe()
+        step_s = step_flops(job.workload, job.params) / self.flops_s if self.flops_s else None
         proc = self._ctx.Process(
             target=worker_main,
-            args=(child, job.workload, job.params, self._ckpt(job), resume, self.throttle),
+            args=(child, job.workload, job.params, self._ckpt(job), resume, self.throttle, step_s, self.durable),
             daemon=True,
             name=f"job{job.job_id}",
         )

@@ -40,6 +40,14 @@ RATINGS: dict[str, BoardRating] = {
                           min_voltage_v=9.0, boot_time_s=2.0, rated_flops=1_000_000),
     "rpi": BoardRating("rpi", "Raspberry Pi 4 Model B Rev 1.4", idle_w=2.7, peak_w=6.4,
                        min_voltage_v=4.75, boot_time_s=1.0, rated_flops=400_000),
+    # A QEMU arm64 board (hil_rig.boards): one Cortex-A53 vCPU under TCG on the test PC. Its
+    # power figures are a Cortex-A53 board's (a Raspberry Pi 3 B+: 1.9 W idle, 5.1 W busy); its
+    # draw is its QEMU process's host CPU use mapped between them. Measured on the developers'
+    # 2-core host under load (docs/boards.md, "Ratings"): a matmul job flat out ran 0.8 MFLOP/s,
+    # rated at 3/4 of that so that a paced job keeps its pace; the first ping answered 72 s
+    # after power on (systemd, udev, then the agent's numpy import), rated 75 s.
+    "qemu-arm64": BoardRating("qemu-arm64", "linux,dummy-virt", idle_w=1.9, peak_w=5.1,
+                              min_voltage_v=4.75, boot_time_s=75.0, rated_flops=600_000),
 }
 
 

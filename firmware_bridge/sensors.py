@@ -84,6 +84,8 @@ class SysfsSensors:
             return "jetson"
         if "raspberry" in m:
             return "rpi"
+        if m == "linux,dummy-virt":  # QEMU's arm64 virt machine (hil_rig.boards: kind qemu-arm64)
+            return "qemu-arm64"
         return "linux"
 
     def temperatures_k(self) -> dict[str, float]:

@@ -24,9 +24,14 @@ step, steps)``, ``("progress", step, steps)``, ``("checkpointed", tag, step,
 stop)``, ``("seu_done", tag, details)``, ``("done", digest, step)``,
 ``("error", message)``.
 
-**Two entry points.** :func:`worker_main` runs one job on its own (real time),
-throttled by duty cycle: after computing for a slice of wall time ``t`` it
-sleeps ``t * (1 - x) / x`` at throttle ``x``; at 0 it pauses.
+**Two entry points.** :func:`worker_main` runs one job on its own (real time).
+Paced (``step_s`` given: the seconds one step takes at the board kind's rated
+throughput, ``firmware_bridge.ratings``), each step starts no earlier than the
+previous one's start plus ``step_s / x`` at throttle ``x``, so a job progresses at
+its rated FLOP/s x throttle of wall time, as it does in simulation time in
+virtual time; a board slower than its rating runs flat out, behind. Free-running
+(``step_s`` None), it is throttled by duty cycle: after computing for a slice of
+wall time ``t`` it sleeps ``t * (1 - x) / x``. At throttle 0 it pauses.
 :func:`virtual_worker_main` is a pooled worker that computes only when told to
 (virtual time), up to the step the job has reached in simulation time.
 """
@@ -64,12 +69,12 @@ def readable(conn) -> bool:
     return bool(select.select((conn,), (), (), 0)[0])
 
 
-def _serve(conn, work: Work, msg: tuple, ckpt_path: str, rng) -> bool:
+def _serve(conn, work: Work, msg: tuple, ckpt_path: str, rng, durable: bool = False) -> bool:
     """A checkpoint, SEU or progress request, answered; True if the job ends here
     (a stopping checkpoint)."""
     op = msg[0]
     if op == "checkpoint":
-        work.save(ckpt_path, msg[3] if len(msg) > 3 else None)
+        work.save(ckpt_path, msg[3] if len(msg) > 3 else None, durable)
         send(conn, ("checkpointed", msg[1], work.step, msg[2]))
         return bool(msg[2])
     if op == "seu":
@@ -80,8 +85,10 @@ def _serve(conn, work: Work, msg: tuple, ckpt_path: str, rng) -> bool:
 
 
 def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
-                throttle: float) -> None:  # pragma: no cover - runs in a child process
-    """One job in real time, free-running at the duty cycle ``throttle``."""
+                throttle: float, step_s: float | None = None,
+                durable: bool = False) -> None:  # pragma: no cover - child process
+    """One job in real time: paced at ``step_s`` per step / ``throttle``, or free-running
+    at the duty cycle ``throttle`` (``step_s`` None)."""
     import numpy as np
 
     try:
@@ -111,19 +118,24 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
                 return  # agent gone: stop computing
             if msg[0] == "throttle":
                 throttle = float(msg[1])
-            elif _serve(conn, work, msg, ckpt_path, rng):
+            elif _serve(conn, work, msg, ckpt_path, rng, durable):
                 return  # stopped after a checkpoint (suspend)
         if work.step >= steps:
             send(conn, ("done", work.digest(), work.step))
             return
         t0 = time.monotonic()
-        while work.step < steps:
+        if step_s is not None:  # paced: one step, the next one due step_s / throttle after this one's start
             work.run_step()
-            if time.monotonic() - t0 >= SLICE_S:
-                break
-        t1 = time.monotonic()
-        busy = t1 - t0
-        pause_until = t1 + (busy * (1.0 - throttle) / throttle if throttle < 1.0 else 0.0)
+            pause_until = max(pause_until, t0 - SLICE_S) + step_s / throttle
+            t1 = time.monotonic()
+        else:
+            while work.step < steps:
+                work.run_step()
+                if time.monotonic() - t0 >= SLICE_S:
+                    break
+            t1 = time.monotonic()
+            busy = t1 - t0
+            pause_until = t1 + (busy * (1.0 - throttle) / throttle if throttle < 1.0 else 0.0)
         if t1 - last_progress >= PROGRESS_EVERY_S:
             send(conn, ("progress", work.step, steps))
             last_progress = t1

@@ -140,11 +140,11 @@ class Work:
             off -= s
         raise AssertionError("unreachable")
 
-    def save(self, path: str, job: dict | None = None) -> None:
+    def save(self, path: str, job: dict | None = None, durable: bool = False) -> None:
         """The working state to the next of ``path``'s two checkpoint slots
         (:func:`checkpoint.save`); ``job``: what the agent needs to list the job
-        after a power cycle."""
-        checkpoint.save(path, self.next_slot, self.step, self.arrays, job, self.np)
+        after a power cycle; ``durable``: on the disk before this returns."""
+        checkpoint.save(path, self.next_slot, self.step, self.arrays, job, self.np, durable)
         self.next_slot ^= 1
 
     def load(self, path: str) -> None:

@@ -27,6 +27,7 @@ import sys
 import time
 
 from hil_rig.benchfile import Bench, check_runnable, load_bench
+from hil_rig.boards.image import ImageError
 from hil_rig.cli import UsageError
 from hil_rig.instruments.errors import ConfigError, InstrumentError
 
@@ -58,6 +59,13 @@ def _print_events(vb, as_json: bool) -> None:  # type: ignore[no-untyped-def]
             print(json.dumps(ev.as_dict(), separators=(",", ":"), sort_keys=True), flush=True)
         else:
             print(f"event: {ev.describe()}", flush=True)
+    while not vb.power_losses.empty():
+        loss = vb.power_losses.get()
+        if as_json:
+            print(json.dumps({"event": "power_loss", "board": loss.board, "detail": loss.detail},
+                             separators=(",", ":"), sort_keys=True), flush=True)
+        else:
+            print(f"event: {loss.detail}", flush=True)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -74,7 +82,10 @@ def _up(args: argparse.Namespace) -> int:
     vb = VirtualBench(bench, seed=args.seed)
     rc = 0
     try:
-        vb.start()
+        try:
+            vb.start()
+        except ImageError as exc:  # a qemu-arm64 board without QEMU or its image
+            raise UsageError(f"{bench.path}: {exc}") from None
         try:
             supplies, switches = open_instruments(vb.bench)
         except InstrumentError as exc:
@@ -131,7 +142,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  instrument  {i.name:<12} {i.kind:<7} {i.driver:<16} {i.url}")
     for b in bench.boards:
         relay = f"{b.switch}/{b.channel}" if b.switch else "-"
-        print(f"  board       {b.name:<12} {b.kind:<7} supply={b.supply or '-'} relay={relay} {b.serial or '(emulated)'}")
+        print(f"  board       {b.name:<12} {b.kind:<7} supply={b.supply or '-'} relay={relay} {b.serial or ('(QEMU, started by the bench)' if b.qemu else '(emulated)')}")
     return 0
 
 

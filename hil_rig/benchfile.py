@@ -25,7 +25,7 @@ The format (see ``docs/bench.md`` and ``hil_rig/benches/virtual.toml``)::
 
     [[boards]]
     name = "jetson0"
-    kind = "jetson"                  # jetson | rpi | emulated (with emulates = "jetson"|"rpi")
+    kind = "jetson"                  # jetson | rpi | emulated (with emulates = "jetson"|"rpi") | qemu-arm64
     serial = "/dev/ttyUSB2"
     baud = 115200
     supply = "psu0"
@@ -49,7 +49,9 @@ from hil_rig.instruments.profiles import SupplyProfile, load_profile
 from hil_rig.instruments.url import ModbusEndpoint, parse_modbus_url
 
 RELAY_DRIVERS = ("waveshare-relay",)
-BOARD_KINDS = ("jetson", "rpi", "emulated")
+BOARD_KINDS = ("jetson", "rpi", "emulated", "qemu-arm64")
+#: a QEMU arm64 board: a real kernel and the real agent, powered by the virtual bench (docs/boards.md)
+QEMU_KIND = "qemu-arm64"
 DEFAULT_BENCH = pathlib.Path(__file__).resolve().parent / "benches" / "virtual.toml"
 #: kind -> (min_voltage_v, idle_power_w, boot_time_s): the kind's ratings (firmware_bridge.ratings)
 _BOARD_DEFAULTS = {k: (r.min_voltage_v, r.idle_w, r.boot_time_s) for k, r in RATINGS.items()}
@@ -92,8 +94,8 @@ class InstrumentSpec:
 @dataclasses.dataclass(frozen=True)
 class BoardSpec:
     name: str
-    kind: str  # jetson | rpi | emulated
-    emulates: str  # jetson | rpi (what it is, or what it emulates)
+    kind: str  # jetson | rpi | emulated | qemu-arm64
+    emulates: str  # jetson | rpi | qemu-arm64 (what it is, or what it emulates)
     serial: str  # device path / pyserial URL; "" for an emulated board not yet started
     baud: int = 115200
     supply: str | None = None
@@ -102,10 +104,23 @@ class BoardSpec:
     boot_time_s: float = 1.0
     min_voltage_v: float = 4.75
     idle_power_w: float = 3.0
+    cpus: int = 1  # qemu-arm64: vCPUs
+    memory_mb: int = 512  # qemu-arm64: RAM
 
     @property
     def emulated(self) -> bool:
+        """The agent with simulated sensors (firmware_bridge.emulator) behind a pty."""
         return self.kind == "emulated"
+
+    @property
+    def qemu(self) -> bool:
+        """A QEMU arm64 board: a real kernel booting the real agent; the virtual bench powers it."""
+        return self.kind == QEMU_KIND
+
+    @property
+    def bench_started(self) -> bool:
+        """The virtual bench starts it (its serial path is assigned) and powers it."""
+        return self.emulated or self.qemu
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +156,7 @@ class Bench:
     @property
     def virtual(self) -> bool:
         """True when anything in it must be started by the virtual bench."""
-        return any(i.simulated for i in self.instruments) or any(b.emulated for b in self.boards)
+        return any(i.simulated for i in self.instruments) or any(b.bench_started for b in self.boards)
 
     @property
     def has_hardware_boards(self) -> bool:
@@ -215,7 +230,8 @@ def _range(t: _Table, key: str) -> tuple[float, float] | None:
 
 _INSTR_KEYS = ("name", "driver", "url", "unit", "baud", "model", "timeout_s", "retries", "channels", "limits",
                "current_limit_a", "safe_state")
-_BOARD_KEYS = ("name", "kind", "emulates", "serial", "baud", "supply", "switch", "channel", "boot_time_s", "min_voltage_v", "idle_power_w")
+_BOARD_KEYS = ("name", "kind", "emulates", "serial", "baud", "supply", "switch", "channel", "boot_time_s", "min_voltage_v",
+               "idle_power_w", "cpus", "memory_mb")
 
 
 def _instrument(data: Any, where: str, base_dir: pathlib.Path) -> InstrumentSpec:
@@ -322,6 +338,12 @@ def _board(data: Any, where: str) -> BoardSpec:
         if "serial" in t.data:
             raise ConfigError(f"{where}: key 'serial' is assigned by the virtual bench for emulated boards")
         serial = ""
+    elif kind == QEMU_KIND:
+        if "emulates" in t.data:
+            raise ConfigError(f"{where}: key 'emulates' applies to kind = \"emulated\" only")
+        if "serial" in t.data:
+            raise ConfigError(f"{where}: key 'serial' is assigned by the virtual bench for {QEMU_KIND} boards")
+        emulates, serial = kind, ""
     else:
         if "emulates" in t.data:
             raise ConfigError(f"{where}: key 'emulates' applies to kind = \"emulated\" only")
@@ -343,7 +365,15 @@ def _board(data: Any, where: str) -> BoardSpec:
         boot_time_s=t.get("boot_time_s", float, boot),
         min_voltage_v=t.get("min_voltage_v", float, vmin),
         idle_power_w=t.get("idle_power_w", float, idle),
+        cpus=t.get("cpus", int, 1), memory_mb=t.get("memory_mb", int, 512),
     )
+    for key in ("cpus", "memory_mb"):
+        if key in t.data and kind != QEMU_KIND:
+            raise ConfigError(f"{where}: key {key!r} applies to kind = \"{QEMU_KIND}\" only")
+    if not 1 <= b.cpus <= 8:
+        raise ConfigError(f"{where}: key 'cpus' must be 1..8, got {b.cpus}")
+    if not 128 <= b.memory_mb <= 8192:
+        raise ConfigError(f"{where}: key 'memory_mb' must be 128..8192, got {b.memory_mb}")
     for key in ("boot_time_s", "min_voltage_v", "idle_power_w"):
         if getattr(b, key) < 0:
             raise ConfigError(f"{where}: key {key!r} must be >= 0")
@@ -388,11 +418,11 @@ def parse_bench(data: dict[str, Any], path: str, base_dir: pathlib.Path | None =
             ref = getattr(b, key)
             if ref is None:
                 continue
-            if b.emulated and not by_name[ref].simulated:
+            if b.bench_started and not by_name[ref].simulated:
                 raise ConfigError(
-                    f"{where}: key {key!r}: an emulated board can only be fed by a simulated instrument (sim://...)"
+                    f"{where}: key {key!r}: an {b.kind} board can only be fed by a simulated instrument (sim://...)"
                 )
-            if not b.emulated and by_name[ref].simulated:
+            if not b.bench_started and by_name[ref].simulated:
                 raise ConfigError(
                     f"{where}: key {key!r}: a real board cannot be fed by a simulated instrument ({by_name[ref].url})"
                 )

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "hil_rig.orbit_cli",
     "hil_rig.report_cli",
     "hil_rig.yield_cli",
+    "hil_rig.board_cli",
 )
 
 

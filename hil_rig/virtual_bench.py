@@ -14,6 +14,13 @@ the boards' draw (``power_w`` from each emulator, ``idle_power_w`` while it
 boots) divided by the output voltage; with ``as_of_ns`` set, the draw each
 board reported as of that simulation time.
 
+A QEMU arm64 board (kind ``qemu-arm64``, :mod:`hil_rig.boards.qemu`) is wired the
+same way: its UART is a pty this process owns, power on starts its QEMU process at
+once (its Linux boot is its boot time), power off kills it, its disk persists for
+the bench's life. Its draw is its QEMU process's host CPU use mapped between its
+kind's idle and peak power. A QEMU process that dies by itself is a power loss
+(``power_losses``), never a hang.
+
 >>> # with VirtualBench(load_bench()) as vb:
 >>> #     vb.endpoints  -> {"boards": {"jetson0": {"serial": "/dev/pts/3", ...}}, "instruments": {...}}
 >>> #     supplies, switches = open_instruments(vb.bench)
@@ -24,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pathlib
 import queue
 import shutil
 import tempfile
@@ -101,6 +109,11 @@ class _Board:
     def running(self) -> bool:
         return self.proc is not None and self.proc.alive
 
+    @property
+    def started(self) -> bool:
+        """Its process was started since it was last powered off (it may have died since)."""
+        return self.proc is not None
+
     def start(self) -> None:
         from firmware_bridge.emulator import EmulatorProcess
 
@@ -131,6 +144,87 @@ class _Board:
         shutil.rmtree(self.disk, ignore_errors=True)
 
 
+def qemu_image() -> Any:
+    """The cached QEMU board image, verified (hil_rig.boards.image.ImageError if none)."""
+    from hil_rig.boards.image import ImageError, find_image
+    from hil_rig.boards.qemu import qemu_missing
+
+    why = qemu_missing()
+    if why:
+        raise ImageError(f"qemu-arm64 boards cannot run here: {why}")
+    return find_image()
+
+
+class _QemuSlot:
+    """One QEMU arm64 board: its pty (the slave is the board's serial path) and its QEMU process."""
+
+    def __init__(self, spec: BoardSpec, image: Any, workdir: str, test_mode: bool) -> None:
+        from firmware_bridge.ratings import rating
+        from hil_rig.boards.qemu import QemuBoard
+
+        self.spec = spec
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.workdir = workdir
+        self.qemu = QemuBoard(spec.name, image, self.master, pathlib.Path(workdir),
+                              cpus=spec.cpus, memory_mb=spec.memory_mb, test_mode=test_mode)
+        self.rating = rating(spec.emulates)
+        self.proc = None  # (no emulator process)
+        self.ordered_replies = False
+        self.powered = False
+        self.browned_out = False
+        self.boot_at: float | None = None
+        self.boots = 0
+        self.power_losses = 0
+        self.dead_reported = False
+
+    def draw_w(self, as_of_ns: int | None = None) -> float:
+        if not self.powered or not self.qemu.alive:
+            return 0.0
+        r = self.rating
+        return r.idle_w + (r.peak_w - r.idle_w) * self.qemu.load()
+
+    @property
+    def running(self) -> bool:
+        return self.qemu.alive
+
+    @property
+    def started(self) -> bool:
+        return self.qemu.proc is not None
+
+    def poll(self) -> None:
+        self.qemu.sample_cpu()
+
+    def start(self) -> None:
+        self.qemu.power_on()
+        self.boots += 1
+        self.dead_reported = False
+
+    def kill(self) -> None:
+        self.qemu.power_off()
+
+    def booted(self) -> bool:
+        return self.qemu.booted()
+
+    def close(self) -> None:
+        self.qemu.close()
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerLoss:
+    """A board's QEMU process died with its power on (a crash, a kernel panic): power lost."""
+
+    board: str
+    detail: str
+
+
 class VirtualBench:
     """Starts the simulated parts of a bench; use as a context manager.
 
@@ -155,7 +249,9 @@ class VirtualBench:
         self.emulate_boards = emulate_boards
         self.sim_supplies: dict[str, SimSupply] = {}
         self.sim_switches: dict[str, SimRelayBoard] = {}
-        self.boards: dict[str, _Board] = {}
+        self.boards: dict[str, _Board | _QemuSlot] = {}
+        #: :class:`PowerLoss` events of QEMU boards whose process died by itself
+        self.power_losses: queue.SimpleQueue[PowerLoss] = queue.SimpleQueue()
         self._hosts: list[SimHost] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -177,7 +273,7 @@ class VirtualBench:
         sw = self.sim_switches.get(b.switch)
         return True if sw is None else sw.states()[b.channel or 0]
 
-    def _fed(self, supply: str) -> list[_Board]:
+    def _fed(self, supply: str) -> list[_Board | _QemuSlot]:
         """The boards ``supply`` feeds."""
         return [board for board in self.boards.values() if board.spec.supply == supply]
 
@@ -266,11 +362,19 @@ class VirtualBench:
                 urls[spec.name] = host.serve_rtu(sim.device(), unit=ep.unit, baud=ep.baud, pace=self.pace_rtu)
         serials: dict[str, str] = {}
         if self.emulate_boards:
+            image = None
             for k, b in enumerate(self.spec.boards):
                 if b.emulated:
-                    board = _Board(b, self.seed + k, self.clock, self.test_mode)
-                    self.boards[b.name] = board
-                    serials[b.name] = board.path
+                    board: _Board | _QemuSlot = _Board(b, self.seed + k, self.clock, self.test_mode)
+                elif b.qemu:
+                    if image is None:
+                        image = qemu_image()  # an ImageError names the command that builds it
+                    board = _QemuSlot(b, image, tempfile.mkdtemp(prefix=f"orbit-hil-{b.name}-qemu-"),
+                                      self.test_mode)
+                else:
+                    continue
+                self.boards[b.name] = board
+                serials[b.name] = board.path
         self.bench = self.spec.resolved(urls, serials)
         self._thread = threading.Thread(target=self._supervise, name="hil-virtual-bench", daemon=True)
         self._thread.start()
@@ -314,11 +418,21 @@ class VirtualBench:
                     log.info("%s", ev.describe())
                     self.brownouts.put(ev)
                 board.browned_out = brown
-                if board.proc is not None:
+                if isinstance(board, _QemuSlot):
+                    board.poll()
+                    if board.powered and board.qemu.died and not board.dead_reported:
+                        board.dead_reported = True
+                        board.power_losses += 1
+                        ev = PowerLoss(b.name, f"board {b.name}: its QEMU process died (exit "
+                                               f"{board.qemu.proc.returncode}): power lost\n{board.qemu.console_tail(5)}")
+                        log.warning("%s", ev.detail)
+                        self.power_losses.put(ev)
+                elif board.proc is not None:
                     board.proc.poll_status()
                 if want and not board.powered:
                     board.powered = True
-                    board.boot_at = now + b.boot_time_s
+                    # a QEMU board starts at once: its Linux boot is its boot time
+                    board.boot_at = now + (0.0 if isinstance(board, _QemuSlot) else b.boot_time_s)
                     log.info("board %s: power on, boots in %.2f s", b.name, b.boot_time_s)
                 elif not want and board.powered:
                     board.powered = False
@@ -326,10 +440,11 @@ class VirtualBench:
                     board.power_losses += 1
                     log.info("board %s: power lost", b.name)
                     board.kill()
-                if board.powered and board.proc is None and board.boot_at is not None and now >= board.boot_at:
+                if board.powered and not board.started and board.boot_at is not None and now >= board.boot_at:
                     board.boot_at = None
                     board.start()
-                    log.info("board %s: booted (pid %s)", b.name, board.proc.pid)
+                    log.info("board %s: started (pid %s)", b.name,
+                             board.qemu.pid if isinstance(board, _QemuSlot) else board.proc.pid)
 
     def close(self) -> None:
         """Stop the boards and the servers; idempotent."""
@@ -361,9 +476,23 @@ class VirtualBench:
         self._wake.set()
 
     def board_booted(self, name: str) -> bool:
-        """The board's emulator runs and has reported its first status line."""
-        proc = self.boards[name].proc
+        """The board's emulator runs and has reported its first status line (a QEMU
+        board: its agent's start line is on its console)."""
+        board = self.boards[name]
+        if isinstance(board, _QemuSlot):
+            return board.booted()
+        proc = board.proc
         return proc is not None and proc.alive and proc.last_status is not None
+
+    def board_died(self, name: str) -> bool:
+        """A QEMU board's process ended by itself while powered (a power loss the rig did not make)."""
+        board = self.boards[name]
+        return isinstance(board, _QemuSlot) and board.powered and board.qemu.died
+
+    def board_log_tail(self, name: str, lines: int = 20) -> str:
+        """The end of a QEMU board's console log and QEMU's stderr ('' for an emulated board)."""
+        board = self.boards[name]
+        return board.qemu.console_tail(lines) if isinstance(board, _QemuSlot) else ""
 
     def board_running(self, name: str) -> bool:
         return self.boards[name].running

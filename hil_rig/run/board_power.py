@@ -17,8 +17,17 @@ died, and when simulation time reaches a board's boot time it waits until the
 board has really booted. A real board's power needs no such waits: its
 ``boot_time_s`` from the bench file is the time it is given.
 
+A QEMU arm64 board (``qemu-arm64``) is powered the same way: the virtual bench
+starts its QEMU process when its relay closes and kills it when the relay opens
+or the supply browns out; the wait for its boot is a wait for its agent's start
+line on its console, and a board that does not boot within its budget (``BOARD_WAIT_S``
+or twice its boot time, whichever is longer) is a
+:class:`RunError` naming it with the tail of its console. A QEMU process that
+dies by itself is a power loss (an event; the board is off until its relay is
+cycled), never a hang.
+
 Each board kind's electrical figures (idle and peak power, minimum voltage,
-boot time) come from one table, ``firmware_bridge.board_kinds``.
+boot time) come from one table, ``firmware_bridge.ratings``.
 """
 
 from __future__ import annotations
@@ -80,7 +89,16 @@ class BoardPower:
 
     def is_up(self, name: str) -> bool:
         t = self.up_at.get(name)
+        if t is not None and self._emulated(name) and self.bench.board_died(name):
+            self._lost(name)
+            return False
         return t is not None and self._now() >= t
+
+    def _lost(self, name: str) -> None:
+        """The board's process died while powered (a QEMU board's crash): it is off."""
+        self.up_at[name] = None
+        tail = self.bench.board_log_tail(name, 3).replace("\n", " | ")
+        self._event(self._now(), "rig", "board_power", f"{name} power lost: its process died ({tail})")
 
     def relay_closed(self, name: str) -> bool:
         ch = self.specs[name].channel
@@ -176,9 +194,15 @@ class BoardPower:
         """Hold simulation time until an emulated board that is due up has booted."""
         if not self._emulated(name):
             return
-        deadline = time.monotonic() + BOARD_WAIT_S
+        budget = max(BOARD_WAIT_S, 2 * self.specs[name].boot_time_s)  # a QEMU board boots for a minute
+        deadline = time.monotonic() + budget
         self.bench.wake()
         while not self.bench.board_booted(name):
+            if self.bench.board_died(name):
+                raise RunError(f"board {name}: its process died while booting; its console:\n"
+                               f"{self.bench.board_log_tail(name)}")
             if time.monotonic() > deadline:
-                raise RunError(f"board {name}: did not boot within {BOARD_WAIT_S:.0f} s (wall clock)")
+                tail = self.bench.board_log_tail(name)
+                raise RunError(f"board {name}: did not boot within {budget:.0f} s (wall clock)"
+                               + (f"; its console:\n{tail}" if tail else ""))
             time.sleep(0.005)

@@ -266,8 +266,13 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         vb = VirtualBench(spec, seed=sc.seed, clock="real" if realtime else "virtual", test_mode=True)
         if not realtime:
             vb.as_of_ns = lambda: clock.t_ns
-        vb.start()
+        from hil_rig.boards.image import ImageError
+
         closers.append(vb.close)
+        try:
+            vb.start()
+        except ImageError as exc:  # a qemu-arm64 board without QEMU or its image
+            raise RunError(f"bench {spec.name!r}: {exc}") from None
         bench = vb.bench
     else:
         bench = spec

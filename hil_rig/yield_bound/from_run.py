@@ -4,7 +4,8 @@ What the bound takes from the run, per second of its archive, averaged over
 each step of the bound's grid:
 
 - the array's generation (``solar_power_w_true``) and the bus's other loads
-  (``load_power_w_true - payload_power_w_meas``: base, wheels, torquers, heaters);
+  (``load_power_w_true - payload_power_w_meas``: base, wheels, torquers, heaters;
+  never less than base and wheels);
 - every other heat input of the payload, radiator and structure nodes, from the
   plant's own energy balance on the archived temperatures: ``C dT/dt`` minus the
   payload's draw, plus what the links and the radiating surfaces took away
@@ -146,10 +147,14 @@ def problem_from_run(run_dir: str | pathlib.Path, scenario: Any = None, *, scena
         return np.nan_to_num(np.asarray(tm[name], float), nan=0.0)
 
     solar = col("solar_power_w_true")[1:]
-    payload = col("payload_power_w_meas")[1:]
-    other = np.maximum(col("load_power_w_true")[1:] - payload, 0.0)
+    # the payload's draw in second i is the supply reading recorded at its start (row
+    # i): the rig reads the supply at the second's boundary, after the physics of
+    # the second before; the row's load (row i + 1) is the plant's, in second i
+    payload = col("payload_power_w_meas")[:-1]
     temps = np.column_stack([np.asarray(tm[f"temp_{n}_k_true"], float) for n in NODES])
     params = plant_params(sc)
+    # never below what the plant's bus always draws (base and wheels)
+    other = np.maximum(col("load_power_w_true")[1:] - payload, params.bus_base_w + 3 * params.wheel_power_w)
 
     # the thermal network, the modelled nodes first
     idx = {n: i for i, n in enumerate(NODES)}
@@ -219,5 +224,5 @@ def problem_from_run(run_dir: str | pathlib.Path, scenario: Any = None, *, scena
                       mixing_loss_w=mix, solar_temp_coeff_per_k=params.solar_temp_coeff_per_k,
                       solar_ref_temp_k=params.solar_ref_temp_k)
     info = {"seconds": secs, "edges_s": edges, "period_s": float(meta.get("orbit_period_s", "nan")),
-            "scenario": sc, "soc_end_run": float(soc[-1]), "run": run}
+            "scenario": sc, "soc_end_run": float(soc[-1]), "run": run, "other_w": other}
     return pr, info

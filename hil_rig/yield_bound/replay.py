@@ -42,13 +42,14 @@ class ReplayResult:
     solar_mean_err_w: float
     violations: tuple[str, ...]
     soc_trace: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)  # per second
+    net_trace: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0), repr=False)  # solar - load, W
 
     @property
     def feasible(self) -> bool:
         return not self.violations
 
     def as_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "soc_trace"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.endswith("_trace")}
         d["feasible"] = self.feasible
         d["violations"] = list(self.violations)
         return d
@@ -76,8 +77,7 @@ def replay(pr: YieldProblem, schedule: Schedule, info: dict[str, Any]) -> Replay
         raise ValueError("the archive records no attitude (q_bi_*_true): it predates the yield replay; "
                          "run the scenario again")
     q = np.column_stack([np.asarray(tm[c], float) for c in qcols])
-    payload_meas = np.nan_to_num(np.asarray(tm["payload_power_w_meas"], float))[1:]
-    other = np.maximum(np.nan_to_num(np.asarray(tm["load_power_w_true"], float))[1:] - payload_meas, 0.0)
+    other = np.asarray(info["other_w"], float)  # the bus's other loads per second, as the bound took them
     solar_run = np.nan_to_num(np.asarray(tm["solar_power_w_true"], float))[1:]
     params = plant_params(sc)
     plant = Plant(params, seed=sc.seed)
@@ -101,6 +101,7 @@ def replay(pr: YieldProblem, schedule: Schedule, info: dict[str, Any]) -> Replay
     btemp_max = dict.fromkeys(boards, -np.inf)
     solar_err = []
     socs = [plant.soc]
+    nets: list[float] = []
     work = 0.0
     faults = PlantFaults()
     hi = 0
@@ -127,6 +128,7 @@ def replay(pr: YieldProblem, schedule: Schedule, info: dict[str, Any]) -> Replay
             solar_err.append(plant.solar_power_w - solar_run[s])
             soc_min = min(soc_min, plant.soc)
             socs.append(plant.soc)
+            nets.append(plant.solar_power_w - plant.load_power_w)
             ptemp_max = max(ptemp_max, plant.temps[0])
             for n, sb in sims.items():
                 x = float(thr[n][s])
@@ -147,4 +149,4 @@ def replay(pr: YieldProblem, schedule: Schedule, info: dict[str, Any]) -> Replay
     return ReplayResult(float(soc_min), float(plant.soc), float(ptemp_max), {n: float(x) for n, x in btemp_max.items()},
                         bat.soc_floor, bat.soc_end_min, pr.temp_max_k, work,
                         float(np.sqrt(np.mean(np.square(solar_err)))), float(np.mean(solar_err)), tuple(v),
-                        np.array(socs))
+                        np.array(socs), np.array(nets))
