@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "hil_rig.report_cli",
     "hil_rig.yield_cli",
     "hil_rig.board_cli",
+    "hil_rig.campaign_cli",
 )
 
 
