@@ -13,6 +13,12 @@ Each module has one job:
   arrive, confirmation, shrinking, the summary.
 """
 
-from hil_rig.campaign.spec import CampaignError, CampaignSpec, FaultSpace, load_campaign, parse_campaign
+from hil_rig.campaign.spec import (
+    CampaignError,
+    CampaignSpec,
+    FaultSpace,
+    load_campaign,
+    parse_campaign,
+)
 
 __all__ = ["CampaignError", "CampaignSpec", "FaultSpace", "load_campaign", "parse_campaign"]

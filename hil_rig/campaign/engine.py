@@ -40,7 +40,13 @@ from typing import Any, TextIO
 
 from hypothesis import Phase, given, seed
 
-from hil_rig.campaign.schedules import Schedule, generate, hypothesis_settings, schedule_key, schedules
+from hil_rig.campaign.schedules import (
+    Schedule,
+    generate,
+    hypothesis_settings,
+    schedule_key,
+    schedules,
+)
 from hil_rig.campaign.spec import CampaignError, CampaignSpec
 from hil_rig.campaign.worker import run_one
 
@@ -97,12 +103,17 @@ class Campaign:
                                        "seed": self.spec.seed, "schedules": plan}), encoding="utf-8")
             os.replace(tmp, plan_path)
         if self.results_path.exists():
+            # a line torn by a kill mid-write is cut off: that run is done again
+            with open(self.results_path, "rb+") as f:
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
             with open(self.results_path, encoding="utf-8") as f:
                 for line in f:
                     try:
                         rec = json.loads(line)
                     except ValueError:
-                        continue  # a line torn by a kill mid-write: that run is done again
+                        continue
                     self._remember(rec)
 
     def _remember(self, rec: dict[str, Any]) -> None:
@@ -262,7 +273,8 @@ class Campaign:
             pathlib.Path(rec["scenario_file"]).exists() else self.spec.scenario_text(found, rec.get("name", key))
         mdir = self.out / "minimal"
         mdir.mkdir(exist_ok=True)
-        path = mdir / f"{_slug('-'.join(sig))}.toml"
+        # the file's name as it ran: the archive records it (meta scenario_file)
+        path = mdir / f"{rec.get('name') or _slug('-'.join(sig))}.toml"
         path.write_text(text, encoding="utf-8")
         replay = self._result(self._submit(text, rec.get("name", key)),
                               {"phase": "replay", "id": str(path.name), "key": key, "schedule": found})

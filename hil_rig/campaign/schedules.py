@@ -72,7 +72,11 @@ def hypothesis_settings(spec: CampaignSpec, phases: list[Phase]) -> settings:
     draws the same examples in the same order both times: no example database (the
     campaign's results file is its memory), no deadline and no health checks (an example
     is a run on a cluster), quiet."""
-    return settings(database=None, max_examples=spec.examples, phases=phases, deadline=None,
+    # parent: hypothesis's own defaults, never the loaded profile (a profile with
+    # derandomize=True would seed each test function by its name, and the shrink's generate
+    # phase would no longer draw the campaign's examples)
+    return settings(parent=settings.get_profile("default"), derandomize=False,
+                    database=None, max_examples=spec.examples, phases=phases, deadline=None,
                     suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
                     print_blob=False, report_multiple_bugs=False)
 
