@@ -34,9 +34,11 @@ def _die_with_parent() -> None:
 
 
 def archive_digest(run_dir: str | os.PathLike[str]) -> str | None:
-    """sha256 over every archive table, row for row (``hil_rig.archive.table_rows``): two
-    runs with the same digest have bit-identical archives."""
-    from hil_rig.archive import TABLES, ArchiveError, table_rows
+    """sha256 over the archive's reproducible tables (``hil_rig.archive.REPRODUCIBLE_TABLES``:
+    every table but the link's retry counts, which follow the wall clock), row for row:
+    two runs with the same digest have identical archives there."""
+    from hil_rig.archive import REPRODUCIBLE_TABLES as TABLES
+    from hil_rig.archive import ArchiveError, table_rows
 
     h = hashlib.sha256()
     try:
