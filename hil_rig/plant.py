@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 from native._plant import ffi, lib  # the C plant (ground code, native/plant)
 
-from hil_rig.constants import EARTH_MU_M3_S2, NS_PER_S, SPACE_TEMP_K, STEFAN_BOLTZMANN_W_M2_K4
+from hil_rig.constants import (
+    EARTH_MU_M3_S2,
+    NS_PER_S,
+    SOLAR_CONSTANT_W_M2,
+    SPACE_TEMP_K,
+    STEFAN_BOLTZMANN_W_M2_K4,
+)
 from hil_rig.environment import EnvSample, EnvSamples
 
 _NOISE_BLOCK = 1000  # sensor-noise rows drawn per Generator call (100 s of 10 Hz reads)
@@ -318,6 +324,7 @@ class Plant:
         c.mu_m3_s2 = EARTH_MU_M3_S2
         c.sigma_w_m2_k4 = STEFAN_BOLTZMANN_W_M2_K4
         c.space_temp_k = SPACE_TEMP_K
+        c.solar_constant_w_m2 = SOLAR_CONSTANT_W_M2
         err = lib.ohil_plant_check(c)
         if err:
             raise ValueError(f"plant parameters: {_CONFIG_ERRORS.get(err, err)} out of range")

@@ -51,6 +51,7 @@ int main(void)
     c.n_surfaces = 1; c.surfaces[0].node = 2; c.surfaces[0].normal[1] = 1; c.surfaces[0].area_m2 = 0.1;
     c.surfaces[0].absorptivity = 0.2; c.surfaces[0].emissivity = 0.85;
     c.mu_m3_s2 = 3.986004418e14; c.sigma_w_m2_k4 = 5.670374e-8; c.space_temp_k = 2.7;
+    c.solar_constant_w_m2 = 1361.0;
     if (ohil_plant_check(&c) != OHIL_PLANT_OK) { printf("config rejected\n"); return 1; }
     c.n_ocv = 99;
     if (ohil_plant_check(&c) != OHIL_PLANT_E_OCV) { printf("bad OCV accepted\n"); return 1; }

@@ -87,6 +87,7 @@ typedef struct {
     double mu_m3_s2;
     double sigma_w_m2_k4;
     double space_temp_k;
+    double solar_constant_w_m2; /* total solar irradiance at 1 AU: the sun sensors' full-scale flux */
 } ohil_plant_config_t;
 
 typedef struct {

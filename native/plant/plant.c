@@ -48,7 +48,8 @@ int ohil_plant_check(const ohil_plant_config_t *c)
     if (c->n_surfaces < 0 || c->n_surfaces > OHIL_PLANT_MAX_SURFACES) return OHIL_PLANT_E_SURFACES;
     for (k = 0; k < c->n_surfaces; ++k)
         if (c->surfaces[k].node < 0 || c->surfaces[k].node >= OHIL_PLANT_NODES) return OHIL_PLANT_E_SURFACES;
-    if (!(c->mu_m3_s2 > 0) || !(c->sigma_w_m2_k4 > 0) || !(c->space_temp_k >= 0)) return OHIL_PLANT_E_CONSTANTS;
+    if (!(c->mu_m3_s2 > 0) || !(c->sigma_w_m2_k4 > 0) || !(c->space_temp_k >= 0) ||
+        !(c->solar_constant_w_m2 > 0)) return OHIL_PLANT_E_CONSTANTS;
     return OHIL_PLANT_OK;
 }
 
@@ -255,7 +256,7 @@ void ohil_plant_sense(const ohil_plant_config_t *c, const ohil_plant_state_t *st
     } else {
         rotate_to_body(st->q_bi, env + 6, b_b);
         rotate_to_body(st->q_bi, env + 3, s_b);
-        if (illum > 0) flux_ratio = env[9] / (illum > 1e-12 ? illum : 1e-12) / 1361.0;
+        if (illum > 0) flux_ratio = env[9] / (illum > 1e-12 ? illum : 1e-12) / c->solar_constant_w_m2;
     }
     for (k = 0; k < 3; ++k) out[3 + k] = b_b[k] + fault_mag_bias[k] + sc->mag_noise_t * n_mag[k];
     for (k = 0; k < 6; ++k) {
