@@ -98,6 +98,8 @@ def summary_yield(run_dir: pathlib.Path, scenario: Any) -> dict[str, Any]:
         y = run_yield(run_dir, scenario)
     except (YieldInputError, BoundError, ValueError, OSError) as exc:
         return {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - never a run's failure: said in summary.json instead
+        return {"error": f"the bound could not be computed: {type(exc).__name__}: {exc}"}
     sched = y.pop("_schedule", None)
     if sched is not None:  # the bound's own schedule, for the report's throttle plot
         edges = np.concatenate([[0.0], np.cumsum(sched.dt_s)])

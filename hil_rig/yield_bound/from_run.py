@@ -95,6 +95,9 @@ def board_models(boards: dict[str, str], temps0: dict[str, float]) -> tuple[Boar
     out = []
     for name, kind in boards.items():
         r = rating(kind)
+        if kind not in KINDS:
+            raise YieldInputError(f"board {name}: kind {kind!r} has no thermal model (firmware_bridge.emulator.KINDS: "
+                                  f"{', '.join(sorted(KINDS))}); the bound needs one")
         k = KINDS[kind]
         t0 = temps0.get(name, AMBIENT_K + r.idle_w * k["r_k_w"])
         thermal = BoardThermal(k["r_k_w"], k["c_j_k"], AMBIENT_K, max(k["zones"].values()), t0)
