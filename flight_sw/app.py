@@ -38,7 +38,7 @@ from flight_sw.interfaces import (
 from flight_sw.modes import COMPUTE, SAFE, ModeConfig, ModeInputs, ModeManager
 from flight_sw.orbit import EclipsePredictor, EclipseWindow, TleError, epoch_tuple, sun_teme_unit
 from flight_sw.payload import BoardConfig, PayloadManager, fdir_sample_names
-from flight_sw.tc import TcRejected, TcVerifier
+from flight_sw.tc import SPI_GROUND, SPI_ONBOARD, TcRejected, TcVerifier
 
 # Earth's field: a centred dipole, IGRF-2020 axis and strength (flight-side model)
 _B0_T = 3.12e-5
@@ -136,7 +136,7 @@ class FlightSoftware:
                                       time_sync=cfg.time_sync, checkpoint_period_s=cfg.checkpoint_period_s)
         self.fdir = Fdir(self._monitors(), self.events, cfg.fdir_step_persistence, cfg.fdir_clear_persistence)
         self.predictor = EclipsePredictor(epoch_tuple(cfg.epoch_utc))
-        self.verifier = TcVerifier(key)
+        self.verifier = TcVerifier(key, spis=(SPI_ONBOARD, SPI_GROUND))
         self.ground = GroundPort(port=cfg.ground_port) if cfg.ground_port is not None else None
         self._tc_queue: list[bytes] = []
         self.window: EclipseWindow | None = None
@@ -393,7 +393,7 @@ class FlightSoftware:
             except TcRejected as e:
                 self.events.emit(t_ns, "tc_rejected", reason=e.reason, detail=e.detail[:120], length=len(p))
                 continue
-            self.events.emit(t_ns, "tc_accepted", command=tc.name, arsn=tc.arsn)
+            self.events.emit(t_ns, "tc_accepted", command=tc.name, arsn=tc.arsn, spi=tc.spi)
             try:
                 self._execute(t_ns, tc.name, tc.args, source="tc")
             except CommandError:

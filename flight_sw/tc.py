@@ -8,7 +8,13 @@ Packet layout (big-endian)::
     security trailer 16 bytes HMAC-SHA256 over header + security header + data,
                               truncated to 128 bits (SDLS MAC truncation)
 
-Anti-replay: the receiver keeps the last accepted ARSN and accepts a packet only
+Security associations: each SPI has its own anti-replay counter, as in SDLS. SPI
+``SPI_ONBOARD`` (1) is for senders inside the spacecraft's own process (the rig's
+``Run.command``); SPI ``SPI_GROUND`` (2) is for ground clients on the ground port
+(``hil console``). Two senders under one key therefore never take each other's
+ARSNs. The SPI is inside the MAC, so a packet cannot be moved to another SA.
+
+Anti-replay: the receiver keeps the last accepted ARSN (per SPI) and accepts a packet only
 if its ARSN is ahead of it by 1..``window``, counted modulo 2**32 (serial-number
 arithmetic, RFC 1982). So ``0xFFFFFFFF`` is followed by ``0`` (the wrap), a
 replayed or older ARSN is refused, and a packet too far ahead is refused. The
@@ -47,6 +53,10 @@ SEC_HDR_LEN = 6
 TC_MAX_PACKET = 2048
 ARSN_MOD = 1 << 32
 DEFAULT_WINDOW = 1024
+#: the security association of in-process senders (the rig's Run.command)
+SPI_ONBOARD = 1
+#: the security association of ground clients on the ground port (hil console)
+SPI_GROUND = 2
 
 
 class KeyFileError(ValueError):
@@ -99,6 +109,7 @@ class Telecommand:
     name: str
     args: dict[str, Any]
     arsn: int
+    spi: int = SPI_ONBOARD
 
 
 def _mac(key: bytes, msg: bytes) -> bytes:
@@ -131,15 +142,26 @@ class TcVerifier:
     """Flight side: authenticates, checks anti-replay, decodes. Never raises anything
     but :class:`TcRejected` from :meth:`verify`, whatever the bytes."""
 
-    def __init__(self, key: bytes, spi: int = 1, last_arsn: int = 0, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, key: bytes, spi: int = 1, last_arsn: int = 0, window: int = DEFAULT_WINDOW,
+                 spis: tuple[int, ...] | None = None) -> None:
         if not 1 <= window < ARSN_MOD // 2:
             raise ValueError(f"anti-replay window {window} outside 1..2**31-1")
         self._key = key
         self.spi = spi
-        self.last_arsn = last_arsn % ARSN_MOD
+        #: the SPIs accepted, each with its own last accepted ARSN
+        self.last_by_spi: dict[int, int] = {s: last_arsn % ARSN_MOD for s in (spis or (spi,))}
         self.window = window
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+
+    @property
+    def last_arsn(self) -> int:
+        """The last accepted ARSN of ``spi`` (the first security association)."""
+        return self.last_by_spi[self.spi]
+
+    @last_arsn.setter
+    def last_arsn(self, value: int) -> None:
+        self.last_by_spi[self.spi] = value % ARSN_MOD
 
     def verify(self, pkt: bytes) -> Telecommand:
         try:
@@ -168,15 +190,16 @@ class TcVerifier:
             raise TcRejected("too_short", f"{n} bytes")
         body, mac = pkt[:-MAC_LEN], pkt[-MAC_LEN:]
         spi, arsn = struct.unpack_from(">HI", pkt, 6)
-        if spi != self.spi:
+        last = self.last_by_spi.get(spi)
+        if last is None:
             raise TcRejected("unknown_spi", str(spi))
         if not hmac.compare_digest(mac, _mac(self._key, body)):
             raise TcRejected("bad_mac")
-        ahead = (arsn - self.last_arsn) % ARSN_MOD
+        ahead = (arsn - last) % ARSN_MOD
         if ahead == 0 or ahead >= ARSN_MOD // 2:
-            raise TcRejected("replay", f"arsn {arsn} not after {self.last_arsn}")
+            raise TcRejected("replay", f"spi {spi} arsn {arsn} not after {last}")
         if ahead > self.window:
-            raise TcRejected("outside_window", f"arsn {arsn} is {ahead} ahead of {self.last_arsn}")
+            raise TcRejected("outside_window", f"spi {spi} arsn {arsn} is {ahead} ahead of {last}")
         (opcode,) = struct.unpack_from(">H", pkt, 6 + SEC_HDR_LEN)
         cmd = COMMAND_BY_OPCODE.get(opcode)
         if cmd is None:
@@ -186,5 +209,5 @@ class TcVerifier:
         except DictionaryError as e:
             raise TcRejected("bad_args", str(e)) from None
         # only an authentic, well-formed packet moves the window
-        self.last_arsn = arsn
-        return Telecommand(cmd.name, args, arsn)
+        self.last_by_spi[spi] = arsn
+        return Telecommand(cmd.name, args, arsn, spi)

@@ -80,6 +80,9 @@ class RunOptions:
     #: sets ORBIT_HIL_REPORT=0, as the test suite does for its many short runs
     #: (tests/conftest.py); ``hil run --no-report`` sets False.
     report: bool = dataclasses.field(default_factory=lambda: os.environ.get("ORBIT_HIL_REPORT", "1") != "0")
+    #: the flight software's ground port (authenticated TCs up, HK and events down) on
+    #: 127.0.0.1: a TCP port, 0 for a free one; None: no ground port (docs/console.md)
+    ground_port: int | None = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -365,9 +368,12 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
 
     tc_key = options.tc_key if options.tc_key is not None else secrets.token_bytes(32)
     gated = {n: GatedLink(n, lk, power.is_up) for n, lk in links.items()}
-    fsw = fsw_app.FlightSoftware(
-        fsw_config(sc, params, board_kinds, board_specs), clock, sensors,
-        PlantActuators(_actuate), power, gated, tle_for_fsw(orbit, sc.epoch), tc_key)
+    try:
+        fsw = fsw_app.FlightSoftware(
+            fsw_config(sc, params, board_kinds, board_specs, options.ground_port), clock, sensors,
+            PlantActuators(_actuate), power, gated, tle_for_fsw(orbit, sc.epoch), tc_key)
+    except OSError as exc:  # the ground port's TCP port cannot be bound
+        raise RunError(f"ground port 127.0.0.1:{options.ground_port}: {exc.strerror or exc}") from None
     closers.append(fsw.close)
     parts = RunParts(
         scenario=sc, options=options, run_dir=run_dir, clock=clock, orbit=orbit, period_s=period_s, env=env,
@@ -411,7 +417,8 @@ def check_board(bench: str, name: str, spec: Any, link: Any, needs_test_mode: bo
     return info
 
 
-def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[str, Any]) -> Any:
+def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[str, Any],
+               ground_port: int | None = None) -> Any:
     """The flight software's configuration: the spacecraft's battery and ADCS from
     the plant's parameters, the boards' power from their kinds' ratings (firmware_bridge.ratings)."""
     import numpy as np
@@ -442,5 +449,5 @@ def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[st
     }
     return fsw_app.FswConfig(
         epoch_utc=sc.epoch_iso, boards=cfgs, adcs=adcs, eps=eps,
-        thermal_zones=["battery", "payload", "radiator", "structure"],
+        thermal_zones=["battery", "payload", "radiator", "structure"], ground_port=ground_port,
     )

@@ -8,7 +8,7 @@ the pytest plugin, the console and campaigns use:
 - ``inject(fault)``: a fault spec, the same table as a scenario file's ``[[fault]]``;
 - ``command(name, **args)``: a telecommand through the flight software's own TC path;
 - ``pause()`` / ``resume()``, and ``set_speed(x)`` in real time;
-- ``status()``: a live snapshot.
+- ``status()``: a live snapshot; ``log_event(source, kind, detail)``: a client's event.
 
 The control calls are safe from any thread: while another thread is inside
 ``run_until``, a call is handed to the loop and done at the next simulated
@@ -523,6 +523,12 @@ class Run:
             "stopped": self.stop_reason,
         })
         return s
+
+    def log_event(self, source: str, kind: str, detail: str) -> None:
+        """Write an event into the run's event log and archive at the current time
+        (a client's own events: the control endpoint's refused clients)."""
+        p = self._need()
+        self._call(lambda: p.recorder.event(p.clock.t_ns, source, kind, detail))
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop at the next simulated second (safe from a signal handler or a thread)."""
