@@ -31,7 +31,8 @@ MODE_NAMES = ("BOOT", "DETUMBLE", "SAFE", "SUN_POINT", "COMPUTE")
 
 @dataclass(frozen=True)
 class Channel:
-    """A housekeeping channel: name, struct format, unit, red limits."""
+    """A housekeeping channel: name, struct format, unit, red limits (``lo``, ``hi``)
+    and yellow limits (``warn_lo``, ``warn_hi``: inside the red ones, a warning)."""
 
     name: str
     fmt: str  # struct code: "d" f64, "I" u32, "B" u8
@@ -39,28 +40,40 @@ class Channel:
     lo: float | None = None
     hi: float | None = None
     desc: str = ""
+    warn_lo: float | None = None
+    warn_hi: float | None = None
 
     def in_limits(self, value: float) -> bool:
         if self.lo is not None and value < self.lo:
             return False
         return not (self.hi is not None and value > self.hi)
 
+    def limit_state(self, value: float) -> str:
+        """'red' outside the red limits, 'yellow' outside the yellow ones, else 'green'."""
+        if value != value:
+            return "green"
+        if not self.in_limits(value):
+            return "red"
+        if self.warn_lo is not None and value < self.warn_lo or self.warn_hi is not None and value > self.warn_hi:
+            return "yellow"
+        return "green"
+
 
 _SPACECRAFT_CHANNELS: tuple[Channel, ...] = (
     Channel("mode", "B", "enum", desc="flight mode, index into MODE_NAMES"),
-    Channel("soc", "d", "1", 0.15, 1.0, "battery state of charge (C core estimate)"),
-    Channel("battery_v", "d", "V", 6.0, 8.6, "battery voltage"),
+    Channel("soc", "d", "1", 0.15, 1.0, "battery state of charge (C core estimate)", warn_lo=0.3),
+    Channel("battery_v", "d", "V", 6.0, 8.6, "battery voltage", warn_lo=6.6, warn_hi=8.4),
     Channel("battery_i_a", "d", "A", desc="battery current, positive charging"),
     Channel("solar_power_w", "d", "W", desc="array generation"),
     Channel("load_power_w", "d", "W", desc="bus load"),
     Channel("eps_mode", "B", "enum", desc="EPS power mode (C core)"),
     Channel("payload_budget_w", "d", "W", 0.0, None, "EPS payload power budget (C core)"),
-    Channel("thermal_derate", "d", "1", 0.0, 1.0, "thermal payload derating (C core)"),
+    Channel("thermal_derate", "d", "1", 0.0, 1.0, "thermal payload derating (C core)", warn_lo=0.5),
     Channel("throttle_cmd", "d", "1", 0.0, 1.0, "throttle commanded to the payloads"),
-    Channel("rate_norm_rad_s", "d", "rad/s", None, 0.2, "body rate magnitude"),
+    Channel("rate_norm_rad_s", "d", "rad/s", None, 0.2, "body rate magnitude", warn_hi=0.05),
     Channel("pointing_error_rad", "d", "rad", desc="ADCS pointing error (C core)"),
-    Channel("temp_battery_k", "d", "K", 268.15, 318.15, "battery temperature"),
-    Channel("temp_payload_max_k", "d", "K", None, 363.15, "hottest payload zone"),
+    Channel("temp_battery_k", "d", "K", 268.15, 318.15, "battery temperature", warn_lo=273.15, warn_hi=313.15),
+    Channel("temp_payload_max_k", "d", "K", None, 363.15, "hottest payload zone", warn_hi=353.15),
     Channel("in_eclipse_pred", "B", "bool", desc="onboard predictor says eclipse now"),
     Channel("t_to_eclipse_s", "d", "s", desc="time to next predicted eclipse entry (-1: none)"),
     Channel("eclipse_duration_s", "d", "s", desc="predicted duration of next/current eclipse"),
@@ -81,7 +94,7 @@ _SPACECRAFT_CHANNELS: tuple[Channel, ...] = (
 
 def _board_channels(board: str) -> tuple[Channel, ...]:
     return (
-        Channel(f"board.{board}.temp_k", "d", "K", None, 363.15, f"{board} hottest zone"),
+        Channel(f"board.{board}.temp_k", "d", "K", None, 363.15, f"{board} hottest zone", warn_hi=353.15),
         Channel(f"board.{board}.power_w", "d", "W", desc=f"{board} power"),
         Channel(f"board.{board}.state", "B", "enum", desc=f"{board} state, index into BOARD_STATES"),
         Channel(f"board.{board}.throttle", "d", "1", 0.0, 1.0, f"{board} throttle"),
@@ -154,11 +167,14 @@ class CommandDef:
     name: str
     args: tuple[Arg, ...]
     desc: str
+    #: a ground console arms it before it executes (mode changes, power switching,
+    #: payload isolation, protection changes)
+    hazardous: bool = False
 
 
 COMMANDS: tuple[CommandDef, ...] = (
     CommandDef(1, "noop", (), "no operation; proves the uplink"),
-    CommandDef(2, "set_mode", (Arg("mode", "str"),), "request a mode (guarded)"),
+    CommandDef(2, "set_mode", (Arg("mode", "str"),), "request a mode (guarded)", hazardous=True),
     CommandDef(3, "upload_tle", (Arg("tle", "str"),), "upload the orbit as a 2- or 3-line TLE"),
     CommandDef(
         4,
@@ -172,10 +188,11 @@ COMMANDS: tuple[CommandDef, ...] = (
         "queue a payload job; params is JSON; verify is 'none', 'redundant' or 'known_answer'",
     ),
     CommandDef(5, "cancel_job", (Arg("job_id", "u32"),), "cancel a queued or running job"),
-    CommandDef(6, "isolate_board", (Arg("board", "str"),), "isolate a board (power off)"),
-    CommandDef(7, "readmit_board", (Arg("board", "str"),), "readmit an isolated board"),
+    CommandDef(6, "isolate_board", (Arg("board", "str"),), "isolate a board (power off)", hazardous=True),
+    CommandDef(7, "readmit_board", (Arg("board", "str"),), "readmit an isolated board (power on)", hazardous=True),
     CommandDef(8, "set_throttle_cap", (Arg("cap", "f64", "1", 0.0, 1.0),), "cap the payload throttle"),
-    CommandDef(9, "fdir_enable", (Arg("monitor", "str"), Arg("enable", "u8", "", 0, 1)), "enable or disable a monitor"),
+    CommandDef(9, "fdir_enable", (Arg("monitor", "str"), Arg("enable", "u8", "", 0, 1)), "enable or disable a monitor",
+               hazardous=True),
 )
 COMMAND_BY_NAME = {c.name: c for c in COMMANDS}
 COMMAND_BY_OPCODE = {c.opcode: c for c in COMMANDS}

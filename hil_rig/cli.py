@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "hil_rig.yield_cli",
     "hil_rig.board_cli",
     "hil_rig.campaign_cli",
+    "hil_rig.console_cli",
 )
 
 

@@ -2,6 +2,7 @@
 
     hil run [SCENARIO] [--bench FILE] [--virtual | --speed X] [--duration D]
             [--seed N] [--out DIR] [--scenario-dir DIR] [--rt-priority N] [--no-report]
+            [--console | --listen [--paused]] [--key-file FILE]
 
 With no arguments: the nominal scenario on the virtual bench in virtual time.
 Exit code 0 when every requirement passed, 1 when one failed, 2 on bad input,
@@ -70,6 +71,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.virtual and args.hil_speed is not None:
         raise UsageError("give either --virtual or --speed, not both")
+    if args.console and args.listen:
+        raise UsageError("give either --console or --listen, not both")
+    if args.key_file is not None and not (args.console or args.listen):
+        raise UsageError("--key-file: only with --console or --listen (the endpoints use the key)")
+    if args.paused and not args.listen:
+        raise UsageError("--paused: only with --listen (--console always starts paused)")
     extra = [pathlib.Path(args.hil_scenario_dir)] if args.hil_scenario_dir else []
     try:
         path = find_scenario(args.scenario, extra)
@@ -103,6 +110,9 @@ def _run(args: argparse.Namespace) -> int:
     run = Run(scenario, bench=args.hil_bench, out=out, progress=Progress(sys.stderr, duration_ns),
               options=RunOptions(report=False) if args.no_report else RunOptions(), rt_priority=DEFAULT_RT_PRIORITY if args.rt_priority is None else args.rt_priority or None)
 
+    if args.console or args.listen:
+        return run_live(run, args.key_file, console=args.console, paused=args.paused or args.console)
+
     def _on_term(signum: int, frame: Any) -> None:
         run.stop("SIGTERM")  # the loop stops at the next simulated second
         if not run.started:
@@ -130,6 +140,69 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         run.close()
         signal.signal(signal.SIGTERM, old)
+    return _print_result(result)
+
+
+def main_console(key_file: str | None, speed: float | None) -> int:
+    """``hil console`` with no target: ``hil run --console`` of the nominal scenario."""
+    args = build_run_parser().parse_args(["--console"] + (["--key-file", key_file] if key_file else [])
+                                         + (["--speed", repr(speed)] if speed else []))
+    return _run(args)
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="hil")
+    register(root.add_subparsers())
+    return root._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+
+
+def run_live(run: Any, key_file: str | None, *, console: bool, paused: bool) -> int:
+    """A run that can be attached to (docs/console.md): the ground port and the control
+    endpoint on 127.0.0.1 under the run's key, ``endpoints.json`` in the run directory.
+    With ``console``: the run loop in a thread, the console in front; otherwise the
+    run in this thread until its end, SIGTERM or Ctrl-C."""
+    from hil_rig.run import RunError
+    from hil_rig.run.control_server import Hosted, run_key
+
+    try:
+        key, key_path = run_key(run.run_dir, key_file)
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+    run.options.tc_key = key
+    run.options.ground_port = 0
+    hosted = Hosted(run, key, key_path, paused=paused)
+    if console:
+        from hil_rig.console.app import ConsoleApp
+        from hil_rig.console.stream import LiveSource
+
+        try:
+            hosted.start_thread()
+        except RunError as exc:
+            raise UsageError(f"{exc} (run directory: {run.run_dir})") from None
+        try:
+            assert hosted.endpoints is not None
+            ConsoleApp(LiveSource(hosted.endpoints, key), title=f"{run.scenario.name}: {run.run_dir}").run()
+        finally:
+            hosted.close()
+        result = hosted.live.result
+    else:
+        old = signal.signal(signal.SIGTERM, lambda signum, frame: run.stop("SIGTERM"))
+        try:
+            print(f"hil run: listening; attach with: hil console {run.run_dir}", file=sys.stderr, flush=True)
+            result = hosted.serve()
+        except RunError as exc:
+            raise UsageError(f"{exc} (run directory: {run.run_dir})") from None
+        finally:
+            hosted.close()
+            run.close()
+            signal.signal(signal.SIGTERM, old)
+    if result is None:
+        print(f"hil run: the run did not finish; run directory: {run.run_dir}", file=sys.stderr)
+        return 1
+    return _print_result(result)
+
+
+def _print_result(result: Any) -> int:
     for v in result.verdicts:
         print(f"{'PASS' if v.passed else 'FAIL'}  {v.name}: {v.detail}")
     s = result.summary
@@ -191,4 +264,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: 1, the lowest; summary.json's rt_priority says what applied)")
     p.add_argument("--no-report", action="store_true",
                    help="do not write report.html at the end (ctrf.json is written either way)")
+    p.add_argument("--console", action="store_true",
+                   help="the console in front (the run starts paused; F5 resumes); see docs/console.md")
+    p.add_argument("--listen", action="store_true",
+                   help="open the ground port and the control endpoint on 127.0.0.1 so that "
+                        "'hil console RUN_DIR' can attach")
+    p.add_argument("--paused", action="store_true", help="with --listen: start paused")
+    p.add_argument("--key-file", metavar="FILE", default=None,
+                   help="with --console/--listen: the key (mode 0600, >= 32 bytes as hex or raw); "
+                        "default: a new key written to RUN_DIR/tc.key (mode 0600)")
     p.set_defaults(func=_run)

@@ -1,0 +1,395 @@
+"""The console's screen (Textual): small panels fed by one telemetry stream.
+
+The app pulls the source (:mod:`hil_rig.console.stream`) ten times a second and
+hands each panel what it shows; panels never talk to each other. The command
+line takes telecommands (checked against the dictionary; hazardous ones armed
+first: Enter arms, Enter again executes, Esc disarms), ``inject``, ``pause``,
+``resume``, ``step``, ``speed``, ``run PROCEDURE`` and ``filter``.
+Keys: F5 pause/resume, F6 step one second, F7/F8 slower/faster, F9/F10 seek
+back/forward a minute (replay), Ctrl+Q quit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.css.query import NoMatches
+from textual.suggester import SuggestFromList
+from textual.widgets import Footer, Input, RichLog, Static
+
+from flight_sw.dictionary import BOARD_STATES, MODE_NAMES, hk_channels
+from hil_rig.console.stream import CommandStack, Line, LineError, completions, condition_met, parse_line, \
+    parse_procedure
+from hil_rig.constants import NS_PER_S as NS
+from hil_rig.constants import ZERO_CELSIUS_K
+from hil_rig.run.control_server import ControlError
+
+_COLOUR = {"green": "green", "yellow": "yellow", "red": "bold red"}
+_SEV = {"info": "", "warning": "yellow", "error": "bold red", "security": "bold magenta"}
+
+
+class Panel(Static):
+    """A titled panel of label/value lines."""
+
+    DEFAULT_CSS = "Panel { border: round $primary; padding: 0 1; height: 100%; }"
+
+    def __init__(self, title: str, **kw: Any) -> None:
+        super().__init__("", **kw)
+        self.border_title = title
+
+    def show(self, lines: list[Text]) -> None:
+        self.update(Text("\n").join(lines))
+
+
+class ConsoleApp(App):
+    CSS = """
+    Screen { layout: vertical; }
+    #top { height: 7; }
+    #mid { height: 6; }
+    #logs { height: 1fr; min-height: 4; }
+    #events { width: 3fr; border: round $secondary; }
+    #history { width: 2fr; border: round $secondary; }
+    #status { height: 1; background: $boost; }
+    #cmd { height: 3; }
+    """
+    BINDINGS = [
+        Binding("f5", "toggle_pause", "pause/resume", priority=True),
+        Binding("f6", "step", "step 1 s", priority=True),
+        Binding("f7", "slower", "slower", priority=True),
+        Binding("f8", "faster", "faster", priority=True),
+        Binding("f9", "seek(-60)", "-60 s", priority=True, show=False),
+        Binding("f10", "seek(60)", "+60 s", priority=True, show=False),
+        Binding("escape", "disarm", "disarm", show=False),
+        Binding("ctrl+q", "quit", "quit", priority=True),
+    ]
+
+    def __init__(self, source: Any, title: str = "orbit-hil console") -> None:
+        super().__init__()
+        self.source = source
+        self.title = title
+        self.channels = {c.name: c for c in hk_channels(source.boards)}
+        self.stack = CommandStack()
+        self.armed: Line | None = None
+        self.hk: dict[str, Any] = {}
+        self.status: dict[str, Any] = {}
+        self.filter_words: list[str] = []
+        self.procedure: list[Line] = []
+        self.proc_wait: tuple[Line, float] | None = None
+        self.event_lines: list[str] = []   # plain text of every event shown (tests read it)
+        self.messages: list[str] = []      # what the console said (tests read it)
+        self.round_trips: list[float] = []
+        self.latencies: list[float] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status")
+        with Horizontal(id="top"):
+            yield Panel("orbit", id="orbit")
+            yield Panel("power", id="power")
+            yield Panel("thermal", id="thermal")
+        with Horizontal(id="mid"):
+            yield Panel("attitude", id="attitude")
+            yield Panel("boards & jobs", id="boards")
+        with Horizontal(id="logs"):
+            yield RichLog(id="events", max_lines=500, wrap=False, markup=False)
+            yield RichLog(id="history", max_lines=200, wrap=False, markup=False)
+        yield Input(placeholder="command (Tab/→ completes; 'help')", id="cmd",
+                    suggester=SuggestFromList(completions(), case_sensitive=True))
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#events", RichLog).border_title = "events"
+        self.query_one("#history", RichLog).border_title = "commands"
+        self.query_one("#cmd", Input).focus()
+        self.set_interval(0.1, self.pull)
+        self.pull()
+
+    # ---- the stream ------------------------------------------------------------------------
+    def pull(self) -> None:
+        f = self.source.take()
+        now_wall = time.monotonic()
+        for ev in f.events:
+            self._event(ev)
+            it = self.stack.on_event(ev, self.source.spi)
+            if it is not None:
+                self._history(it)
+        for t_ns in f.hk_frames:
+            it = self.stack.on_hk(t_ns)
+            if it is not None:
+                self._history(it)
+                if it.t_sent is not None and it.t_done is not None:
+                    self.round_trips.append(it.t_done - it.t_sent)
+        for n in f.notices:
+            self.say(n)
+        if f.hk:
+            self.hk = f.hk
+        if f.status:
+            self.status = f.status
+        self._send_next()
+        self._advance_procedure()
+        self.render_panels()
+        if f.hk_frames:
+            self.latencies.append(time.monotonic() - now_wall)
+
+    def _fmt(self, name: str, value: Any, fmt: str = "{:.2f}", scale: float = 1.0, offset: float = 0.0,
+             unit: str = "") -> Text:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return Text("--", style="dim")
+        ch = self.channels.get(name)
+        state = ch.limit_state(float(value)) if ch is not None else "green"
+        return Text(fmt.format(float(value) * scale + offset) + unit, style=_COLOUR[state])
+
+    @staticmethod
+    def _row(label: str, *values: Text | str) -> Text:
+        t = Text(f"{label:<9}")
+        for v in values:
+            t.append_text(v if isinstance(v, Text) else Text(v))
+        return t
+
+    def render_panels(self) -> None:
+        try:
+            self._render_panels()
+        except NoMatches:  # the screen is going away (the console quits)
+            pass
+
+    def _render_panels(self) -> None:
+        hk, st = self.hk, self.status
+        r, f = self._row, self._fmt
+        t_s = st.get("t_s", hk.get("t_ns", 0) / NS)
+        state = "ENDED" if st.get("ended") else "PAUSED" if st.get("paused") else "RUNNING"
+        if st.get("ended") and "passed" in st:
+            state += " PASSED" if st["passed"] else " FAILED"
+        speed = st.get("speed")
+        kind = "REPLAY" if not self.source.live else "LIVE"
+        armed = f"  ARMED: {self.armed.text} (Enter executes, Esc disarms)" if self.armed else ""
+        self.query_one("#status", Static).update(Text(
+            f"{kind} t={t_s:8.0f} s  {state}  {st.get('clock', '')}"
+            f"{'' if speed is None else f' x{speed:g}'}{armed}",
+            style="bold reverse yellow" if self.armed else "bold"))
+        sun = st.get("sunlit")
+        tte = hk.get("t_to_eclipse_s")
+        dur = hk.get("eclipse_duration_s")
+        self.query_one("#orbit", Panel).show([
+            r("orbit", str(st.get("orbit", "--"))),
+            r("sun", Text("SUN" if sun else "ECLIPSE", style="yellow" if sun else "blue") if sun is not None
+              else Text("--")),
+            r("predict", "in eclipse" if hk.get("in_eclipse_pred") else "sunlit"),
+            r("entry in", f("t_to_eclipse_s", tte, "{:.0f}", unit=" s")),
+            r("exit in", f("", (tte or 0) + (dur or 0) if tte is not None and tte >= 0 else None, "{:.0f}",
+                           unit=" s")),
+        ])
+        self.query_one("#power", Panel).show([
+            r("SOC", f("soc", hk.get("soc"), "{:.1f}", 100, unit=" %")),
+            r("bus", f("battery_v", hk.get("battery_v"), unit=" V"), " ", f("battery_i_a", hk.get("battery_i_a"),
+                                                                            unit=" A")),
+            r("gen/load", f("solar_power_w", hk.get("solar_power_w"), "{:.1f}"), " / ",
+              f("load_power_w", hk.get("load_power_w"), "{:.1f}", unit=" W")),
+            r("payload", f("payload_budget_w", hk.get("payload_budget_w"), "{:.1f}", unit=" W budget")),
+            r("throttle", f("throttle_cmd", hk.get("throttle_cmd")), "  suspended" if hk.get("payload_suspended")
+              else ""),
+        ])
+        self.query_one("#thermal", Panel).show([
+            r("battery", f("temp_battery_k", hk.get("temp_battery_k"), "{:.1f}", offset=-ZERO_CELSIUS_K,
+                           unit=" °C")),
+            r("payload", f("temp_payload_max_k", hk.get("temp_payload_max_k"), "{:.1f}",
+                           offset=-ZERO_CELSIUS_K, unit=" °C")),
+            r("derate", f("thermal_derate", hk.get("thermal_derate"))),
+            r("fdir", str(hk.get("fdir_actions", "--")), " actions"),
+            r("tc", f"{hk.get('tc_accepted', '--')} ok {hk.get('tc_rejected', '--')} refused"),
+        ])
+        mode = hk.get("mode")
+        mode_name = MODE_NAMES[int(mode)] if isinstance(mode, int | float) and 0 <= mode < len(MODE_NAMES) else "--"
+        self.query_one("#attitude", Panel).show([
+            r("mode", Text(mode_name, style="bold red" if mode_name == "SAFE" else "bold")),
+            r("rate", f("rate_norm_rad_s", hk.get("rate_norm_rad_s"), "{:.4f}", unit=" rad/s")),
+            r("pointing", f("pointing_error_rad", hk.get("pointing_error_rad"), "{:.2f}", 180 / math.pi,
+                            unit=" deg")),
+            r("watchdog", "ok" if hk.get("watchdog_ok", 1) else Text("EXPIRED", style="bold red")),
+        ])
+        lines = [r("jobs", f"{hk.get('jobs_queued', '--')} queued {hk.get('jobs_running', '--')} run "
+                           f"{hk.get('jobs_completed', '--')} done {hk.get('jobs_failed', '--')} failed")]
+        for b in self.source.boards:
+            s = hk.get(f"board.{b}.state")
+            sname = BOARD_STATES[int(s)] if isinstance(s, int | float) and 0 <= s < len(BOARD_STATES) else "--"
+            lines.append(r(b[:9], Text(f"{sname:<9}", style="red" if sname in ("FAULT", "ISOLATED") else ""),
+                           f(f"board.{b}.temp_k", hk.get(f"board.{b}.temp_k"), "{:.1f}", offset=-ZERO_CELSIUS_K,
+                             unit="°C "),
+                           f(f"board.{b}.power_w", hk.get(f"board.{b}.power_w"), "{:.1f}", unit="W "),
+                           f(f"board.{b}.throttle", hk.get(f"board.{b}.throttle"), "{:.2f}")))
+        self.query_one("#boards", Panel).show(lines)
+
+    def _event(self, ev: dict[str, Any]) -> None:
+        line = f"{ev['t_s']:9.1f} {ev['source']:<7} {ev['name']:<20} {ev['text']}"
+        self.event_lines.append(line)
+        if self.filter_words and not any(w in (ev["severity"], ev["source"], ev["name"])
+                                         for w in self.filter_words):
+            return
+        self.query_one("#events", RichLog).write(Text(line, style=_SEV.get(ev["severity"], "")))
+
+    def _history(self, it: Any) -> None:
+        colour = {"completed": "green", "failed": "red", "rejected": "bold red", "accepted": "cyan"}.get(it.state, "")
+        arsn = "" if it.arsn is None else f" arsn {it.arsn}"
+        detail = f": {it.detail}" if it.detail else ""
+        self.query_one("#history", RichLog).write(Text(f"#{it.n} {it.line.text}{arsn} {it.state}{detail}",
+                                                       style=colour))
+
+    def say(self, text: str, style: str = "") -> None:
+        self.messages.append(text)
+        try:
+            self.query_one("#history", RichLog).write(Text(text, style=style or "italic"))
+        except NoMatches:  # an answer that arrived as the console closed
+            pass
+
+    # ---- commanding ---------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        event.input.value = ""
+        if not text:
+            if self.armed is not None:
+                self._execute(self.armed)
+                self.armed = None
+            return
+        try:
+            line = parse_line(text)
+        except LineError as exc:
+            self.say(f"refused: {exc}", "bold red")
+            return
+        if line.hazardous:
+            if self.armed is not None and self.armed.text == line.text:
+                self.armed = None
+                self._execute(line)
+            else:
+                self.armed = line
+                self.say(f"ARMED {line.text}: hazardous; Enter executes, Esc disarms", "bold yellow")
+                self.query_one("#cmd", Input).value = ""
+            self.render_panels()
+            return
+        self._execute(line)
+
+    def action_disarm(self) -> None:
+        if self.armed is not None:
+            self.say(f"disarmed {self.armed.text}")
+            self.armed = None
+            self.render_panels()
+
+    def _execute(self, line: Line) -> None:
+        k = line.kind
+        if k == "tc":
+            if not self.source.live:
+                self.say("refused: a replay takes no telecommands", "bold red")
+                return
+            it = self.stack.push(line)
+            self._history(it)
+            self._send_next()
+        elif k == "inject":
+            self._control("inject", fault=line.args)
+        elif k in ("pause", "resume"):
+            self._control(k)
+        elif k == "step":
+            self._control("step", duration=line.args["duration"])
+        elif k == "speed":
+            self._control("speed", speed=line.args["speed"])
+        elif k == "run":
+            try:
+                self.procedure = parse_procedure(line.args["path"], self.source.boards)
+            except LineError as exc:
+                self.say(f"refused: {exc}", "bold red")
+                return
+            self.proc_wait = None
+            self.say(f"procedure {line.args['path']}: {len(self.procedure)} steps")
+        elif k == "filter":
+            self.filter_words = list(line.args["words"])
+            self.say(f"events filter: {' '.join(self.filter_words) or 'off'}")
+        elif k == "help":
+            self.say("telecommands: " + " ".join(sorted(c.split()[0] for c in completions() if "=" in c
+                                                       or c.split()[0] in ("noop",))))
+            self.say("also: inject KIND k=v, pause, resume, step [D], speed X, run FILE, filter WORDS, quit")
+        elif k == "quit":
+            self.exit()
+
+    def _control(self, op: str, **kw: Any) -> None:
+        def work() -> None:
+            try:
+                res = self.source.request(op, **kw)
+            except ControlError as exc:
+                self.call_from_thread(self.say, f"{op} refused: {exc}", "bold red")
+                return
+            if op == "inject":
+                self.call_from_thread(self.say, f"injected: {'; '.join(res)}")
+            elif isinstance(res, dict):
+                self.call_from_thread(self._set_status, res)
+
+        self.run_worker(work, thread=True, exclusive=False, group="control")
+
+    def _set_status(self, st: dict[str, Any]) -> None:
+        self.status = st
+        self.render_panels()
+
+    def _send_next(self) -> None:
+        if not self.source.live:
+            return
+        it = self.stack.next_to_send()
+        if it is None:
+            return
+        try:
+            it.arsn, _pkt = self.source.send_tc(it.line.name, it.line.args)
+            it.state, it.t_sent = "sent", time.monotonic()
+        except ControlError as exc:
+            it.state, it.detail = "unsent", str(exc)
+        self._history(it)
+
+    def _advance_procedure(self) -> None:
+        while self.procedure:
+            if self.proc_wait is not None:
+                w, since = self.proc_wait
+                t_s = self.hk.get("t_ns", 0) / NS
+                if w.name == "ack" and not self.stack.idle:
+                    return
+                if w.name == "time" and t_s < since + w.args["s"]:
+                    return
+                if w.name == "tm" and not condition_met(w, self.hk):
+                    return
+                self.proc_wait = None
+            line = self.procedure.pop(0)
+            self.say(f"procedure: {line.text}")
+            if line.kind == "wait":
+                self.proc_wait = (line, self.hk.get("t_ns", 0) / NS)
+            else:
+                self._execute(line)
+            if not self.procedure:
+                self.say("procedure done")
+
+    # ---- keys ------------------------------------------------------------------------------------
+    def action_toggle_pause(self) -> None:
+        self._control("resume" if self.status.get("paused") else "pause")
+
+    def action_step(self) -> None:
+        self._control("step", duration="1 s")
+
+    def action_slower(self) -> None:
+        self._speed(0.5)
+
+    def action_faster(self) -> None:
+        self._speed(2.0)
+
+    def _speed(self, factor: float) -> None:
+        sp = self.status.get("speed")
+        if sp is None:
+            self.say("speed: this run is in virtual time (as fast as possible)", "bold red")
+            return
+        self._control("speed", speed=float(sp) * factor)
+
+    def action_seek(self, delta_s: float) -> None:
+        if self.source.live:
+            self.say("seek: only in a replay")
+            return
+        self.source.request("seek", delta_s=float(delta_s))
+        self.pull()
+
+    def on_unmount(self) -> None:
+        self.source.close()

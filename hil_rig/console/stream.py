@@ -1,0 +1,575 @@
+"""What the console shows and sends, without the screen: one telemetry stream from
+a live run (:class:`LiveSource`: HK and events from the ground port, status and
+the rig's events from the control endpoint) or from a finished run's archive
+(:class:`ReplaySource`); the command line's grammar (:func:`parse_line`),
+checked against the one TM/TC dictionary; the command stack that advances on
+the flight software's acknowledgements (:class:`CommandStack`); procedures
+(:func:`parse_procedure`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import shlex
+import socket
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from flight_sw.dictionary import (
+    BOARD_STATES,
+    COMMAND_BY_NAME,
+    MODE_NAMES,
+    DictionaryError,
+    TmCodec,
+    check_args,
+    hk_channels,
+)
+from hil_rig.constants import NS_PER_S as NS
+from hil_rig.run.control_server import ControlClient, ControlError, Endpoints
+
+CONTROL_WORDS = ("pause", "resume", "step", "speed", "inject", "run", "filter", "help", "quit")
+
+
+class LineError(ValueError):
+    """A command line (or a procedure line) that does not parse or validate."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    kind: str                 # tc | inject | pause | resume | step | speed | run | filter | wait | help | quit
+    name: str = ""            # tc: command name; inject: fault kind; wait: ack | time | tm
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    text: str = ""
+
+    @property
+    def hazardous(self) -> bool:
+        return self.kind == "tc" and COMMAND_BY_NAME[self.name].hazardous
+
+
+def _value(text: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _pairs(tokens: list[str], where: str) -> dict[str, str]:
+    out = {}
+    for tok in tokens:
+        if "=" not in tok:
+            raise LineError(f"{where}: expected key=value, got {tok!r}")
+        k, v = tok.split("=", 1)
+        out[k] = v
+    return out
+
+
+def parse_line(text: str) -> Line:
+    """One console command line. A telecommand is checked against the dictionary
+    (types and ranges) here, before anything is sent."""
+    from hil_rig.scenario import FAULT_KINDS, ScenarioError, parse_duration
+
+    try:
+        tokens = shlex.split(text)
+    except ValueError as exc:
+        raise LineError(f"{text!r}: {exc}") from None
+    if not tokens:
+        raise LineError("an empty line")
+    word, rest = tokens[0], tokens[1:]
+    if word in COMMAND_BY_NAME:
+        cmd = COMMAND_BY_NAME[word]
+        raw = _pairs(rest, word)
+        types = {a.name: a.type for a in cmd.args}
+        args: dict[str, Any] = {}
+        for k, v in raw.items():
+            t = types.get(k)
+            if t in ("u8", "u32"):
+                try:
+                    args[k] = int(v)
+                except ValueError:
+                    raise LineError(f"{word}.{k}: expected an integer, got {v!r}") from None
+            elif t == "f64":
+                try:
+                    args[k] = float(v)
+                except ValueError:
+                    raise LineError(f"{word}.{k}: expected a number, got {v!r}") from None
+            else:
+                args[k] = v
+        try:
+            args = check_args(cmd, args)
+        except DictionaryError as exc:
+            raise LineError(str(exc)) from None
+        if word == "set_mode" and args["mode"] not in MODE_NAMES:
+            raise LineError(f"set_mode.mode: expected one of {', '.join(MODE_NAMES)}, got {args['mode']!r}")
+        return Line("tc", word, args, text)
+    if word == "inject":
+        if not rest or rest[0] not in FAULT_KINDS:
+            raise LineError(f"inject: give a fault kind: {', '.join(sorted(FAULT_KINDS))}")
+        spec: dict[str, Any] = {"kind": rest[0]}
+        for k, v in _pairs(rest[1:], "inject").items():
+            spec[k] = v if k in ("duration", "at", "board", "sensor", "wheel") else _value(v)
+        return Line("inject", rest[0], spec, text)
+    if word in ("pause", "resume", "help", "quit") and not rest:
+        return Line(word, text=text)
+    if word == "step":
+        d = " ".join(rest) or "1 s"
+        try:
+            parse_duration(d, "step", allow_orbits=False)
+        except ScenarioError as exc:
+            raise LineError(str(exc)) from None
+        return Line("step", args={"duration": d}, text=text)
+    if word == "speed":
+        try:
+            x = float(rest[0]) if len(rest) == 1 else math.nan
+        except ValueError:
+            x = math.nan
+        if not x > 0 or math.isinf(x):
+            raise LineError("speed: give one number > 0, e.g. 'speed 2'")
+        return Line("speed", args={"speed": x}, text=text)
+    if word == "run" and len(rest) == 1:
+        return Line("run", args={"path": rest[0]}, text=text)
+    if word == "filter":
+        return Line("filter", args={"words": rest}, text=text)
+    known = sorted(COMMAND_BY_NAME) + list(CONTROL_WORDS)
+    raise LineError(f"unknown command {word!r}; known: {', '.join(known)}")
+
+
+def completions() -> list[str]:
+    """What the command line completes to: every telecommand with its arguments, the
+    fault kinds and the console's own words."""
+    from hil_rig.scenario import FAULT_KINDS
+
+    out = []
+    for c in COMMAND_BY_NAME.values():
+        out.append(" ".join([c.name] + [f"{a.name}=" for a in c.args]).rstrip())
+    for k, (domain, params) in FAULT_KINDS.items():
+        target = {"board": " board=", "sensor": " sensor=", "wheel": " wheel="}.get(domain, "")
+        out.append(f"inject {k}{target}" + "".join(f" {p}=" for p, (_t, req, *_r) in params.items() if req))
+    out += ["pause", "resume", "step 1 s", "speed 1", "run ", "filter ", "help", "quit"]
+    return out
+
+
+# ---- procedures --------------------------------------------------------------------------
+_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+def parse_procedure(path: str | pathlib.Path, boards: list[str]) -> list[Line]:
+    """A procedure file: one console command per line, and waits:
+    ``wait 30 s`` (simulation time from here: a relative time tag), ``wait ack``
+    (until every command sent has its acknowledgement), ``wait CHANNEL OP VALUE``
+    (a housekeeping condition, e.g. ``wait soc > 0.5`` or ``wait mode == SAFE``).
+    ``#`` starts a comment. Any error refuses the whole file, naming the line."""
+    from hil_rig.scenario import ScenarioError, parse_duration
+
+    p = pathlib.Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LineError(f"procedure {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    names = {c.name for c in hk_channels(boards)}
+    out = []
+    for i, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"procedure {p}, line {i}"
+        words = line.split()
+        if words[0] == "wait":
+            if words[1:] == ["ack"]:
+                out.append(Line("wait", "ack", text=line))
+                continue
+            if len(words) == 4 and words[2] in _OPS:
+                ch, op, v = words[1], words[2], words[3]
+                if ch not in names:
+                    raise LineError(f"{where}: no housekeeping channel {ch!r}")
+                value: Any = MODE_NAMES.index(v) if ch == "mode" and v in MODE_NAMES else _value(v)
+                if isinstance(value, str):
+                    raise LineError(f"{where}: {v!r} is not a number")
+                out.append(Line("wait", "tm", {"channel": ch, "op": op, "value": value}, line))
+                continue
+            try:
+                d = parse_duration(" ".join(words[1:]), where, allow_orbits=False)
+            except ScenarioError as exc:
+                raise LineError(f"{exc} (or 'wait ack', or 'wait CHANNEL OP VALUE')") from None
+            out.append(Line("wait", "time", {"s": d.to_ns(None) / NS}, line))
+            continue
+        try:
+            parsed = parse_line(line)
+        except LineError as exc:
+            raise LineError(f"{where}: {exc}") from None
+        if parsed.kind in ("run", "quit", "help", "filter"):
+            raise LineError(f"{where}: {parsed.kind!r} is not allowed in a procedure")
+        out.append(parsed)
+    return out
+
+
+def condition_met(line: Line, hk: dict[str, Any]) -> bool:
+    v = hk.get(line.args["channel"])
+    return v is not None and _OPS[line.args["op"]](v, line.args["value"])
+
+
+# ---- the command stack ---------------------------------------------------------------------
+@dataclasses.dataclass
+class StackItem:
+    n: int
+    line: Line
+    state: str = "queued"     # queued | sent | accepted | completed | failed | rejected | unsent
+    arsn: int | None = None
+    t_sent: float | None = None        # wall clock, for the round-trip figure
+    t_done: float | None = None
+    detail: str = ""
+    t_acc_ns: int = -1                 # simulation time of the frame that accepted it
+
+
+class CommandStack:
+    """Telecommands go up one at a time: the next is sent only when the one before
+    has its acknowledgement from the flight software: ``tc_accepted`` (with its SPI
+    and ARSN), then completion (the next housekeeping frame with no ``tc_failed``
+    for it) or ``tc_failed``; or ``tc_rejected``."""
+
+    def __init__(self) -> None:
+        self.items: list[StackItem] = []
+        self._n = 0
+
+    def push(self, line: Line) -> StackItem:
+        self._n += 1
+        it = StackItem(self._n, line)
+        self.items.append(it)
+        return it
+
+    @property
+    def head(self) -> StackItem | None:
+        for it in self.items:
+            if it.state in ("sent", "accepted"):
+                return it
+        return None
+
+    def next_to_send(self) -> StackItem | None:
+        if self.head is not None:
+            return None
+        for it in self.items:
+            if it.state == "queued":
+                return it
+        return None
+
+    @property
+    def idle(self) -> bool:
+        return all(it.state not in ("queued", "sent", "accepted") for it in self.items)
+
+    def on_event(self, ev: dict[str, Any], spi: int) -> StackItem | None:
+        h = self.head
+        if h is None:
+            return None
+        f = ev.get("fields", {})
+        name = ev.get("name")
+        if name == "tc_accepted" and f.get("spi") == spi and f.get("arsn") == h.arsn:
+            h.state, h.t_acc_ns = "accepted", int(ev.get("t_s", 0) * NS)
+            return h
+        if name == "tc_failed" and h.state == "accepted" and f.get("command") == h.line.name:
+            h.state, h.detail, h.t_done = "failed", str(f.get("error", "")), time.monotonic()
+            return h
+        if name == "tc_rejected" and h.state == "sent":
+            h.state, h.detail, h.t_done = "rejected", str(f.get("reason", "")), time.monotonic()
+            return h
+        return None
+
+    def on_hk(self, t_ns: int) -> StackItem | None:
+        """A housekeeping frame after the frame that accepted the head completes it."""
+        h = self.head
+        if h is not None and h.state == "accepted" and t_ns >= h.t_acc_ns:
+            h.state, h.t_done = "completed", time.monotonic()
+            return h
+        return None
+
+
+# ---- sources -----------------------------------------------------------------------------------
+class Frame:
+    """What a source holds for the screen: the last HK, the last status, and what is new."""
+
+    def __init__(self) -> None:
+        self.hk: dict[str, Any] = {}
+        self.status: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []   # {t_s, source, name, severity, text, fields}
+        self.notices: list[str] = []
+        self.hk_frames: list[int] = []           # t_ns of every HK frame since the last take
+
+
+class LiveSource:
+    """A live run through its two endpoints. Reconnects when a connection drops; a TC
+    is re-sent after a reconnect with the same bytes (the same ARSN), so the flight
+    software executes it at most once."""
+
+    live = True
+
+    def __init__(self, endpoints: Endpoints, key: bytes) -> None:
+        from flight_sw.tc import SPI_GROUND, TcSender
+
+        self.ep = endpoints
+        self._key = key
+        self.boards = list(endpoints.boards)
+        self.codec = TmCodec(self.boards)
+        self.spi = SPI_GROUND
+        self._lock = threading.Lock()
+        self._frame = Frame()
+        self._stop = threading.Event()
+        self.ended = False
+        self.connected = False
+        self.control = ControlClient(endpoints.host, endpoints.control_port, key)
+        st = self.control.request("status")
+        self._frame.status = st
+        self.tx = TcSender(key, spi=SPI_GROUND, first_arsn=int(st.get("ground_last_arsn", 0)) + 1)
+        self._ground: socket.socket | None = None
+        self._connect_ground()
+        self._events_after = 0
+        self._threads = [threading.Thread(target=self._ground_reader, daemon=True, name="console-ground"),
+                         threading.Thread(target=self._poller, daemon=True, name="console-status")]
+        for t in self._threads:
+            t.start()
+
+    def _connect_ground(self) -> None:
+        try:
+            self._ground = socket.create_connection((self.ep.host, self.ep.ground_port), timeout=5)
+            self._ground.settimeout(None)
+            self.connected = True
+        except OSError as exc:
+            self._ground = None
+            self.connected = False
+            raise ControlError(f"ground port {self.ep.host}:{self.ep.ground_port}: {exc.strerror or exc}") from None
+
+    def _ground_reader(self) -> None:
+        from flight_sw.ground import read_packet
+
+        while not self._stop.is_set():
+            g = self._ground
+            pkt = None
+            if g is not None:
+                try:
+                    pkt = read_packet(g)
+                except OSError:
+                    pkt = None
+            if pkt is None:
+                if self._stop.is_set() or self.ended:
+                    return
+                self.connected = False
+                time.sleep(0.5)
+                try:
+                    self._connect_ground()
+                    self._notice("ground port: reconnected")
+                except ControlError:
+                    pass
+                continue
+            try:
+                m = self.codec.decode(pkt)
+            except (DictionaryError, ValueError):
+                continue
+            with self._lock:
+                if m["kind"] == "hk":
+                    self._frame.hk = m
+                    self._frame.hk_frames.append(m["t_ns"])
+                else:
+                    from flight_sw.dictionary import EVENT_BY_NAME
+
+                    sev = EVENT_BY_NAME[m["name"]].severity
+                    self._frame.events.append({"t_s": m["t_ns"] / NS, "source": "fsw", "name": m["name"],
+                                               "severity": sev, "fields": m["fields"],
+                                               "text": " ".join(f"{k}={v}" for k, v in m["fields"].items())})
+
+    def _notice(self, text: str) -> None:
+        with self._lock:
+            self._frame.notices.append(text)
+
+    def _poller(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            try:
+                st = self.control.request("status")
+                ev = self.control.request("events", after=self._events_after) if n % 4 == 0 else []
+            except ControlError as exc:
+                if self._stop.is_set():
+                    return
+                if not self._reconnect_control():
+                    with self._lock:
+                        if not self.ended:
+                            self.ended = True
+                            self._frame.status = {**self._frame.status, "ended": True,
+                                                  "end_reason": f"the run is gone ({exc})"}
+                            self._frame.notices.append(f"the run has ended or is unreachable: {exc}")
+                    return
+                continue
+            with self._lock:
+                self._frame.status = st
+                for seq, t_s, src, kind, detail in ev:
+                    self._events_after = max(self._events_after, seq)
+                    sev = "security" if kind.startswith("control_auth") else \
+                        "warning" if kind.endswith(("_start", "aborted")) or src == "fault" else "info"
+                    self._frame.events.append({"t_s": t_s, "source": src, "name": kind, "severity": sev,
+                                               "fields": {}, "text": detail})
+                if st.get("ended") and not self.ended:
+                    self.ended = True
+                    self._frame.notices.append(f"the run has ended: {st.get('end_reason')}")
+            n += 1
+            self._stop.wait(0.25)
+
+    def _reconnect_control(self) -> bool:
+        for _ in range(6):
+            if self._stop.is_set():
+                return False
+            try:
+                c = ControlClient(self.ep.host, self.ep.control_port, self._key)
+            except ControlError:
+                time.sleep(0.5)
+                continue
+            old, self.control = self.control, c
+            old.close()
+            self._notice("control endpoint: reconnected")
+            return True
+        return False
+
+    def take(self) -> Frame:
+        with self._lock:
+            f = self._frame
+            nf = Frame()
+            nf.hk, nf.status = f.hk, f.status
+            self._frame = nf
+            return f
+
+    def send_tc(self, name: str, args: dict[str, Any]) -> tuple[int, bytes]:
+        arsn = self.tx.arsn
+        pkt = self.tx.build(name, **args)
+        self.resend(pkt)
+        return arsn, pkt
+
+    def resend(self, pkt: bytes) -> None:
+        g = self._ground
+        if g is None:
+            raise ControlError("ground port: not connected")
+        try:
+            g.sendall(pkt)
+        except OSError as exc:
+            raise ControlError(f"ground port: {exc.strerror or exc}") from None
+
+    def request(self, op: str, **kw: Any) -> Any:
+        return self.control.request(op, **kw)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ground is not None:
+            try:
+                self._ground.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._ground.close()
+        self.control.close()
+
+
+class ReplaySource:
+    """A finished (or running) run's archive played through the same panels, with
+    pause, seek and speed (``hil console --replay RUN_DIR``)."""
+
+    live = False
+
+    def __init__(self, run_dir: str | pathlib.Path, speed: float = 10.0) -> None:
+        from hil_rig.archive import ArchiveError, _archive_path
+
+        try:
+            path = _archive_path(run_dir)
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        except (ArchiveError, sqlite3.Error) as exc:
+            raise ControlError(f"--replay {run_dir}: {exc}") from None
+        try:
+            cur = db.execute("SELECT * FROM telemetry ORDER BY t_ns")
+            cols = [d[0] for d in cur.description]
+            self.rows = cur.fetchall()
+            self.cols = {c: i for i, c in enumerate(cols)}
+            payload = db.execute("SELECT t_ns, board, state, power_w, temp_k, jobs_done FROM payload "
+                                 "ORDER BY t_ns").fetchall()
+            self.events_rows = db.execute("SELECT t_ns, source, kind, detail FROM events ORDER BY seq").fetchall()
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error as exc:
+            raise ControlError(f"--replay {run_dir}: not a readable orbit-hil archive: {exc}") from None
+        finally:
+            db.close()
+        if not self.rows:
+            raise ControlError(f"--replay {run_dir}: the archive holds no telemetry")
+        self.meta = meta
+        self.boards = [b.split(":")[0] for b in meta.get("boards", "").split(",") if b]
+        self.payload: dict[int, dict[str, tuple]] = {}
+        for t, b, st, pw, tk, jobs in payload:
+            self.payload.setdefault(t, {})[b] = (st, pw, tk, jobs)
+        self.times = [r[0] for r in self.rows]
+        self.i = 0
+        self.t_ns = self.times[0]
+        self.speed = speed
+        self.paused = False
+        self.ended = False
+        self._wall = time.monotonic()
+        self._ev_i = 0
+        self.spi = 0
+
+    def _index(self, t_ns: int) -> int:
+        import bisect
+
+        return max(0, bisect.bisect_right(self.times, t_ns) - 1)
+
+    def seek(self, delta_s: float) -> None:
+        self.t_ns = int(min(max(self.t_ns + delta_s * NS, self.times[0]), self.times[-1]))
+        self._ev_i = 0
+        while self._ev_i < len(self.events_rows) and self.events_rows[self._ev_i][0] <= self.t_ns:
+            self._ev_i += 1
+
+    def take(self) -> Frame:
+        now = time.monotonic()
+        if not self.paused:
+            self.t_ns = min(self.t_ns + int((now - self._wall) * self.speed * NS), self.times[-1])
+        self._wall = now
+        f = Frame()
+        row = self.rows[self._index(self.t_ns)]
+        c = self.cols
+        hk: dict[str, Any] = {"kind": "hk", "t_ns": row[0]}
+        for name, i in c.items():
+            if name.startswith("fsw_"):
+                v = row[i]
+                hk[name[4:]] = math.nan if v is None else v
+        boards_state = {}
+        for b, (st, pw, tk, _jobs) in self.payload.get(row[0], {}).items():
+            hk[f"board.{b}.state"] = BOARD_STATES.index(st) if st in BOARD_STATES else 0
+            hk[f"board.{b}.power_w"] = math.nan if pw is None else pw
+            hk[f"board.{b}.temp_k"] = math.nan if tk is None else tk
+            boards_state[b] = st
+        f.hk = hk
+        f.hk_frames = [row[0]]
+        f.status = {"t_s": row[0] / NS, "orbit": row[c["orbit"]], "sunlit": (row[c["illumination"]] or 0) > 0.5,
+                    "paused": self.paused, "speed": self.speed, "clock": "replay", "boards": boards_state,
+                    "duration_s": self.times[-1] / NS, "ended": False}
+        while self._ev_i < len(self.events_rows) and self.events_rows[self._ev_i][0] <= self.t_ns:
+            t, src, kind, detail = self.events_rows[self._ev_i]
+            f.events.append({"t_s": t / NS, "source": src, "name": kind, "severity": "info", "fields": {},
+                             "text": detail})
+            self._ev_i += 1
+        return f
+
+    def request(self, op: str, **kw: Any) -> Any:
+        if op == "pause":
+            self.paused = True
+        elif op == "resume":
+            self.paused = False
+        elif op == "speed":
+            self.speed = float(kw["speed"])
+        elif op == "step":
+            from hil_rig.scenario import parse_duration
+
+            self.paused = True
+            self.seek(parse_duration(kw.get("duration", "1 s"), "step").to_ns(None) / NS)
+        elif op == "seek":
+            self.seek(float(kw["delta_s"]))
+        else:
+            raise ControlError(f"{op}: not in a replay")
+        return None
+
+    def close(self) -> None:
+        pass
