@@ -17,7 +17,15 @@ import pathlib
 from hil_rig.cli import UsageError
 
 
+def need_textual() -> None:
+    try:
+        import textual  # noqa: F401
+    except ImportError:
+        raise UsageError("the console needs Textual: python -m pip install -e '.[console]'") from None
+
+
 def _console(args: argparse.Namespace) -> int:
+    need_textual()
     from hil_rig.run.control_server import ENDPOINTS_FILE, ControlError, Endpoints
 
     if args.replay is not None:

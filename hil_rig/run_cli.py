@@ -172,6 +172,9 @@ def run_live(run: Any, key_file: str | None, *, console: bool, paused: bool) -> 
     run.options.ground_port = 0
     hosted = Hosted(run, key, key_path, paused=paused)
     if console:
+        from hil_rig.console_cli import need_textual
+
+        need_textual()
         from hil_rig.console.app import ConsoleApp
         from hil_rig.console.stream import LiveSource
 

@@ -33,6 +33,17 @@ def live(tmp_path):
     hosted.close()
 
 
+async def step_until(pilot, cond, what):
+    """Step (F6) until ``cond``: a TC goes up the ground port and the step request the
+    control endpoint, two connections, so the frame that takes the TC may be a later one."""
+    for _ in range(GUARD // 10):
+        if cond():
+            return
+        await pilot.press("f6")
+        await pilot.pause(0.3)
+    raise AssertionError(f"never happened: {what}")
+
+
 async def until(pilot, cond, what):
     for _ in range(GUARD):
         if cond():
@@ -85,13 +96,12 @@ def test_command_validated_armed_sent_acknowledged(live):
         assert app.armed is not None and not app.stack.items  # hazardous: armed, not sent
         await pilot.press("enter")  # execute
         assert app.armed is None and app.stack.items[0].state == "sent"
-        await pilot.press("f6")  # the flight software executes TCs at its next 1 Hz frame
-        await until(pilot, lambda: app.stack.items[0].state == "completed", "completion")
+        # the flight software executes TCs at its next 1 Hz frame
+        await step_until(pilot, lambda: app.stack.items[0].state == "completed", "completion")
         await until(pilot, lambda: app.hk.get("mode") == 2, "mode SAFE in HK")
         await pilot.press(*"noop", "enter")
         await until(pilot, lambda: app.stack.items[-1].state == "sent", "noop sent")
-        await pilot.press("f6")
-        await until(pilot, lambda: app.stack.items[-1].state == "completed", "noop completed")
+        await step_until(pilot, lambda: app.stack.items[-1].state == "completed", "noop completed")
         assert app.stack.items[-1].arsn == app.stack.items[0].arsn + 1
 
     drive(hosted, key, script)

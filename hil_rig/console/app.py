@@ -37,7 +37,7 @@ _SEV = {"info": "", "warning": "yellow", "error": "bold red", "security": "bold 
 class Panel(Static):
     """A titled panel of label/value lines."""
 
-    DEFAULT_CSS = "Panel { border: round $primary; padding: 0 1; height: 100%; }"
+    DEFAULT_CSS = "Panel { border: round $primary; padding: 0 1; height: 100%; width: 1fr; }"
 
     def __init__(self, title: str, **kw: Any) -> None:
         super().__init__("", **kw)
@@ -235,8 +235,11 @@ class ConsoleApp(App):
         colour = {"completed": "green", "failed": "red", "rejected": "bold red", "accepted": "cyan"}.get(it.state, "")
         arsn = "" if it.arsn is None else f" arsn {it.arsn}"
         detail = f": {it.detail}" if it.detail else ""
-        self.query_one("#history", RichLog).write(Text(f"#{it.n} {it.line.text}{arsn} {it.state}{detail}",
-                                                       style=colour))
+        try:
+            self.query_one("#history", RichLog).write(Text(f"#{it.n} {it.state} {it.line.text}{arsn}{detail}",
+                                                           style=colour))
+        except NoMatches:
+            pass
 
     def say(self, text: str, style: str = "") -> None:
         self.messages.append(text)
