@@ -24,8 +24,15 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, RichLog, Static
 
 from flight_sw.dictionary import BOARD_STATES, MODE_NAMES, hk_channels
-from hil_rig.console.stream import CommandStack, Line, LineError, completions, condition_met, parse_line, \
-    parse_procedure
+from hil_rig.console.stream import (
+    CommandStack,
+    Line,
+    LineError,
+    completions,
+    condition_met,
+    parse_line,
+    parse_procedure,
+)
 from hil_rig.constants import NS_PER_S as NS
 from hil_rig.constants import ZERO_CELSIUS_K
 from hil_rig.run.control_server import ControlError
