@@ -67,7 +67,36 @@ def _console(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dictionary(args: argparse.Namespace) -> int:
+    from flight_sw.dictionary import to_xtce
+    from hil_rig.benchfile import load_bench
+    from hil_rig.instruments.errors import ConfigError
+
+    try:
+        boards = [b.name for b in load_bench(args.bench).boards]
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    text = to_xtce(boards)
+    out = pathlib.Path(args.xtce)
+    if out.is_dir():
+        raise UsageError(f"--xtce {out}: is a directory; give a file name")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--xtce {out}: {exc.strerror or exc}") from None
+    print(f"wrote {out}: XTCE 1.2 for boards {', '.join(boards)}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    d = subparsers.add_parser("dictionary", help="the TM/TC dictionary: export as XTCE",
+                              description="Export the one TM/TC dictionary (flight_sw/dictionary.py).")
+    dsub = d.add_subparsers(dest="dictionary_command", metavar="COMMAND", required=True)
+    e = dsub.add_parser("export", help="export as XTCE 1.2 (for YAMCS and other ground systems)")
+    e.add_argument("--xtce", metavar="FILE", required=True, help="the XTCE file to write")
+    e.add_argument("--bench", metavar="FILE", default=None,
+                   help="bench file whose boards get per-board channels (default: the virtual bench)")
+    e.set_defaults(func=_dictionary)
     p = subparsers.add_parser(
         "console", help="operator console: attach to a live run, start one, or replay one",
         description="A terminal console (Textual) for a live run: telemetry panels with limits, "
