@@ -196,3 +196,68 @@ def test_replay_seeks(live, tmp_path):
             await until(pilot, lambda: app.status["t_s"] == 0, "seek -60 s")
 
     asyncio.run(main())
+
+
+def test_attach_to_hil_run_listen_and_the_run_ends_under_the_console(tmp_path):
+    """The real `hil run --listen --paused` in a subprocess; the console attaches
+    through RUN_DIR/endpoints.json, steps it, and keeps its last state on screen
+    when the run ends (SIGTERM)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hil_rig.run.control_server import ENDPOINTS_FILE, Endpoints
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "hil_rig.cli", "run", "--listen", "--paused",
+                             "--duration", "10 min", "--out", str(run_dir), "--rt-priority", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(GUARD):
+            if (run_dir / ENDPOINTS_FILE).exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert (run_dir / ENDPOINTS_FILE).exists(), proc.communicate()
+        assert oct((run_dir / "tc.key").stat().st_mode & 0o777) == "0o600"
+        ep = Endpoints.read(run_dir)
+        from flight_sw.tc import load_key
+
+        app = ConsoleApp(LiveSource(ep, load_key(ep.key_file)))
+
+        async def main():
+            async with app.run_test(size=(80, 24)) as pilot:
+                await until(pilot, lambda: app.status.get("paused"), "status: paused")
+                await pilot.press("f6")
+                await until(pilot, lambda: app.hk.get("t_ns") == 1e9, "HK of second 1")
+                proc.send_signal(signal.SIGTERM)
+                await until(pilot, lambda: app.status.get("ended"), "the console sees the end")
+                assert any("ended" in m for m in app.messages)
+                assert app.hk.get("t_ns") == 1e9  # the last state stays on screen
+                assert "ENDED" in str(app.query_one("#status").render())
+
+        asyncio.run(main())
+        assert proc.wait() == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_lost_ground_connection_reconnects_and_the_tc_executes_once(live):
+    hosted, key = live
+
+    async def script(app, pilot):
+        await until(pilot, lambda: app.status.get("paused"), "status: paused")
+        await pilot.press(*"noop", "enter")
+        await until(pilot, lambda: app.stack.items and app.stack.items[0].state == "sent", "noop sent")
+        app.source.resend(b"\xe0\x00\x00\x00\x00\x00")  # an unframeable header: the port drops us
+        await until(pilot, lambda: any("re-sent" in m for m in app.messages), "reconnect and re-send")
+        await step_until(pilot, lambda: app.stack.items[0].state == "completed", "noop completed")
+        await pilot.press("f6")
+        await until(pilot, lambda: "replay" in hosted.run.fsw.stats()["tc_rejected"] or
+                    hosted.run.fsw.stats()["tc_accepted"] > 1, "the copy's fate")
+
+    drive(hosted, key, script)
+    stats = hosted.run.fsw.stats()
+    assert stats["tc_accepted"] == 1 and stats["tc_rejected"] == {"replay": 1}  # executed once

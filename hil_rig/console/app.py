@@ -133,6 +133,8 @@ class ConsoleApp(App):
                     self.round_trips.append(it.t_done - it.t_sent)
         for n in f.notices:
             self.say(n)
+        if f.reconnected:
+            self._resend_head()
         if f.hk:
             self.hk = f.hk
         if f.status:
@@ -347,11 +349,22 @@ class ConsoleApp(App):
         if it is None:
             return
         try:
-            it.arsn, _pkt = self.source.send_tc(it.line.name, it.line.args)
+            it.arsn, it.packet = self.source.send_tc(it.line.name, it.line.args)
             it.state, it.t_sent = "sent", time.monotonic()
         except ControlError as exc:
             it.state, it.detail = "unsent", str(exc)
         self._history(it)
+
+    def _resend_head(self) -> None:
+        """After a reconnect: the TC in flight again, the same bytes (at most once)."""
+        h = self.stack.head
+        if h is None or h.state != "sent" or not h.packet:
+            return
+        try:
+            self.source.resend(h.packet)
+            self.say(f"#{h.n} re-sent after the reconnect (arsn {h.arsn}: executes at most once)")
+        except ControlError as exc:
+            self.say(f"#{h.n} not re-sent: {exc}", "bold red")
 
     def _advance_procedure(self) -> None:
         while self.procedure:

@@ -224,6 +224,7 @@ class StackItem:
     t_done: float | None = None
     detail: str = ""
     t_acc_ns: int = -1                 # simulation time of the frame that accepted it
+    packet: bytes = b""                # the bytes sent: re-sent as they are after a reconnect
 
 
 class CommandStack:
@@ -297,12 +298,14 @@ class Frame:
         self.events: list[dict[str, Any]] = []   # {t_s, source, name, severity, text, fields}
         self.notices: list[str] = []
         self.hk_frames: list[int] = []           # t_ns of every HK frame since the last take
+        self.reconnected = False                 # the ground port's connection was made anew
 
 
 class LiveSource:
-    """A live run through its two endpoints. Reconnects when a connection drops; a TC
-    is re-sent after a reconnect with the same bytes (the same ARSN), so the flight
-    software executes it at most once."""
+    """A live run through its two endpoints. Reconnects when a connection drops; the
+    console re-sends the TC in flight after a reconnect with the same bytes (the same
+    ARSN), so the flight software executes it at most once (a copy that got through
+    before the drop makes the re-sent one a refused replay)."""
 
     live = True
 
@@ -359,6 +362,8 @@ class LiveSource:
                 time.sleep(0.5)
                 try:
                     self._connect_ground()
+                    with self._lock:
+                        self._frame.reconnected = True
                     self._notice("ground port: reconnected")
                 except ControlError:
                     pass
