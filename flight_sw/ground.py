@@ -7,7 +7,10 @@ the next 1 Hz frame. A header that cannot start a TC packet (wrong version,
 length beyond ``TC_MAX_PACKET``) makes the stream unframeable: the port counts
 it and closes that connection; the port itself keeps serving.
 
-Downlink: every housekeeping and event packet is sent to every connected client.
+Downlink: every housekeeping and event packet is sent to every connected client,
+through a queue of ``max_downlink`` packets per client that a thread of its own
+writes out: a slow or stopped client never holds up the flight software; when its
+queue is full its packets are dropped and counted (``dropped_downlink``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from flight_sw.tc import TC_MAX_PACKET
 
 
 class GroundPort:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_queue: int = 256) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_queue: int = 256,
+                 max_downlink: int = 4096) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"ground port host {host!r}: only loopback is allowed")
         self._srv = socket.create_server((host, port))
@@ -29,6 +33,10 @@ class GroundPort:
         self.address = self._srv.getsockname()[:2]
         self.uplink: queue.Queue[bytes] = queue.Queue(max_queue)
         self.dropped_uplink = 0
+        self.dropped_downlink = 0
+        self.max_downlink = max_downlink
+        self._outq: dict[socket.socket, queue.Queue[bytes | None]] = {}
+        self._writers: list[threading.Thread] = []
         self.framing_errors = 0
         self.connections = 0
         self._clients: list[socket.socket] = []
@@ -50,9 +58,25 @@ class GroundPort:
             except OSError:
                 return
             self.connections += 1
+            q: queue.Queue[bytes | None] = queue.Queue(self.max_downlink)
             with self._lock:
                 self._clients.append(conn)
+                self._outq[conn] = q
             threading.Thread(target=self._reader, args=(conn,), daemon=True).start()
+            w = threading.Thread(target=self._writer, args=(conn, q), daemon=True)
+            self._writers.append(w)
+            w.start()
+
+    def _writer(self, conn: socket.socket, q: queue.Queue[bytes | None]) -> None:
+        while True:
+            pkt = q.get()
+            if pkt is None:
+                return
+            try:
+                conn.sendall(pkt)
+            except OSError:
+                self._drop(conn)
+                return
 
     def _recv_exact(self, conn: socket.socket, n: int) -> bytes | None:
         buf = b""
@@ -91,6 +115,17 @@ class GroundPort:
         with self._lock:
             if conn in self._clients:
                 self._clients.remove(conn)
+            q = self._outq.pop(conn, None)
+        if q is not None:
+            while True:  # wake its writer with the end mark, whatever is still queued
+                try:
+                    q.put_nowait(None)
+                    break
+                except queue.Full:
+                    try:
+                        q.get_nowait()
+                    except queue.Empty:
+                        pass
         try:
             conn.close()
         except OSError:
@@ -105,13 +140,14 @@ class GroundPort:
                 return out
 
     def send(self, pkt: bytes) -> None:
+        """Queue a packet for every client (never blocks)."""
         with self._lock:
-            clients = list(self._clients)
-        for c in clients:
+            queues = list(self._outq.values())
+        for q in queues:
             try:
-                c.sendall(pkt)
-            except OSError:
-                self._drop(c)
+                q.put_nowait(pkt)
+            except queue.Full:
+                self.dropped_downlink += 1
 
     def close(self) -> None:
         self._stop.set()
@@ -119,8 +155,18 @@ class GroundPort:
             self._srv.close()
         except OSError:
             pass
+        with self._lock:  # flush: each writer sends what is queued, then its end mark
+            queues = list(self._outq.values())
+        for q in queues:
+            try:
+                q.put(None, timeout=1.0)
+            except queue.Full:
+                pass
+        for w in self._writers:
+            w.join(timeout=1.0)
         with self._lock:
             clients, self._clients = self._clients, []
+            self._outq.clear()
         for c in clients:
             try:
                 c.shutdown(socket.SHUT_RDWR)

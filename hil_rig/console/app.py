@@ -90,8 +90,9 @@ class ConsoleApp(App):
         self.proc_wait: tuple[Line, float] | None = None
         self.event_lines: list[str] = []   # plain text of every event shown (tests read it)
         self.messages: list[str] = []      # what the console said (tests read it)
-        self.round_trips: list[float] = []
+        #: seconds from an HK packet reaching the console to its values on screen
         self.latencies: list[float] = []
+        self._rendered: tuple = ()
 
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
@@ -119,7 +120,6 @@ class ConsoleApp(App):
     # ---- the stream ------------------------------------------------------------------------
     def pull(self) -> None:
         f = self.source.take()
-        now_wall = time.monotonic()
         for ev in f.events:
             self._event(ev)
             it = self.stack.on_event(ev, self.source.spi)
@@ -129,8 +129,6 @@ class ConsoleApp(App):
             it = self.stack.on_hk(t_ns)
             if it is not None:
                 self._history(it)
-                if it.t_sent is not None and it.t_done is not None:
-                    self.round_trips.append(it.t_done - it.t_sent)
         for n in f.notices:
             self.say(n)
         if f.reconnected:
@@ -141,9 +139,11 @@ class ConsoleApp(App):
             self.status = f.status
         self._send_next()
         self._advance_procedure()
-        self.render_panels()
-        if f.hk_frames:
-            self.latencies.append(time.monotonic() - now_wall)
+        self.render_panels(force=False)
+        if f.hk_arrived:
+            self.refresh()
+            now = time.monotonic()
+            self.latencies.extend(now - w for w in f.hk_arrived)
 
     def _fmt(self, name: str, value: Any, fmt: str = "{:.2f}", scale: float = 1.0, offset: float = 0.0,
              unit: str = "") -> Text:
@@ -160,7 +160,11 @@ class ConsoleApp(App):
             t.append_text(v if isinstance(v, Text) else Text(v))
         return t
 
-    def render_panels(self) -> None:
+    def render_panels(self, force: bool = True) -> None:
+        key = (id(self.hk), id(self.status), self.armed)
+        if not force and key == self._rendered:
+            return  # nothing new since the last time
+        self._rendered = key
         try:
             self._render_panels()
         except NoMatches:  # the screen is going away (the console quits)

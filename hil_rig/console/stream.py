@@ -298,6 +298,7 @@ class Frame:
         self.events: list[dict[str, Any]] = []   # {t_s, source, name, severity, text, fields}
         self.notices: list[str] = []
         self.hk_frames: list[int] = []           # t_ns of every HK frame since the last take
+        self.hk_arrived: list[float] = []        # monotonic time each of those reached the console
         self.reconnected = False                 # the ground port's connection was made anew
 
 
@@ -376,6 +377,7 @@ class LiveSource:
                 if m["kind"] == "hk":
                     self._frame.hk = m
                     self._frame.hk_frames.append(m["t_ns"])
+                    self._frame.hk_arrived.append(time.monotonic())
                 else:
                     from flight_sw.dictionary import EVENT_BY_NAME
 

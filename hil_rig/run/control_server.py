@@ -452,8 +452,8 @@ class ControlClient:
     def _read(self) -> dict[str, Any]:
         try:
             line = self._f.readline(MAX_LINE + 1)
-        except OSError as exc:
-            raise ControlError(f"control endpoint: {exc.strerror or exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: closed here meanwhile
+            raise ControlError(f"control endpoint: {getattr(exc, 'strerror', None) or exc}") from None
         if not line:
             raise ControlError("control endpoint: connection closed (the run has ended or refused us)")
         try:
@@ -469,7 +469,7 @@ class ControlClient:
             msg = {"seq": seq, "req": req, "mac": request_mac(self._key, self._nonce, seq, req)}
             try:
                 self._sock.sendall(canonical(msg) + b"\n")
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise ControlError(f"control endpoint: {exc.strerror or exc}") from None
             reply = self._read()
         mac = reply.pop("mac", None)
