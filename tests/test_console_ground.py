@@ -109,3 +109,16 @@ def test_independent_tc_accepted_forged_refused(tmp_path):
         g.close()
     finally:
         hosted.close()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["console", "{tmp}"], "no live run there"),
+    (["console", "--key-file", "{tmp}/none.key"], "--key-file: TC key file"),
+    (["console", "--replay", "{tmp}"], "no telemetry archive there"),
+    (["run", "--key-file", "{tmp}/k"], "only with --console or --listen"),
+    (["dictionary", "export", "--xtce", "{tmp}"], "is a directory"),
+])
+def test_bad_console_input_is_exit_2_naming_it(tmp_path, argv, message):
+    r = subprocess.run([sys.executable, "-m", "hil_rig.cli", *[a.format(tmp=tmp_path) for a in argv]],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
