@@ -48,6 +48,7 @@ _SIN_COLAT, _COS_COLAT = math.sin(_DIPOLE_COLAT), math.cos(_DIPOLE_COLAT)
 _RE_M = 6378137.0
 
 _NAN = float("nan")
+EPS_FLOOR_MARGIN = 0.1  # the EPS budget's SOC floor above battery_min_soc
 _ADCS_MODE = {"BOOT": 0, "DETUMBLE": 0, "SAFE": 1, "SUN_POINT": 1, "COMPUTE": 1}
 
 
@@ -122,7 +123,12 @@ class FlightSoftware:
         self.dictionary = TmCodec(self.board_names)
         self._board_channels = {n: board_channel_names(n) for n in self.board_names}
         self.adcs = native.Adcs(cfg.adcs or None)
-        self.eps = native.Eps(cfg.eps or None)
+        eps = dict(cfg.eps)
+        # the payload budget keeps the SOC at eclipse exit above a floor: by default
+        # EPS_FLOOR_MARGIN above the battery's FDIR limit (the C core's own default,
+        # 0.55, left a battery that starts half full nothing to compute with)
+        eps.setdefault("soc_floor", cfg.battery_min_soc + EPS_FLOOR_MARGIN)
+        self.eps = native.Eps(eps)
         th = dict(cfg.thermal)
         if "heater_on_k" not in th:
             d = native.default_thermal_config()
@@ -130,10 +136,13 @@ class FlightSoftware:
             for k in ("heater_on_k", "heater_off_k", "heater_power_w"):
                 th[k] = (list(d[k]) * n)[:n]
         self.thermal = native.Thermal(th)
+        tc = self.thermal.config
         self._eps_capacity_wh = self.eps.config["capacity_ah"]
         self.modes = ModeManager(cfg.modes, self.events)
         self.payload = PayloadManager(cfg.boards, payload_links, switches, self.events,
-                                      time_sync=cfg.time_sync, checkpoint_period_s=cfg.checkpoint_period_s)
+                                      time_sync=cfg.time_sync, checkpoint_period_s=cfg.checkpoint_period_s,
+                                      derate_law=(tc["derate_start_k"], tc["derate_end_k"],
+                                                  tc["throttle_down_per_s"], tc["throttle_up_per_s"]))
         self.fdir = Fdir(self._monitors(), self.events, cfg.fdir_step_persistence, cfg.fdir_clear_persistence)
         self.predictor = EclipsePredictor(epoch_tuple(cfg.epoch_utc))
         self.verifier = TcVerifier(key, spis=(SPI_ONBOARD, SPI_GROUND))
@@ -354,7 +363,9 @@ class FlightSoftware:
         inp["battery_voltage_v"] = s.battery_v
         inp["battery_current_a"] = s.battery_i_a
         inp["solar_power_w"] = s.solar_power_w
-        inp["load_power_w"] = s.load_power_w
+        # the core's budget wants the bus load without the payload (ohil_eps.h): with
+        # the payload's own draw in it, the budget was short by that draw again
+        inp["load_power_w"] = max(0.0, s.load_power_w - self.payload.payload_power_w())
         inp["time_to_eclipse_s"] = tte
         inp["eclipse_duration_s"] = dur
         inp["payload_demand_w"] = self.payload.full_power_w()
@@ -370,13 +381,17 @@ class FlightSoftware:
         tz = inp["temp_k"]
         for i, z in enumerate(self.cfg.thermal_zones):
             tz[i] = temps.get(z, _NAN)
-        pt = []  # the boards' temperatures, then the plate's sensors (plain loops: every frame)
-        for b in self.payload.boards.values():
-            if b.temp_k == b.temp_k and b.powered:
-                pt.append(b.temp_k)
+        # the plate's sensors: the core's derating and trip hold the whole payload;
+        # each board derates itself on its own temperature (flight_sw.payload).
+        # Without a plate sensor, the hottest board stands in for the plate.
+        pt = []  # (plain loops: every frame)
         for k, v in temps.items():
             if k.startswith("payload"):
                 pt.append(v)
+        if not pt:
+            for b in self.payload.boards.values():
+                if b.temp_k == b.temp_k and b.powered:
+                    pt.append(b.temp_k)
         inp["payload_temp_k"] = max(pt) if pt else _NAN
         out = self.thermal.step()
         self._heater_mask = int(out["heater_mask"])

@@ -17,8 +17,13 @@ Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
 3. status of every running run; a finished run's digest is verified;
 4. the hold decision: suspend (checkpoint and stop) every run when the
    flight software says energy or mode require it, resume when it allows;
-5. the throttle: ``min(EPS budget share, thermal derating, ground cap)``, both
-   first terms from the C core, sent to every board when it changes;
+5. the throttle, per board: ``min(its own thermal derating, the plate's
+   derating, ground cap)``, then the EPS budget shared out over the boards by
+   water-filling (each board's throttle capped at one common level so that the
+   boards' draw meets the budget); sent to a board when its throttle changes.
+   A board's own derating follows its own temperature (the thermal core's law:
+   1 at ``derate_start_k``, 0 at ``derate_end_k``, rate-limited down and up): a
+   hot board no longer throttles a cool one;
 6. dispatch of queued runs to idle, healthy boards.
 
 At the end of the frame every live board's link is told that the payload
@@ -116,6 +121,8 @@ class Board:
     temp_k: float = float("nan")
     power_w: float = 0.0
     throttle_sent: float = -1.0
+    derate: float = 1.0  # its own thermal derating (see the module's doc, step 5)
+    throttle: float = 0.0  # what it should run at this frame
     link_errors: int = 0
     report_ns: int = -1  # frame of the last time-sync report ...
     job_report: dict = field(default_factory=dict)  # ... and its job states by remote id
@@ -135,6 +142,7 @@ class PayloadManager(Component):
         *,
         time_sync: bool = True,
         checkpoint_period_s: float = 30.0,
+        derate_law: tuple[float, float, float, float] | None = None,
     ) -> None:
         super().__init__()
         missing = [b.name for b in boards if b.name not in links]
@@ -145,6 +153,8 @@ class PayloadManager(Component):
         self.switches = switches
         self.events = events
         self.time_sync = time_sync
+        # (derate_start_k, derate_end_k, down per s, up per s): each board's own derating
+        self.derate_law = derate_law
         self._ckpt: dict[str, _Checkpoint] = {}  # board -> periodic checkpoint in flight
         self.checkpoints_led = 0  # periodic checkpoints sent without waiting for the reply
         self.checkpoints_taken_late = 0  # ...whose reply was taken CHECKPOINT_AWAIT_S later
@@ -326,6 +336,7 @@ class PayloadManager(Component):
                 hottest = float(v)
         if hottest is not None:
             b.temp_k = hottest
+            self._derate(b)
         p = _get(hk, "power_w")
         if p is not None:
             b.power_w = float(p)
@@ -525,15 +536,30 @@ class PayloadManager(Component):
 
     def _set_throttle(self, t_ns: int) -> None:
         act = self.active_boards()
-        idle = sum(b.cfg.idle_w for b in act)
-        span = sum(b.cfg.max_w - b.cfg.idle_w for b in act)
-        eps_share = 0.0 if span <= 0 else (self.budget_w - idle) / span
-        x = max(0.0, min(1.0, eps_share, self.derate, self.cap))
-        self.throttle = x
+        want = []
         for b in act:
+            x = max(0.0, min(1.0, b.derate, self.derate, self.cap))
+            want.append((b, x))
+        level = _water_level([(b.cfg.idle_w, b.cfg.max_w - b.cfg.idle_w, x) for b, x in want], self.budget_w)
+        top = 0.0
+        for b, x in want:
+            b.throttle = min(x, level)
+            top = max(top, b.throttle)
+        self.throttle = top
+        for b in act:
+            x = b.throttle
             if b.last_ok_ns == t_ns and abs(b.throttle_sent - x) > 0.005:
                 if self._call(t_ns, b, "set_throttle", round(x, 4)) is not _FAILED:
                     b.throttle_sent = x
+
+    def _derate(self, b: Board) -> None:
+        """One frame (1 s) of a board's own thermal derating from its temperature."""
+        law = self.derate_law
+        if law is None or b.temp_k != b.temp_k:
+            return
+        start, end, down, up = law
+        target = max(0.0, min(1.0, (end - b.temp_k) / (end - start)))
+        b.derate = max(0.0, min(1.0, target, b.derate + up)) if target > b.derate else max(target, b.derate - down)
 
     def _healthy_idle(self, t_ns: int) -> list[Board]:
         return [b for b in self.boards.values()
@@ -544,6 +570,8 @@ class PayloadManager(Component):
         if self.throttle <= 0.0:
             return
         for b in self._healthy_idle(t_ns):
+            if b.throttle <= 0.0:
+                continue
             job = self._next_job_for(b)
             if job is None:
                 continue  # nothing for this board (it may be waiting for a partner's copy)
@@ -589,7 +617,7 @@ class PayloadManager(Component):
             if b.run is not None and b.run[1].state == "running" and b.powered:
                 job = b.run[0]
                 job.energy_j += b.power_w * 1.0
-                i = min(int(self.throttle * THROTTLE_BINS), THROTTLE_BINS - 1)
+                i = min(int(b.throttle * THROTTLE_BINS), THROTTLE_BINS - 1)
                 self.payload_s_by_throttle[i] += 1.0
 
     # --- FDIR ------------------------------------------------------------------------
@@ -680,6 +708,25 @@ class _Failed:
 
 
 _FAILED = _Failed()
+
+
+def _water_level(boards: list[tuple[float, float, float]], budget_w: float) -> float:
+    """The common throttle cap ``y`` that shares ``budget_w`` over boards of
+    (idle W, span W, wanted throttle): ``sum(idle + span * min(x, y)) = budget``,
+    0 if the idle draw alone exceeds it, 1 if every board gets what it wants."""
+    idle = sum(i for i, _s, _x in boards)
+    if sum(i + s * x for i, s, x in boards) <= budget_w:
+        return 1.0
+    if idle >= budget_w:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    for _ in range(40):  # bisection: monotone in y
+        y = 0.5 * (lo + hi)
+        if idle + sum(s * min(x, y) for _i, s, x in boards) > budget_w:
+            hi = y
+        else:
+            lo = y
+    return lo
 
 
 def fdir_sample_names(board: str) -> tuple[str, str, str]:
