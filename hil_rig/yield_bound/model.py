@@ -97,6 +97,10 @@ class Battery:
     soc_floor: float
     soc_ceiling: float = 1.0
     soc_end_min: float = 0.0
+    # the SOC whose OCV the loss chords take (None: the floor, the safe choice). A lower
+    # floor makes the chords more pessimistic, so the bound is not monotone in the
+    # floor by up to ~0.1 %; tests hold this fixed to check monotonicity otherwise
+    loss_soc: float | None = None
 
     def energy_j(self, soc: float | np.ndarray) -> np.ndarray:
         """Chemical energy stored at ``soc`` (J above soc 0): ``Q * integral_0^soc OCV``."""
@@ -118,7 +122,7 @@ class Battery:
         """(width W, chemical J stored per terminal J) of each piece of the charging
         power range ``0..max_charge_w``: the chords of the stored power, which is
         concave in the terminal power (module doc), at the OCV of the SOC floor."""
-        v = self.ocv(self.soc_floor)
+        v = self.ocv(self.soc_floor if self.loss_soc is None else self.loss_soc)
         p = np.linspace(0.0, self.max_charge_w, pieces + 1)
         current = (-v + np.sqrt(v * v + 4.0 * self.r_ohm * p)) / (2.0 * self.r_ohm)
         stored = self.charge_efficiency * (p - current ** 2 * self.r_ohm)
@@ -128,7 +132,7 @@ class Battery:
         """(width W, chemical J drawn per terminal J) of each piece of the discharging
         power range ``0..max_w``: the chords of the drawn power, convex in the terminal
         power, at the OCV of the SOC floor (the most loss)."""
-        v = self.ocv(self.soc_floor)
+        v = self.ocv(self.soc_floor if self.loss_soc is None else self.loss_soc)
         disc = v * v - 4.0 * self.r_ohm * max_w
         if disc <= 0:
             raise ValueError(f"battery: {max_w:.1f} W is more than the battery can deliver at "
