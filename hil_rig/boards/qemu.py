@@ -26,7 +26,7 @@ import signal
 import subprocess
 import time
 
-from hil_rig.boards.image import BoardImage, KIND
+from hil_rig.boards.image import KIND, BoardImage
 
 QEMU = "qemu-system-aarch64"
 #: the agent's start line on the console (firmware_bridge.agent.main prints it)
