@@ -326,25 +326,13 @@ def _external_bench(tmp: pathlib.Path):  # type: ignore[no-untyped-def]
     """Simulated instruments and emulated boards hosted by this test process (so they
     outlive the runner), and a bench file that points the runner at them as it would
     at a lab bench: Modbus URLs and serial ports."""
+    from hosted_bench import write_bench_file
+
     from hil_rig.benchfile import load_bench
     from hil_rig.virtual_bench import VirtualBench
 
     vb = VirtualBench(load_bench(None), clock="virtual", test_mode=True).start()
-    lines = ['[bench]', 'name = "external"']
-    for i in vb.bench.instruments:
-        lines += ["[[instruments]]", f'name = "{i.name}"', f'driver = "{i.driver}"', f'url = "{i.url}"']
-        if i.kind == "supply":
-            lines += [f'model = "{i.model}"', "limits = { voltage_v = [0.0, 30.0], current_a = [0.0, 10.0] }",
-                      "safe_state = { output = false }"]
-        else:
-            lines += [f"channels = {i.channels}", "safe_state = { on = [] }"]
-    for b in vb.bench.boards:
-        lines += ["[[boards]]", f'name = "{b.name}"', f'kind = "{b.emulates}"', f'serial = "{b.serial}"',
-                  f'supply = "{b.supply}"', f'switch = "{b.switch}"', f"channel = {b.channel}",
-                  f"boot_time_s = {b.boot_time_s}"]
-    bench = tmp / "bench.toml"
-    bench.write_text("\n".join(lines) + "\n")
-    return vb, bench
+    return vb, write_bench_file(vb, tmp / "bench.toml", name="external")
 
 
 def test_sigterm_leaves_a_readable_archive_and_safe_instruments(tmp_path: pathlib.Path) -> None:

@@ -46,23 +46,9 @@ def hosted(tmp_path: pathlib.Path):  # type: ignore[no-untyped-def]
 
 def _bench(tmp: pathlib.Path, vb, kinds: dict[str, str] | None = None,  # type: ignore[no-untyped-def]
            serial: dict[str, str] | None = None) -> pathlib.Path:
-    lines = ['[bench]', 'name = "hosted"']
-    for i in vb.bench.instruments:
-        lines += ["[[instruments]]", f'name = "{i.name}"', f'driver = "{i.driver}"', f'url = "{i.url}"']
-        if i.kind == "supply":
-            lines += [f'model = "{i.model}"', "limits = { voltage_v = [0.0, 30.0], current_a = [0.0, 10.0] }",
-                      "safe_state = { output = false }"]
-        else:
-            lines += [f"channels = {i.channels}", "safe_state = { on = [] }"]
-    for b in vb.bench.boards:
-        kind = (kinds or {}).get(b.name, b.emulates)
-        port = (serial or {}).get(b.name, b.serial)
-        lines += ["[[boards]]", f'name = "{b.name}"', f'kind = "{kind}"', f'serial = "{port}"',
-                  f'supply = "{b.supply}"', f'switch = "{b.switch}"', f"channel = {b.channel}",
-                  f"boot_time_s = {b.boot_time_s}"]
-    p = tmp / "bench.toml"
-    p.write_text("\n".join(lines) + "\n")
-    return p
+    from hosted_bench import write_bench_file
+
+    return write_bench_file(vb, tmp / "bench.toml", kinds=kinds, serial=serial)
 
 
 def _hil_run(tmp: pathlib.Path, bench: pathlib.Path, extra: str = "", duration: str = "2 min"):  # type: ignore[no-untyped-def]

@@ -64,7 +64,7 @@ class BoardPower:
         self.bench = bench
         self._now = now_ns
         self._event = event
-        self._before_touch = before_touch
+        self.before_touch = before_touch
         self.channel_on: dict[int, bool] = {}
         self.up_at: dict[str, int | None] = dict.fromkeys(boards)  # None: not powered
         self.browned: set[str] = set()
@@ -136,7 +136,7 @@ class BoardPower:
         if self.switch is None:
             return
         names = self.boards_on(channel)
-        self._before_touch(names)
+        self.before_touch(names)
         self.switch.set_channel(channel, on)
         was = self.channel_on.get(channel)
         self.channel_on[channel] = on
@@ -160,7 +160,7 @@ class BoardPower:
         """The supply ``supply`` has sagged to ``volts``: every board it feeds whose
         minimum voltage is above that loses power. Returns the boards the supply feeds."""
         fed = self.fed_by(supply)
-        self._before_touch(fed)
+        self.before_touch(fed)
         self.supply_held = True
         t = self._now()
         for name in fed:
@@ -174,7 +174,7 @@ class BoardPower:
     def restore(self, supply: str | None) -> list[str]:
         """The brown-out of ``supply`` has ended: its boards whose relay is closed boot again."""
         fed = self.fed_by(supply)
-        self._before_touch(fed)
+        self.before_touch(fed)
         self.supply_held = False
         t = self._now()
         for name in fed:

@@ -166,18 +166,6 @@ def scenario_digest(sc: Scenario) -> str:
     return hashlib.sha256(repr(sc).encode()).hexdigest()
 
 
-class _Late:
-    """A value that a part made early needs from a part made later (the links, for
-    the quiesce the board power calls): set once, then read."""
-
-    def __init__(self) -> None:
-        self.parts: RunParts | None = None
-
-    def quiesce(self, names: Iterable[str]) -> None:
-        if self.parts is not None:
-            self.parts.quiesce(names)
-
-
 def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir: pathlib.Path,
           options: RunOptions, progress: Progress | None, closers: list[Callable[[], None]]) -> RunParts:
     """Assemble a run; ``closers`` gets what must be closed, in order (close in reverse)."""
@@ -326,8 +314,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         link_paths[name] = (path, b.baud)
 
     # board power: the bus and the boards on, every board booted
-    late = _Late()
-    power = BoardPower(board_specs, switch, vb, clock.now_ns, recorder.event, before_touch=late.quiesce)
+    power = BoardPower(board_specs, switch, vb, clock.now_ns, recorder.event)  # (before_touch: at the end)
     params = plant_params(sc)
     try:
         power_loop.update(battery_v0(params), True)
@@ -386,7 +373,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         sensors=sensors, fsw=fsw, tc_key=tc_key, closers=closers, plant_faults=PlantFaults(), actuators=ActuatorInputs(),
     )
     parts_box["p"] = parts
-    late.parts = parts
+    power.before_touch = parts.quiesce  # the links exist now: before that there is nothing in flight
     return parts
 
 

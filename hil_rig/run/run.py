@@ -29,6 +29,7 @@ deadline (``hil_rig.clock.RealTimeClock``).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import json
 import os
@@ -387,7 +388,7 @@ class Run:
         inside run_until; here and now otherwise."""
         self._need()
         if self._loop_thread is None or self._loop_thread == threading.get_ident():
-            with self._loop_lock if self._loop_thread is None else _nothing():
+            with self._loop_lock if self._loop_thread is None else contextlib.nullcontext():
                 return fn()
         fut: concurrent.futures.Future = concurrent.futures.Future()
         self._requests.put((fn, fut))
@@ -631,14 +632,6 @@ class Run:
         """Safe state, then everything stopped (idempotent). The archive stays readable."""
         self._resumed.set()
         close_all(self._closers)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def run_scenario(scenario: Scenario, *, bench: str | os.PathLike[str] | None = None,
