@@ -317,6 +317,7 @@ class Agent:
         job_flops_s: int | None = None,
         seed: int | None = None,
         ordered_replies: bool = False,
+        hold_pace: bool = False,
     ) -> None:
         self.transport = transport
         self.ordered_replies = ordered_replies  # virtual clock: see _holding()
@@ -333,6 +334,7 @@ class Agent:
             rated = RATINGS.get(board.kind)
             self.job_flops_s = (job_flops_s if job_flops_s is not None
                                 else rated.rated_flops if rated is not None else 0) or None
+        self.hold_pace = hold_pace  # real time: a paced step keeps the CPU busy (workers.worker_main)
         self.seed = seed
         self.deframer = Deframer(self._decode, P.MAX_PACKET_BYTES)
         self._inbox: deque = deque()  # commands read, not yet executed (see _serve_inbox)
@@ -366,7 +368,7 @@ class Agent:
         else:
             # a real board's checkpoints go to its disk before they are acknowledged
             self.jobs = RealTimeJobs(jobs_dir, self.event, max_dim=self.max_job_dim, flops_s=self.job_flops_s,
-                                     durable=isinstance(self.board, SysfsBoard))
+                                     durable=isinstance(self.board, SysfsBoard), hold_pace=self.hold_pace)
         self._last_tick_ns = self.clock.now_ns()
         self._peer_absent_until = 0.0
 
@@ -841,11 +843,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rated-flops", type=int, default=None,
                     help="pace jobs at this many FLOP/s x throttle (default: the board kind's rating in "
                          "firmware_bridge.ratings; 0: free-running)")
+    ap.add_argument("--hold-pace", action="store_true",
+                    help="keep the CPU busy for a paced job step's whole rated time instead of sleeping what a "
+                         "faster CPU saves (a board whose draw is read from its CPU use, such as a QEMU board)")
     a = ap.parse_args(argv)
     if not os.path.isdir(a.sensor_root):
         ap.error(f"--sensor-root {a.sensor_root!r} is not a directory")
     agent = Agent(SerialTransport(a.port, a.baud), SysfsBoard(a.sensor_root), name=a.name,
-                  test_mode=a.test_mode, state_dir=a.state_dir, job_flops_s=a.rated_flops)
+                  test_mode=a.test_mode, state_dir=a.state_dir, job_flops_s=a.rated_flops,
+                  hold_pace=a.hold_pace)
     # one line on stdout (the journal, on a board under systemd) once the agent serves its port
     print(f"firmware_bridge.agent: serving {a.port} as {a.name} ({agent.board.kind}, {agent.board.model}"
           f"{', test mode' if a.test_mode else ''})", flush=True)

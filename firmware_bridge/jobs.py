@@ -381,9 +381,11 @@ class RealTimeJobs(JobManager):
     deadlines are applied as the agent polls."""
 
     def __init__(self, state_dir: str, emit_event, max_jobs: int = 4,
-                 max_dim: int | None = None, *, flops_s: int | None = None, durable: bool = False) -> None:
+                 max_dim: int | None = None, *, flops_s: int | None = None, durable: bool = False,
+                 hold_pace: bool = False) -> None:
         self.flops_s = flops_s
         self.durable = durable  # checkpoints fsynced (a real board: see checkpoint.save)
+        self.hold_pace = hold_pace  # a paced step busy for its rated time (workers.worker_main)
         super().__init__(state_dir, emit_event, max_jobs, max_dim)
 
     def _spawn(self, job: Job, resume: bool, now_ns: int = 0) -> None:
@@ -391,7 +393,8 @@ class RealTimeJobs(JobManager):
         step_s = step_flops(job.workload, job.params) / self.flops_s if self.flops_s else None
         proc = self._ctx.Process(
             target=worker_main,
-            args=(child, job.workload, job.params, self._ckpt(job), resume, self.throttle, step_s, self.durable),
+            args=(child, job.workload, job.params, self._ckpt(job), resume, self.throttle, step_s, self.durable,
+                  self.hold_pace),
             daemon=True,
             name=f"job{job.job_id}",
         )

@@ -50,6 +50,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 SLICE_S = 0.005  # compute slice between duty-cycle sleeps and control polls
 PROGRESS_EVERY_S = 0.05
+JOB_NICE = 10  # a job's process niceness (a real-time worker): the agent's link comes first
 
 
 def send(conn, msg: tuple) -> None:
@@ -86,10 +87,21 @@ def _serve(conn, work: Work, msg: tuple, ckpt_path: str, rng, durable: bool = Fa
 
 def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
                 throttle: float, step_s: float | None = None,
-                durable: bool = False) -> None:  # pragma: no cover - child process
+                durable: bool = False, hold_pace: bool = False) -> None:  # pragma: no cover - child process
     """One job in real time: paced at ``step_s`` per step / ``throttle``, or free-running
-    at the duty cycle ``throttle`` (``step_s`` None)."""
+    at the duty cycle ``throttle`` (``step_s`` None).
+
+    With ``hold_pace`` a paced step keeps the CPU busy for its whole rated time
+    (``step_s``) before the pause: a board that computes faster than its rating spends
+    the time it saves instead of sleeping it, so its CPU use is the rated duty cycle
+    (``throttle``) whatever the host's speed. That is for a board whose draw is read
+    from its CPU use (a QEMU board, docs/boards.md "Draw")."""
     import numpy as np
+
+    try:  # the agent serving the link gets the CPU before the job does
+        os.nice(JOB_NICE)
+    except OSError:
+        pass
 
     try:
         work = Work(workload, params, np)
@@ -128,6 +140,10 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
             work.run_step()
             pause_until = max(pause_until, t0 - SLICE_S) + step_s / throttle
             t1 = time.monotonic()
+            if hold_pace:  # busy for the rated step time; a control message cuts it short
+                busy_until = t0 + step_s
+                while t1 < busy_until and not conn.poll(0):
+                    t1 = time.monotonic()
         else:
             while work.step < steps:
                 work.run_step()

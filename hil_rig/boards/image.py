@@ -78,9 +78,10 @@ _DROPIN = f"""\
 # orbit-hil QEMU arm64 board: the shipped unit, on the emulated board's UART (PL011).
 # ORBIT_HIL_AGENT_TEST_MODE (--test-mode) and ORBIT_HIL_AGENT_PACE (--rated-flops=N) come from
 # the kernel command line (systemd.setenv=): the bench file's choices, no rebuild.
+# --hold-pace: the board's draw is read from its CPU use, so a paced job keeps it busy.
 [Service]
 ExecStart=
-ExecStart=/usr/bin/python3 -m firmware_bridge.agent --port {UART} --baud {UART_BAUD} --state-dir /var/lib/orbit-hil-agent $ORBIT_HIL_AGENT_TEST_MODE $ORBIT_HIL_AGENT_PACE
+ExecStart=/usr/bin/python3 -m firmware_bridge.agent --port {UART} --baud {UART_BAUD} --state-dir /var/lib/orbit-hil-agent --hold-pace $ORBIT_HIL_AGENT_TEST_MODE $ORBIT_HIL_AGENT_PACE
 """
 
 

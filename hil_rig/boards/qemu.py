@@ -31,14 +31,15 @@ from hil_rig.boards.image import KIND, BoardImage
 QEMU = "qemu-system-aarch64"
 #: the agent's start line on the console (firmware_bridge.agent.main prints it)
 READY_MARK = b"firmware_bridge.agent: serving "
-#: Host CPU use of one QEMU board (CPU seconds per wall second per vCPU, TCG) measured on
-#: the developers' 2-core amd64 machine under the load of a shared machine (load average
-#: 7; docs/boards.md, "Draw"): idle after boot (the guest's timer ticks and the agent's
-#: select loop: 0.12) and running a job at the kind's rated pace (0.28). A use between the
-#: two maps linearly onto the kind's idle..peak power. On a quieter host both move: the
-#: figures are the host's, not the board's (docs/boards.md says what that means).
-CPU_IDLE = 0.12
-CPU_BUSY = 0.28
+#: Host CPU use of one QEMU board (CPU seconds per wall second per vCPU, TCG): idle after
+#: boot (the guest's timer ticks and the agent's select loop: 0.12 to 0.20 measured on the
+#: developers' 2-core amd64 host) and running a job at throttle 1. The image's agent holds
+#: its pace (``--hold-pace``: a paced step keeps the vCPU busy for its whole rated time), so
+#: a job at throttle x keeps the vCPU busy a fraction x of the time whatever the host's
+#: speed: 1.00 at throttle 1, 0.64 at 0.5 (docs/boards.md, "Draw"). A use between the two
+#: maps linearly onto the kind's idle..peak power.
+CPU_IDLE = 0.15
+CPU_BUSY = 1.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
