@@ -42,7 +42,10 @@ from .workloads import SIZE_PARAMS, nominal_rate_usteps, step_flops, validate
 
 
 @dataclass
-class Job:
+class BoardJob:
+    """The board's record of one job it runs (the flight software's own job record is
+    ``flight_sw.payload.Job``)."""
+
     job_id: int
     workload: str
     params: dict
@@ -99,7 +102,7 @@ LIVE_STATES = (*ACTIVE, "suspended")  # not ended: a worker or a checkpoint stil
 ENDED_KEPT = 8
 
 
-def by_job_id(job: Job) -> int:
+def by_job_id(job: BoardJob) -> int:
     """Sort key: a job's id."""
     return job.job_id
 
@@ -116,7 +119,7 @@ class JobManager:
         os.makedirs(state_dir, exist_ok=True)
         self.emit_event = emit_event
         self.max_jobs = max_jobs
-        self.jobs: dict[int, Job] = {}
+        self.jobs: dict[int, BoardJob] = {}
         self.throttle = 1.0
         self._next_id = 1
         self._tag = 0
@@ -125,17 +128,17 @@ class JobManager:
         self._load_checkpointed()
 
     # -- what each clock does its own way
-    def _spawn(self, job: Job, resume: bool, now_ns: int) -> None:
+    def _spawn(self, job: BoardJob, resume: bool, now_ns: int) -> None:
         """Give ``job`` a worker, starting at its step (resuming its checkpoint)."""
         raise NotImplementedError
 
-    def _set_rate(self, job: Job) -> None:
+    def _set_rate(self, job: BoardJob) -> None:
         """A job is known (started, or listed from its checkpoint)."""
 
-    def _on_running(self, job: Job, step: int) -> None:
+    def _on_running(self, job: BoardJob, step: int) -> None:
         """The worker has the job and reports it at ``step``."""
 
-    def _release_worker(self, job: Job) -> None:
+    def _release_worker(self, job: BoardJob) -> None:
         """The job no longer needs its worker."""
         self._stop_worker(job)
 
@@ -147,7 +150,7 @@ class JobManager:
         return True
 
     # -- persistence: a checkpointed job survives a reboot or power cycle as "suspended"
-    def _forget(self, job: Job) -> None:
+    def _forget(self, job: BoardJob) -> None:
         checkpoint.forget(self._ckpt(job))
 
     def _load_checkpointed(self) -> None:
@@ -158,7 +161,7 @@ class JobManager:
             try:
                 if int(m["job_id"]) != jid:
                     continue  # a record of another job in this job's file
-                job = Job(jid, m["workload"], validate(m["workload"], m["params"]), m["deadline_ns"],
+                job = BoardJob(jid, m["workload"], validate(m["workload"], m["params"]), m["deadline_ns"],
                           int(m["started_ns"]), state="suspended", step=step, checkpoint_step=step)
             except (ValueError, KeyError, TypeError):
                 continue
@@ -167,16 +170,16 @@ class JobManager:
             self._next_id = max(self._next_id, job.job_id % 65535 + 1)
 
     # -- helpers
-    def _job(self, job_id: int) -> Job:
+    def _job(self, job_id: int) -> BoardJob:
         try:
             return self.jobs[int(job_id)]
         except (KeyError, TypeError, ValueError):
             raise JobError(5, f"no job {job_id!r}") from None
 
-    def _ckpt(self, job: Job) -> str:
+    def _ckpt(self, job: BoardJob) -> str:
         return checkpoint.path_of(self.state_dir, job.job_id)
 
-    def _stop_worker(self, job: Job) -> None:
+    def _stop_worker(self, job: BoardJob) -> None:
         if job.proc is not None:
             job.proc.kill()
             job.proc.join(timeout=2)
@@ -189,7 +192,7 @@ class JobManager:
         """Whether any request to a worker is still unanswered."""
         return any(j.waiters for j in self.jobs.values())
 
-    def running(self) -> list[Job]:
+    def running(self) -> list[BoardJob]:
         return [j for j in self.jobs.values() if j.state in ACTIVE]
 
     def fds(self) -> list[int]:
@@ -207,7 +210,7 @@ class JobManager:
         return n
 
     # -- commands
-    def start(self, workload: str, params: dict, deadline_s: float | None, now_ns: int) -> Job:
+    def start(self, workload: str, params: dict, deadline_s: float | None, now_ns: int) -> BoardJob:
         try:
             p = validate(workload, params or {})
         except ValueError as exc:
@@ -218,7 +221,7 @@ class JobManager:
             raise JobError(3, f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
         if len(self.running()) >= self.max_jobs:
             raise JobError(8, f"{self.max_jobs} jobs already running")
-        job = Job(self._next_id, workload, p,
+        job = BoardJob(self._next_id, workload, p,
                   None if deadline_s is None else now_ns + int(deadline_s * 1e9), now_ns)
         self._next_id = self._next_id % 65535 + 1
         self._set_rate(job)
@@ -246,7 +249,7 @@ class JobManager:
                 "deadline_ns": job.deadline_ns, "started_ns": job.started_ns}
         self.request(job_id, "checkpoint", (stop, meta), callback)
 
-    def resume(self, job_id: int, now_ns: int = 0) -> Job:
+    def resume(self, job_id: int, now_ns: int = 0) -> BoardJob:
         job = self._job(job_id)
         if job.state != "suspended":
             raise JobError(6, f"job {job.job_id} is {job.state}, not suspended")
@@ -254,7 +257,7 @@ class JobManager:
         self.emit_event("job_state", {"job_id": job.job_id, "state": job.state})
         return job
 
-    def cancel(self, job_id: int) -> Job:
+    def cancel(self, job_id: int) -> BoardJob:
         job = self._job(job_id)
         if job.state in ("done", "failed", "cancelled", "deadline_missed"):
             raise JobError(6, f"job {job.job_id} already {job.state}")
@@ -313,7 +316,7 @@ class JobManager:
                 self.emit_event("deadline_missed", {"job_id": job.job_id, "step": job.step})
 
     # -- worker messages
-    def _fail_waiters(self, job: Job, why: str) -> None:
+    def _fail_waiters(self, job: BoardJob, why: str) -> None:
         waiters, job.waiters = job.waiters, {}
         for cb in waiters.values():
             cb(False, why)
@@ -326,7 +329,7 @@ class JobManager:
                 if job.conn is not None and fd(job.conn) in ready_fds:
                     self._drain(job)
 
-    def _drain(self, job: Job) -> None:
+    def _drain(self, job: BoardJob) -> None:
         conn = job.conn
         while conn is not None and job.conn is conn:
             try:
@@ -388,7 +391,7 @@ class RealTimeJobs(JobManager):
         self.hold_pace = hold_pace  # a paced step busy for its rated time (workers.worker_main)
         super().__init__(state_dir, emit_event, max_jobs, max_dim)
 
-    def _spawn(self, job: Job, resume: bool, now_ns: int = 0) -> None:
+    def _spawn(self, job: BoardJob, resume: bool, now_ns: int = 0) -> None:
         parent, child = self._ctx.Pipe()
         step_s = step_flops(job.workload, job.params) / self.flops_s if self.flops_s else None
         proc = self._ctx.Process(
@@ -402,7 +405,7 @@ class RealTimeJobs(JobManager):
         child.close()
         job.proc, job.conn, job.state = proc, parent, "starting"
 
-    def _on_running(self, job: Job, step: int) -> None:
+    def _on_running(self, job: BoardJob, step: int) -> None:
         job.state, job.step = "running", step
 
     def poll(self, ready_fds, now_ns: int) -> None:
@@ -464,7 +467,7 @@ class VirtualTimeJobs(JobManager):
                     return False
         return True
 
-    def _release_worker(self, job: Job) -> None:
+    def _release_worker(self, job: BoardJob) -> None:
         """The job no longer needs its worker: back to the pool."""
         if job.proc is None:
             self._stop_worker(job)
@@ -475,15 +478,15 @@ class VirtualTimeJobs(JobManager):
         else:
             self._stop_worker(job)
 
-    def _stop_worker(self, job: Job) -> None:
+    def _stop_worker(self, job: BoardJob) -> None:
         super()._stop_worker(job)
         if not self._closing:
             self._ensure_spare()
 
-    def _set_rate(self, job: Job) -> None:
+    def _set_rate(self, job: BoardJob) -> None:
         job.rate_usteps = nominal_rate_usteps(job.workload, job.params, self.flops_s)
 
-    def _spawn(self, job: Job, resume: bool, now_ns: int = 0) -> None:
+    def _spawn(self, job: BoardJob, resume: bool, now_ns: int = 0) -> None:
         w = self._idle.pop(0) if self._idle else self._new_worker()
         job.proc, job.conn = w.proc, w.conn
         send(job.conn, ("job", job.job_id, job.workload, job.params, self._ckpt(job), resume))

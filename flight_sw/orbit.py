@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from sgp4.api import Satrec, SatrecArray, jday
 
+from flight_sw.executive import NS
+
 EARTH_RADIUS_M = 6378137.0  # a spherical Earth of the equatorial radius, as the rig's shadow model
 AU_M = 149_597_870_700.0
-NS = 1_000_000_000
 
 
 class TleError(ValueError):

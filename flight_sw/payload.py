@@ -81,7 +81,9 @@ class BoardConfig:
 
 
 @dataclass
-class Run:
+class Placement:
+    """One job placed on one board (a job needs two under redundant verification)."""
+
     board: str
     remote_id: Any
     state: str = "running"  # running, suspended, recovering, done, failed, lost
@@ -100,7 +102,7 @@ class Job:
     verify: str = "none"  # none, redundant, known_answer
     expect_digest: str = ""
     state: str = "queued"  # queued, running, done, failed, cancelled
-    runs: list[Run] = field(default_factory=list)
+    runs: list[Placement] = field(default_factory=list)
     needed_runs: int = 1
     attempts: int = 0
     queued_ns: int = 0
@@ -127,7 +129,7 @@ class Board:
     report_ns: int = -1  # frame of the last time-sync report ...
     job_report: dict = field(default_factory=dict)  # ... and its job states by remote id
     digest_fail_streak: int = 0
-    run: tuple[Job, Run] | None = None
+    run: tuple[Job, Placement] | None = None
 
 
 class PayloadManager(Component):
@@ -464,7 +466,7 @@ class PayloadManager(Component):
         else:
             self._finish(t_ns, job, ok=False, cause="no two runs agree")
 
-    def _seu(self, t_ns: int, job: Job, r: Run, cause: str, reported: bool = False) -> None:
+    def _seu(self, t_ns: int, job: Job, r: Placement, cause: str, reported: bool = False) -> None:
         self.boards[r.board].digest_fail_streak += 1
         if reported:
             return  # already reported when the disagreement was first seen
@@ -490,7 +492,7 @@ class PayloadManager(Component):
             self.stats["jobs_failed"] += 1
             self.events.emit(t_ns, "job_failed", job=job.id, cause=cause)
 
-    def _free(self, run: Run) -> None:
+    def _free(self, run: Placement) -> None:
         b = self.boards[run.board]
         if b.run is not None and b.run[1] is run:
             b.run = None
@@ -578,7 +580,7 @@ class PayloadManager(Component):
             rid = self._call(t_ns, b, "start_job", job.workload, job.params, job.deadline_s)
             if rid is _FAILED:
                 continue
-            run = Run(b.cfg.name, _job_id(rid), started_ns=t_ns, last_ckpt_ns=t_ns)
+            run = Placement(b.cfg.name, _job_id(rid), started_ns=t_ns, last_ckpt_ns=t_ns)
             job.runs.append(run)
             if job.state != "running":
                 self._set_state(job, "running")
@@ -686,7 +688,7 @@ class _Checkpoint:
     """A periodic checkpoint in flight: its run, when it went out, the run's previous
     checkpoint time (restored if it fails) and the begun call."""
 
-    run: Run
+    run: Placement
     sent_ns: int
     previous_ns: int
     pending: Any

@@ -249,7 +249,7 @@ TABLES = ("meta", "channels", "telemetry", "payload", "events", "enums", "link_s
 REPRODUCIBLE_TABLES = tuple(t for t in TABLES if t != "link_stats")
 
 
-class Run(dict):
+class RunArchive(dict):
     """``load_run`` result: table name -> numpy structured array, plus ``meta`` (a dict)
     under ``run.meta`` and the directory under ``run.path``."""
 
@@ -270,7 +270,7 @@ class Run(dict):
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("Run.to_pandas() needs pandas: python -m pip install pandas") from None
+            raise ImportError("RunArchive.to_pandas() needs pandas: python -m pip install pandas") from None
         return {name: pd.DataFrame.from_records(arr) for name, arr in self.items()}
 
 
@@ -309,14 +309,14 @@ def _archive_path(run: str | pathlib.Path) -> pathlib.Path:
     return p
 
 
-def load_run(run_dir: str | pathlib.Path) -> Run:
+def load_run(run_dir: str | pathlib.Path) -> RunArchive:
     """Load a run directory (or its ``telemetry.sqlite``) into numpy structured arrays,
     one per table: ``telemetry``, ``payload``, ``events``, ``channels``, ``meta``.
     Works on the archive of a run that is still going or was killed."""
     path = _archive_path(run_dir)
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        run = Run()
+        run = RunArchive()
         have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         for table in TABLES:
             order = {"meta": "key", "channels": "position", "telemetry": "t_ns",

@@ -97,6 +97,14 @@ class Judge:
         self.spec, self.orbit, self.faults = spec, orbit, list(faults)
         self.p = spec.params
 
+    def add_faults(self, actions: Sequence[FaultAction]) -> None:
+        """Faults injected during the run (``Run.inject``): judged like the scenario's."""
+        self.faults.extend(actions)
+        self._faults_added(actions)
+
+    def _faults_added(self, actions: Sequence[FaultAction]) -> None:
+        pass  # a judge that derives state from its faults at construction updates it here
+
     def observe(self, s: Sample) -> None:  # pragma: no cover - overridden
         pass
 
@@ -207,9 +215,13 @@ class HangRecovered(Judge):
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
         # [start, board, seen_down, t_recovered, t_injected]
-        self.hangs: list[list[Any]] = [[f.t_ns, f.target, False, None, None] for f in self.faults
-                                       if f.kind == "payload_hang" and f.phase == "start"]
+        self.hangs: list[list[Any]] = []
+        self._faults_added(self.faults)
         self.events_reported = False
+
+    def _faults_added(self, actions: Sequence[FaultAction]) -> None:
+        self.hangs += [[f.t_ns, f.target, False, None, None] for f in actions
+                       if f.kind == "payload_hang" and f.phase == "start"]
 
     def observe(self, s: Sample) -> None:
         if s.events is not None:
@@ -341,13 +353,16 @@ class SeuDetected(Judge):
 
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
-        self.scheduled = sum(int(f.param("count", 1)) for f in self.faults
-                             if f.kind == "seu" and f.phase == "start")
+        self.scheduled = 0
+        self._faults_added(self.faults)
         self.detected = 0
         self.events_reported = False
         self.starts: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (board, remote id) -> [(t, job)]
         self.injections: list[tuple[int, str, str, str]] = []  # (t, board, remote id, detail)
         self.caught: dict[int, int] = {}  # job -> SEUs the flight software reported on it
+
+    def _faults_added(self, actions: Sequence[FaultAction]) -> None:
+        self.scheduled += sum(int(f.param("count", 1)) for f in actions if f.kind == "seu" and f.phase == "start")
 
     def observe(self, s: Sample) -> None:
         self.detected = s.seu_detected

@@ -187,7 +187,7 @@ def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
         VirtualClock,
     )
     from firmware_bridge.emulator import SimBoard
-    from firmware_bridge.jobs import Job
+    from firmware_bridge.jobs import BoardJob
 
     m, s = os.openpty()
     agent = Agent(FdTransport(m), SimBoard("rpi"), clock=VirtualClock(), state_dir=str(tmp_path))
@@ -195,7 +195,7 @@ def test_time_sync_reply_bytes_are_the_json_of_the_report(tmp_path) -> None:
         states = ["running", "suspended", "done", "failed", "cancelled", "deadline_missed", "starting"]
         t = 0
         for i in range(1, 3 * REPORT_MAX_JOBS + 40):
-            job = Job(i, "matmul", {"n": 8, "steps": 100, "seed": 0}, None, 0,
+            job = BoardJob(i, "matmul", {"n": 8, "steps": 100, "seed": 0}, None, 0,
                       state=states[i % len(states)], step=i % 100, checkpoint_step=i % 7 - 1)
             if job.state == "done":
                 job.digest = f"{i:032x}"

@@ -95,6 +95,36 @@ def test_every_fault_kind_injected_by_hand(tmp_path: pathlib.Path) -> None:
     assert res.aborted is None, res.summary.get("error")
 
 
+JUDGED = """
+[[requirement]]
+kind = "hang_recovered"
+within_s = 300
+
+[[requirement]]
+kind = "seu_detected"
+"""
+
+
+def test_faults_injected_by_hand_are_judged_like_scheduled_ones(tmp_path: pathlib.Path) -> None:
+    """A scenario with no [[fault]] but hang and SEU requirements: the hang and the SEU
+    injected through Run.inject are what the judges see, not "not exercised"."""
+    path = _scenario(tmp_path, duration="15 min")
+    path.write_text(path.read_text() + JUDGED)
+    run = Run(load_scenario(path), out=tmp_path / "run")
+    with run:
+        while run.status()["boards"].get("jetson0") != "BUSY":
+            assert run.t_ns < 600 * NS, "no job ever ran on jetson0"
+            run.step("5 s")
+        run.inject({"kind": "seu", "board": "jetson0"})
+        run.inject({"kind": "payload_hang", "board": "rpi0"})
+        res = run.finish()
+    by_name = {v.kind: v for v in res.verdicts}
+    hang, seu = by_name["hang_recovered"], by_name["seu_detected"]
+    assert "not exercised" not in hang.detail and len(hang.measured["recovery_s"]) == 1, hang.detail
+    assert "not exercised" not in seu.detail and seu.measured["scheduled"] == 1, seu.detail
+    assert seu.measured["injected"] == 1, seu.detail
+
+
 def test_inject_bad_specs_name_what_is_wrong(tmp_path: pathlib.Path) -> None:
     run = Run(load_scenario(_scenario(tmp_path, duration="2 min")), out=tmp_path / "run")
     with run:

@@ -31,7 +31,7 @@ class ReportError(Exception):
 @dataclasses.dataclass
 class RunData:
     path: pathlib.Path
-    run: Any  # hil_rig.archive.Run
+    run: Any  # hil_rig.archive.RunArchive
     summary: dict[str, Any]
     lateness: dict[str, Any] | None
     t_s: np.ndarray

@@ -450,6 +450,8 @@ class Run:
                 acts.append(FaultAction(t1, 2 * index, "end", spec.kind, spec.target, params, index))
             self._injected += 1
             p.schedule.add(acts)
+            for judge in p.recorder.judges:  # judged like the scenario's own faults
+                judge.add_faults(acts)
             p.recorder.event(now, "control", "fault_injected", f"t = {t0 / NS:.3f} s: {acts[0].describe()}")
             return acts
 
