@@ -105,6 +105,10 @@ class Judge:
     def _faults_added(self, actions: Sequence[FaultAction]) -> None:
         pass  # a judge that derives state from its faults at construction updates it here
 
+    def add_yield(self, run_yield: Mapping[str, Any]) -> None:
+        """The run's yield against its bound (``summary.json``'s ``yield``), computed at
+        the end of the run, before the verdicts; only ``yield_min`` looks at it."""
+
     def observe(self, s: Sample) -> None:  # pragma: no cover - overridden
         pass
 
@@ -336,6 +340,36 @@ class JobsPerOrbit(Judge):
         ok = min(counts) >= self.p["min"]
         return self._v(ok, f"jobs per complete orbit {counts} ({'all >=' if ok else 'not all >='} "
                            f"{self.p['min']})", per_orbit=counts)
+
+
+class YieldMin(Judge):
+    """The run's work delivered over its bound (``summary.json``'s ``yield.ratio``,
+    docs/yield.md) >= ``min``, judged once at the end of the run. A run whose bound
+    could not be computed (no scipy, an infeasible problem, no work column) or is
+    zero fails, saying why: the ratio is then unknown."""
+
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        self.run_yield: Mapping[str, Any] | None = None
+
+    def add_yield(self, run_yield: Mapping[str, Any]) -> None:
+        self.run_yield = run_yield
+
+    def verdict(self, end_ns: int) -> Verdict:
+        y, lim = self.run_yield, self.p["min"]
+        if y is None:
+            return self._v(False, "the run's yield was not computed (the run ended before its conclusion): "
+                                  "not judged")
+        if "error" in y:
+            return self._v(False, f"no bound for this run: {y['error']}: not judged", error=str(y["error"]))
+        ratio = y.get("ratio")
+        if ratio is None:
+            return self._v(False, f"the bound is zero (no work was possible), delivered {y.get('delivered', 0):.4g} "
+                                  "FLOP: the ratio is undefined: not judged", bound=y.get("bound"))
+        ok = ratio >= lim
+        return self._v(ok, f"yield {ratio:.3f} ({y['delivered']:.4g} of a bound of {y['bound']:.4g} FLOP at "
+                           f"{y.get('dt_s', 0):g} s steps; {'>=' if ok else '<'} {lim:.3f})",
+                       ratio=round(float(ratio), 6), delivered=y["delivered"], bound=y["bound"])
 
 
 class SeuDetected(Judge):
@@ -580,6 +614,7 @@ JUDGES: dict[str, type[Judge]] = {
     "hang_recovered": HangRecovered,
     "sun_pointing": SunPointing,
     "jobs_per_orbit": JobsPerOrbit,
+    "yield_min": YieldMin,
     "seu_detected": SeuDetected,
     "mode_reached": ModeReached,
     "event_seen": EventSeen,

@@ -259,6 +259,7 @@ REQUIREMENT_KINDS: dict[str, dict[str, _P]] = {
         "within_min": (float, True, None, (0.0, 1e4)),
     },
     "jobs_per_orbit": {"min": (int, True, None, (0, 10**6))},
+    "yield_min": {"min": (float, True, None, (0.0, 1.0))},
     "seu_detected": {},
     "mode_reached": {"mode": (str, True, None, _mode_names), **_WINDOW,
                      "within": (Duration, True, None, None)},

@@ -285,7 +285,12 @@ class Recorder:
         return {"unit": "FLOP", "delivered": self.work.total,
                 "by_board": dict(self.work.by_board), "by_orbit": list(self.work_by_orbit)}
 
-    def verdicts(self, t_end: int) -> list[Any]:
+    def verdicts(self, t_end: int, run_yield: dict[str, Any] | None = None) -> list[Any]:
+        """Every judge's verdict at ``t_end``; ``run_yield`` (summary.json's ``yield``)
+        goes to the judges first (``yield_min`` judges it)."""
+        if run_yield is not None:
+            for j in self.judges:
+                j.add_yield(run_yield)
         return [j.verdict(t_end) for j in self.judges]
 
     def close_progress(self, t_end: int) -> None:

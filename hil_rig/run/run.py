@@ -580,7 +580,11 @@ class Run:
         t_end = p.clock.t_ns
         wall = time.monotonic() - self._wall0
         rec = p.recorder
-        verdicts = rec.verdicts(t_end)
+        sc = self.scenario
+        # the bound, from the archive as committed (every second is): before the verdicts,
+        # which yield_min gives from it, and before close(), which ends the archive
+        run_yield = summary_yield(self.run_dir, sc)
+        verdicts = rec.verdicts(t_end, run_yield)
         if rec.archive.db is not None and rec.archive.failed is None:
             for v in verdicts:
                 rec.event(t_end, "judge", "verdict", f"{v.name}: {'PASS' if v.passed else 'FAIL'}: {v.detail}")
@@ -590,7 +594,6 @@ class Run:
         rec.close_progress(t_end)
         stats = {k: v for k, v in p.fsw.stats().items() if isinstance(v, int | float | str)}
         self.close()
-        sc = self.scenario
         boards = boards_text(p.boards)
         props = {"scenario": sc.name, "seed": str(sc.seed), "bench": p.bench_label, "boards": boards}
         summary = write_summary(
@@ -602,7 +605,7 @@ class Run:
             bench=p.bench_label, boards=boards, run_dir=str(self.run_dir),
             aborted=aborted, error=error, rt_priority=self.rt_applied, fsw=stats,
             safe_state_errors=list(p.guard.errors or []), work=rec.work_summary(),
-            **{"yield": summary_yield(self.run_dir, sc)},
+            **{"yield": run_yield},
         )
         write_junit(self.run_dir / "junit.xml", sc.name, verdicts, t_end / NS, props, error=error or aborted)
         self._write_report(summary, p.pacer)

@@ -89,7 +89,7 @@ def run_yield(run_dir: str | pathlib.Path, scenario: Any = None, *, scenario_pat
 
 def summary_yield(run_dir: pathlib.Path, scenario: Any) -> dict[str, Any]:
     """``summary.json``'s ``yield``; an error is reported there, never raised: a run's
-    verdicts do not depend on the bound."""
+    verdicts do not depend on the bound (but yield_min, which fails on an error)."""
     try:
         import scipy.optimize  # noqa: F401 - the bound's solver, an extra
     except ImportError:
