@@ -59,21 +59,35 @@ class Channel:
         return "green"
 
 
+#: Limits: red ones where leaving them is an off-nominal state, yellow ones where the
+#: value is still fine but near its edge. Checked against a nominal run
+#: (tests/test_console_limits.py: the nominal scenario's telemetry stays inside every
+#: red limit). The battery is the plant's 4S Li-ion (OCV 12.0 V empty to 16.8 V full,
+#: hil_rig.plant.PlantParams): red below the EPS's critical voltage (the OCV at SOC
+#: 0.1, 13.6 V) and above 17.8 V (charging at the plant's 60 W limit lifts the
+#: terminal ~0.3 V above the full OCV, and the plant models no constant-voltage
+#: phase; a nominal run peaks at 17.3 V); yellow below the OCV at SOC 0.3 (14.4 V,
+#: the SOC's own yellow limit) and above 17.5 V. Counters of things that should not
+#: happen in a nominal run (failed jobs, SEUs, isolated boards, recovery actions,
+#: refused TCs) are yellow from the first one.
 _SPACECRAFT_CHANNELS: tuple[Channel, ...] = (
     Channel("mode", "B", "enum", desc="flight mode, index into MODE_NAMES"),
     Channel("soc", "d", "1", 0.15, 1.0, "battery state of charge (C core estimate)", warn_lo=0.3),
-    Channel("battery_v", "d", "V", 6.0, 8.6, "battery voltage", warn_lo=6.6, warn_hi=8.4),
-    Channel("battery_i_a", "d", "A", desc="battery current, positive charging"),
+    Channel("battery_v", "d", "V", 13.6, 17.8, "battery voltage (4S Li-ion)", warn_lo=14.4, warn_hi=17.5),
+    Channel("battery_i_a", "d", "A", -5.0, 5.0, "battery current, positive charging", warn_lo=-3.5, warn_hi=4.5),
     Channel("solar_power_w", "d", "W", desc="array generation"),
     Channel("load_power_w", "d", "W", desc="bus load"),
-    Channel("eps_mode", "B", "enum", desc="EPS power mode (C core)"),
+    Channel("eps_mode", "B", "enum", None, 1, "EPS power mode (C core): 0 NOMINAL, 1 LOW, 2 CRITICAL",
+            warn_hi=0),
     Channel("payload_budget_w", "d", "W", 0.0, None, "EPS payload power budget (C core)"),
     Channel("thermal_derate", "d", "1", 0.0, 1.0, "thermal payload derating (C core)", warn_lo=0.5),
     Channel("throttle_cmd", "d", "1", 0.0, 1.0, "throttle commanded to the payloads"),
     Channel("rate_norm_rad_s", "d", "rad/s", None, 0.2, "body rate magnitude", warn_hi=0.05),
-    Channel("pointing_error_rad", "d", "rad", desc="ADCS pointing error (C core)"),
+    Channel("pointing_error_rad", "d", "rad", desc="ADCS pointing error (C core; -1: not known yet)",
+            warn_hi=0.1745),  # 10 degrees: the scenarios' sun_pointing bound; slews exceed it
     Channel("temp_battery_k", "d", "K", 268.15, 318.15, "battery temperature", warn_lo=273.15, warn_hi=313.15),
-    Channel("temp_payload_max_k", "d", "K", None, 363.15, "hottest payload zone", warn_hi=353.15),
+    Channel("temp_payload_max_k", "d", "K", 243.15, 363.15, "hottest payload zone", warn_lo=263.15,
+            warn_hi=353.15),
     Channel("in_eclipse_pred", "B", "bool", desc="onboard predictor says eclipse now"),
     Channel("t_to_eclipse_s", "d", "s", desc="time to next predicted eclipse entry (-1: none)"),
     Channel("eclipse_duration_s", "d", "s", desc="predicted duration of next/current eclipse"),
@@ -81,20 +95,21 @@ _SPACECRAFT_CHANNELS: tuple[Channel, ...] = (
     Channel("jobs_queued", "I", "1"),
     Channel("jobs_running", "I", "1"),
     Channel("jobs_completed", "I", "1"),
-    Channel("jobs_failed", "I", "1"),
-    Channel("seu_detected", "I", "1", desc="results caught corrupted"),
-    Channel("boards_isolated", "I", "1"),
+    Channel("jobs_failed", "I", "1", warn_hi=0),
+    Channel("seu_detected", "I", "1", desc="results caught corrupted", warn_hi=0),
+    Channel("boards_isolated", "I", "1", warn_hi=0),
     Channel("tc_accepted", "I", "1"),
-    Channel("tc_rejected", "I", "1"),
+    Channel("tc_rejected", "I", "1", warn_hi=0),
     Channel("overruns", "I", "1", None, 0, "rate-group overruns since boot"),
     Channel("watchdog_ok", "B", "bool", 1, 1, "software watchdog stroked"),
-    Channel("fdir_actions", "I", "1", desc="recovery actions taken since boot"),
+    Channel("fdir_actions", "I", "1", desc="recovery actions taken since boot", warn_hi=0),
 )
 
 
 def _board_channels(board: str) -> tuple[Channel, ...]:
     return (
-        Channel(f"board.{board}.temp_k", "d", "K", None, 363.15, f"{board} hottest zone", warn_hi=353.15),
+        Channel(f"board.{board}.temp_k", "d", "K", 243.15, 363.15, f"{board} hottest zone", warn_lo=263.15,
+                warn_hi=353.15),
         Channel(f"board.{board}.power_w", "d", "W", desc=f"{board} power"),
         Channel(f"board.{board}.state", "B", "enum", desc=f"{board} state, index into BOARD_STATES"),
         Channel(f"board.{board}.throttle", "d", "1", 0.0, 1.0, f"{board} throttle"),
