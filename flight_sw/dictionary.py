@@ -174,6 +174,9 @@ class Arg:
     unit: str = ""
     lo: float | None = None
     hi: float | None = None
+    #: a string argument's allowed values, checked by :func:`check_command` (a ground
+    #: tool's check before sending; the flight software refuses others in execution)
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ class CommandDef:
 
 COMMANDS: tuple[CommandDef, ...] = (
     CommandDef(1, "noop", (), "no operation; proves the uplink"),
-    CommandDef(2, "set_mode", (Arg("mode", "str"),), "request a mode (guarded)", hazardous=True),
+    CommandDef(2, "set_mode", (Arg("mode", "str", choices=MODE_NAMES),), "request a mode (guarded)", hazardous=True),
     CommandDef(3, "upload_tle", (Arg("tle", "str"),), "upload the orbit as a 2- or 3-line TLE"),
     CommandDef(
         4,
@@ -198,7 +201,7 @@ COMMANDS: tuple[CommandDef, ...] = (
             Arg("workload", "str"),
             Arg("params", "str"),
             Arg("deadline_s", "f64", "s", 0.0, 1e7),
-            Arg("verify", "str"),
+            Arg("verify", "str", choices=("none", "redundant", "known_answer")),
         ),
         "queue a payload job; params is JSON; verify is 'none', 'redundant' or 'known_answer'",
     ),
@@ -246,6 +249,22 @@ def check_args(cmd: CommandDef, args: Mapping[str, Any]) -> dict[str, Any]:
         if a.lo is not None and v < a.lo or a.hi is not None and v > a.hi:
             raise DictionaryError(f"{cmd.name}.{a.name}: {v} outside [{a.lo}, {a.hi}] {a.unit}")
         out[a.name] = v
+    return out
+
+
+def check_command(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """A ground tool's check of a telecommand before it is sent (the console's command
+    line, a scenario file's ``[[command]]``): a known name, the arguments' types and
+    ranges (:func:`check_args`) and the allowed values of string arguments. Returns
+    the arguments converted to their types; raises :class:`DictionaryError`."""
+    cmd = COMMAND_BY_NAME.get(name)
+    if cmd is None:
+        raise DictionaryError(f"unknown command {name!r}; known: {', '.join(sorted(COMMAND_BY_NAME))}")
+    out = check_args(cmd, args)
+    for a in cmd.args:
+        if a.choices and out[a.name] not in a.choices:
+            raise DictionaryError(f"{cmd.name}.{a.name}: expected one of {', '.join(a.choices)}, "
+                                  f"got {out[a.name]!r}")
     return out
 
 

@@ -150,6 +150,19 @@ class FaultSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class CommandSpec:
+    """One scheduled telecommand (``[[command]]``): its dictionary ``name`` and
+    ``args`` (checked against flight_sw.dictionary at load), sent through the run's
+    own TC path (``Run.command``) at ``at``; ``at_text`` as the file wrote it."""
+
+    index: int
+    name: str
+    args: dict[str, Any]
+    at: Trigger
+    at_text: str
+
+
+@dataclasses.dataclass(frozen=True)
 class RequirementSpec:
     """One requirement, judged throughout the run (see REQUIREMENT_KINDS). Window
     parameters are parsed: ``after`` a Trigger, ``within`` a Duration."""
@@ -175,6 +188,7 @@ class Scenario:
     workload: Workload
     faults: tuple[FaultSpec, ...]
     requirements: tuple[RequirementSpec, ...]
+    commands: tuple[CommandSpec, ...] = ()
 
     @property
     def epoch_iso(self) -> str:
@@ -224,7 +238,8 @@ EVENT_SOURCES = ("fsw", "rig", "fault")
 #: The events the run records that a requirement may name, besides the flight
 #: software's (``flight_sw.dictionary.EVENTS``). The run's own recorder must keep to
 #: these names (tests/test_run_judges.py checks a real run's events against them).
-RIG_EVENTS = ("run_start", "fault_scheduled", "eclipse_predicted_truth", "board_power")
+RIG_EVENTS = ("run_start", "fault_scheduled", "eclipse_predicted_truth", "board_power", "command_scheduled",
+              "command_sent")
 FAULT_EVENTS = tuple(sorted({f"{k}_{ph}" for k in FAULT_KINDS for ph in ("start", "end")}
                             | {"payload_hang_injected", "seu_injected", "inject_retry"}))
 
@@ -528,6 +543,33 @@ def _parse_fault(file: str, i: int, data: object) -> FaultSpec:
     return FaultSpec(i, kind, at, duration, target, params)
 
 
+def _parse_command(file: str, i: int, data: object) -> CommandSpec:
+    """``[[command]] name = "set_mode", args = {mode = "COMPUTE"}, at = "eclipse_exit + 60 s"``:
+    the name and arguments are checked against the flight software's dictionary."""
+    from flight_sw.dictionary import COMMAND_BY_NAME, DictionaryError, check_command
+
+    t = _Table(file, f"command[{i}].", data)
+    name = t.get("name", str, required=True)
+    if name not in COMMAND_BY_NAME:
+        close = difflib.get_close_matches(name, sorted(COMMAND_BY_NAME), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ScenarioError(f"{t.where('name')}: unknown telecommand {name!r}{hint} "
+                            f"(known: {', '.join(sorted(COMMAND_BY_NAME))})")
+    at_text = t.get("at", str, required=True)
+    at = parse_trigger(at_text, t.where("at"))
+    args = t.raw("args")
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ScenarioError(f"{t.where('args')}: expected a table such as {{mode = \"COMPUTE\"}}, got {args!r}")
+    t.finish()
+    try:
+        checked = check_command(name, args)
+    except DictionaryError as exc:
+        raise ScenarioError(f"{t.where('args')}: {exc}") from None
+    return CommandSpec(i, name, checked, at, at_text)
+
+
 def _parse_requirement(file: str, i: int, data: object) -> RequirementSpec:
     t = _Table(file, f"requirement[{i}].", data)
     kind = t.get("kind", str, required=True, bounds=sorted(REQUIREMENT_KINDS))
@@ -613,6 +655,10 @@ def parse_scenario(text: str, file: str = "<scenario>", base: pathlib.Path | Non
     if not isinstance(faults_raw, list):
         raise ScenarioError(f"{file}: fault: expected [[fault]] tables, got {faults_raw!r}")
     faults = tuple(_parse_fault(file, i, f) for i, f in enumerate(faults_raw))
+    cmds_raw = top.raw("command") or []
+    if not isinstance(cmds_raw, list):
+        raise ScenarioError(f"{file}: command: expected [[command]] tables, got {cmds_raw!r}")
+    commands = tuple(_parse_command(file, i, c) for i, c in enumerate(cmds_raw))
     reqs_raw = top.raw("requirement") or []
     if not isinstance(reqs_raw, list):
         raise ScenarioError(f"{file}: requirement: expected [[requirement]] tables, got {reqs_raw!r}")
@@ -629,7 +675,7 @@ def parse_scenario(text: str, file: str = "<scenario>", base: pathlib.Path | Non
     return Scenario(
         path=None, name=name, description=description, epoch=epoch, duration=duration,
         speed=speed, seed=seed, orbit=orbit, spacecraft=craft, workload=workload,
-        faults=faults, requirements=reqs,
+        faults=faults, requirements=reqs, commands=commands,
     )
 
 

@@ -24,7 +24,7 @@ from flight_sw.dictionary import (
     MODE_NAMES,
     DictionaryError,
     TmCodec,
-    check_args,
+    check_command,
     hk_channels,
 )
 from hil_rig.constants import NS_PER_S as NS
@@ -100,11 +100,9 @@ def parse_line(text: str) -> Line:
             else:
                 args[k] = v
         try:
-            args = check_args(cmd, args)
+            args = check_command(word, args)
         except DictionaryError as exc:
             raise LineError(str(exc)) from None
-        if word == "set_mode" and args["mode"] not in MODE_NAMES:
-            raise LineError(f"set_mode.mode: expected one of {', '.join(MODE_NAMES)}, got {args['mode']!r}")
         return Line("tc", word, args, text)
     if word == "inject":
         if not rest or rest[0] not in FAULT_KINDS:

@@ -12,6 +12,7 @@ Each module has one job:
 - ``fault_handlers``: one function per fault kind;
 - ``recorder``: archive, event log, judges, live status and progress;
 - ``mission``: the orbit, its events and the plant's parameters from a scenario;
+- ``commands``: a scenario's scheduled telecommands, at their simulation times;
 - ``priority``: the loop's real-time priority;
 - ``bench_info``: what a bench file holds, without starting it;
 - ``errors``: :class:`RunError` and the :class:`RunResult`.

@@ -102,6 +102,7 @@ class RunParts:
     # faults and judges
     actions: list[FaultAction]
     schedule: FaultSchedule
+    commands: FaultSchedule         # of hil_rig.run.commands.ScheduledCommand: the scenario's [[command]]s
     injections: Injections
     # bench
     bench_spec: Any
@@ -194,6 +195,12 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         actions = resolve(faults, events, file=where)
     except FaultScheduleError as exc:
         raise RunError(str(exc)) from None
+    from hil_rig.run.commands import describe_at, resolve_commands
+
+    try:
+        commands = resolve_commands(sc.commands, events, [b.name for b in boards], file=where)
+    except FaultScheduleError as exc:
+        raise RunError(str(exc)) from None
     judges = make_judges(sc.requirements, events, actions)
     label = bench_label(spec, None if bench_file is None else pathlib.Path(bench_file))
     unknown = set(sc.workload.boards) - {b.name for b in spec.boards}
@@ -243,6 +250,8 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
                        f"and {len(events.eclipses) - ECLIPSE_EVENTS_MAX} more eclipses, not listed")
     for a in actions:
         recorder.event(0, "rig", "fault_scheduled", f"t = {a.t_ns / NS:.3f} s: {a.describe()}")
+    for c in commands:
+        recorder.event(0, "rig", "command_scheduled", describe_at(c))
 
     # the bench: virtual parts, instruments, safe-state guard, power loop, proxies
     from hil_rig.instruments import open_instruments
@@ -365,6 +374,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
     parts = RunParts(
         scenario=sc, options=options, run_dir=run_dir, clock=clock, orbit=orbit, period_s=period_s, env=env,
         events=events, duration_ns=duration_ns, actions=actions, schedule=FaultSchedule(actions),
+        commands=FaultSchedule(commands),
         injections=Injections(), bench_spec=spec, bench_label=label, boards=board_kinds,
         board_specs=board_specs, realtime=realtime, pacer=pacer, recorder=recorder, vb=vb, bench=bench,
         supplies=supplies, switches=switches, guard=guard, power_loop=power_loop, supply_name=supply_name,

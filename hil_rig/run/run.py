@@ -281,6 +281,8 @@ class Run:
         while t < t1:
             for a in p.schedule.due(t):
                 fault_handlers.apply(p, a)
+            for c in p.commands.due(t):
+                self._submit_tc(c.name, dict(c.args), "rig", "command_sent", f" ({c.describe()})")
             if p.options.c_frames and t % PHYSICS_DT_NS == 0:
                 n = self._c_frames(t, t1)
                 if n:
@@ -310,9 +312,9 @@ class Run:
         if fsw.executive.next_tick_ns != t + dt:
             return 0
         n = (t1 - t) // dt
-        nf = p.schedule.next_time_ns()
-        if nf is not None:  # a fault at nf applies before the step that starts at or after it
-            n = min(n, (nf - t - 1) // dt + 1)
+        for nf in (p.schedule.next_time_ns(), p.commands.next_time_ns()):
+            if nf is not None:  # a fault or command at nf applies before the step that starts at or after it
+                n = min(n, (nf - t - 1) // dt + 1)
         up = p.power.next_boot_ns(t)
         if up is not None:  # a boot at `up` is waited for before that frame
             n = min(n, (up - t - 1) // dt)
@@ -462,7 +464,6 @@ class Run:
         authenticated packet under the run's key, checked and executed at its next
         1 Hz frame). Returns the packet's anti-replay sequence number."""
         from flight_sw.dictionary import COMMAND_BY_NAME, DictionaryError, check_args
-        from flight_sw.tc import TcSender
 
         cmd = COMMAND_BY_NAME.get(name)
         if cmd is None:
@@ -472,16 +473,21 @@ class Run:
         except DictionaryError as exc:
             raise RunError(f"command {name}: {exc}") from None
 
-        def _do() -> int:
-            p = self.parts
-            if self._tc_sender is None:
-                self._tc_sender = TcSender(p.tc_key)
-            arsn = self._tc_sender.arsn
-            p.fsw.submit_tc(self._tc_sender.build(name, **args))
-            p.recorder.event(p.clock.t_ns, "control", "tc_sent", f"{name} arsn {arsn}")
-            return arsn
+        return self._call(lambda: self._submit_tc(name, args, "control", "tc_sent", ""))
 
-        return self._call(_do)
+    def _submit_tc(self, name: str, args: Mapping[str, Any], source: str, kind: str, note: str) -> int:
+        """In the loop's thread: the TC under the run's key (SPI 1) to the flight
+        software, and an event; returns its ARSN. ``Run.command`` and a scenario's
+        scheduled commands both come here."""
+        from flight_sw.tc import TcSender
+
+        p = self.parts
+        if self._tc_sender is None:
+            self._tc_sender = TcSender(p.tc_key)
+        arsn = self._tc_sender.arsn
+        p.fsw.submit_tc(self._tc_sender.build(name, **args))
+        p.recorder.event(p.clock.t_ns, source, kind, f"{name} arsn {arsn}{note}")
+        return arsn
 
     def pause(self) -> None:
         """Hold the loop at its next simulated second (until :meth:`resume`)."""
