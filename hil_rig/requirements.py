@@ -118,6 +118,21 @@ class Judge:
     def _v(self, passed: bool, detail: str, **measured: Any) -> Verdict:
         return Verdict(self.spec.name, self.spec.kind, bool(passed), detail, measured)
 
+    def provisional(self, t_ns: int) -> dict[str, Any]:
+        """The verdict so far, while the run goes (the console's live verdicts):
+        ``state`` ``"pass"`` (it would pass if the run ended now), ``"fail"`` (it
+        failed, and nothing later can undo that) or ``"pending"`` (it would fail
+        now, but the rest of the run may still satisfy it: a mode not reached yet, a
+        window not open yet, an orbit not complete). Reads only; no side effects."""
+        v = self.verdict(t_ns)
+        state = "pass" if v.passed else "fail" if self._failed_for_good(t_ns) else "pending"
+        return {"name": v.name, "kind": v.kind, "state": state, "final": False,
+                "detail": v.detail.replace("(run ended at ", "(so far: ")}
+
+    def _failed_for_good(self, t_ns: int) -> bool:
+        """A failing verdict at ``t_ns`` that the rest of the run cannot change."""
+        return False
+
 
 def _s(t_ns: int) -> str:
     return f"t = {t_ns / NS:.0f} s"
@@ -138,6 +153,9 @@ class SocFloor(Judge):
             self.t_nan = self.t_nan or s.t_ns
         elif s.soc < self.min_soc:
             self.min_soc, self.t_min = s.soc, s.t_ns
+
+    def _failed_for_good(self, t_ns: int) -> bool:
+        return bool(self.nan_s) or self.min_soc < self.p["min"]
 
     def verdict(self, end_ns: int) -> Verdict:
         if self.nan_s:
@@ -185,6 +203,9 @@ class PayloadTempMax(Judge):
             self.over_s += 1
             if self.t_over is None:
                 self.t_over = s.t_ns
+
+    def _failed_for_good(self, t_ns: int) -> bool:
+        return self.over_s > 0
 
     def verdict(self, end_ns: int) -> Verdict:
         lim = self.p["max_c"]
@@ -494,6 +515,10 @@ class _Window(Judge):
         self.span_ns = None if within is None else within.to_ns(self.orbit.period_ns / NS)
         self.t1 = None if self.t0 is None or self.span_ns is None else self.t0 + self.span_ns
 
+    def _failed_for_good(self, t_ns: int) -> bool:
+        # the window never opens in this run, or it has closed
+        return self.t0 is None or (self.t1 is not None and t_ns > self.t1)
+
     def in_window(self, t_ns: int) -> bool:
         return self.t0 is not None and self.t0 <= t_ns and (self.t1 is None or t_ns <= self.t1)
 
@@ -595,6 +620,9 @@ class EventSeen(_EventJudge):
 
 
 class EventNeverSeen(_EventJudge):
+    def _failed_for_good(self, t_ns: int) -> bool:
+        return bool(self.hits) or super()._failed_for_good(t_ns)
+
     def verdict(self, end_ns: int) -> Verdict:
         bad = self.unjudged()
         if bad is not None:

@@ -58,7 +58,7 @@ class ConsoleApp(App):
     CSS = """
     Screen { layout: vertical; }
     #top { height: 7; }
-    #mid { height: 6; }
+    #mid { height: 8; }
     #logs { height: 1fr; min-height: 4; }
     #events { width: 3fr; border: round $secondary; }
     #history { width: 2fr; border: round $secondary; }
@@ -93,6 +93,7 @@ class ConsoleApp(App):
         #: seconds from an HK packet reaching the console to its values on screen
         self.latencies: list[float] = []
         self._rendered: tuple = ()
+        self._verdicts: dict[str, str] = {}  # requirement -> its last state shown
 
     def compose(self) -> ComposeResult:
         yield Static("", id="status")
@@ -103,6 +104,7 @@ class ConsoleApp(App):
         with Horizontal(id="mid"):
             yield Panel("attitude", id="attitude")
             yield Panel("boards & jobs", id="boards")
+            yield Panel("requirements", id="verdicts")
         with Horizontal(id="logs"):
             yield RichLog(id="events", max_lines=500, wrap=False, markup=False)
             yield RichLog(id="history", max_lines=200, wrap=False, markup=False)
@@ -137,6 +139,7 @@ class ConsoleApp(App):
             self.hk = f.hk
         if f.status:
             self.status = f.status
+            self._verdict_changes(f.status)
         self._send_next()
         self._advance_procedure()
         self.render_panels(force=False)
@@ -235,6 +238,34 @@ class ConsoleApp(App):
                            f(f"board.{b}.power_w", hk.get(f"board.{b}.power_w"), "{:.1f}", unit="W "),
                            f(f"board.{b}.throttle", hk.get(f"board.{b}.throttle"), "{:.2f}")))
         self.query_one("#boards", Panel).show(lines)
+        self.query_one("#verdicts", Panel).show(self._verdict_lines(st))
+
+    #: a requirement's state on screen: (label, style)
+    _VERDICT = {"pass": ("ok", "green"), "fail": ("FAIL", "bold red"), "pending": ("..", "yellow")}
+
+    def _verdict_lines(self, st: dict[str, Any]) -> list[Text]:
+        """Each requirement's verdict: so far while the run goes (``ok`` would pass
+        now, ``..`` pending, ``FAIL`` failed for good), final once it has ended."""
+        out = []
+        for v in st.get("verdicts") or []:
+            state = v.get("state") or ("pass" if v.get("passed") else "fail")
+            label, style = self._VERDICT.get(state, ("?", ""))
+            if v.get("final"):
+                label = "PASS" if state == "pass" else "FAIL"
+            out.append(Text(f"{label:<4} ", style=style) + Text(str(v.get("name", ""))))
+        return out or [Text("--", style="dim")]
+
+    def _verdict_changes(self, st: dict[str, Any]) -> None:
+        """A requirement whose verdict so far changed is an event in the log."""
+        for v in st.get("verdicts") or []:
+            state = v.get("state") or ("pass" if v.get("passed") else "fail")
+            name = str(v.get("name", ""))
+            if self._verdicts.get(name) != state:
+                if name in self._verdicts or state != "pending":
+                    self._event({"t_s": st.get("t_s", 0.0), "source": "judge", "name": f"verdict_{state}",
+                                 "severity": {"fail": "error", "pending": "warning"}.get(state, "info"),
+                                 "text": f"{name}: {v.get('detail', '')}"})
+                self._verdicts[name] = state
 
     def _event(self, ev: dict[str, Any]) -> None:
         line = f"{ev['t_s']:9.1f} {ev['source']:<7} {ev['name']:<20} {ev['text']}"

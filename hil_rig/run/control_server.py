@@ -383,7 +383,8 @@ class ControlServer:
         s["end_reason"] = live.end_reason
         if live.result is not None:
             s["passed"] = bool(live.result.passed)
-            s["verdicts"] = [{"name": v.name, "passed": bool(v.passed), "detail": v.detail}
+            s["verdicts"] = [{"name": v.name, "kind": v.kind, "passed": bool(v.passed),
+                              "state": "pass" if v.passed else "fail", "final": True, "detail": v.detail}
                              for v in live.result.verdicts]
         s["ground_last_arsn"] = run.fsw.verifier.last_by_spi.get(SPI_GROUND, 0)
         with self._lock:

@@ -522,9 +522,12 @@ class Run:
 
     def status(self) -> dict[str, Any]:
         """A live snapshot: simulation time, orbit, sun, SOC, temperatures, mode, board
-        states and power, jobs, pause and speed."""
+        states and power, jobs, pause and speed, and each requirement's verdict so far
+        (``verdicts``: name, kind, state pass/fail/pending, detail)."""
         p = self._need()
         s = dict(p.recorder.status)
+        # in the loop's thread (the judges change there): at its next second if it runs
+        s["verdicts"] = self._call(lambda: [j.provisional(p.clock.t_ns) for j in p.recorder.judges])
         s.update({
             "t_s": p.clock.t_ns / NS, "duration_s": p.duration_ns / NS, "paused": self.paused,
             "clock": "virtual" if p.pacer is None else "realtime", "speed": None if p.pacer is None else p.pacer.scale,
