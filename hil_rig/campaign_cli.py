@@ -1,6 +1,7 @@
 """``hil campaign``: a fault campaign on a Dask cluster (docs/campaigns.md).
 
     hil campaign FILE [--workers N | --scheduler tcp://HOST:PORT] [--out DIR] [--resume]
+    hil campaign-report DIR      # (re)write DIR/report.html from a campaign directory
 
 Default: a ``LocalCluster`` on 127.0.0.1, one single-threaded worker process per core.
 ``--scheduler`` uses a running cluster (``dask scheduler`` / ``dask worker``, or
@@ -75,6 +76,20 @@ def _campaign(args: argparse.Namespace) -> int:
     return 1 if (r.get("fail") or r.get("timeout") or r.get("error")) else 0
 
 
+def _campaign_report(args: argparse.Namespace) -> int:
+    from hil_rig.campaign.report import CampaignReportError, write_campaign_report
+
+    out = pathlib.Path(args.dir)
+    if not out.is_dir():
+        raise UsageError(f"{out}: not a directory (give a campaign directory, the --out of hil campaign)")
+    try:
+        path = write_campaign_report(out)
+    except CampaignReportError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"campaign report: {path}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("campaign", help="run a fault campaign on a Dask cluster and shrink its failures",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,3 +101,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="campaign directory (default: campaigns-out/NAME)")
     p.add_argument("--resume", action="store_true", help="go on with the campaign in --out, skipping finished runs")
     p.set_defaults(func=_campaign)
+    r = sub.add_parser("campaign-report", help="write a campaign directory's report.html again",
+                       description="Write DIR/report.html from a campaign directory (schedules.json, "
+                                   "results.jsonl, summary.json and the runs): at any time, also while the "
+                                   "campaign runs or after it was interrupted.")
+    r.add_argument("dir", metavar="DIR", help="campaign directory (the --out of hil campaign)")
+    r.set_defaults(func=_campaign_report)

@@ -5,7 +5,8 @@
   minimal scenario replays through ``hil run`` with the same verdict and archive digest;
 - ``dask scheduler`` and two ``dask worker`` processes, one worker SIGKILLed mid-campaign:
   every schedule has exactly one result;
-- a run past its budget is killed and recorded as a timeout;
+- a run past its budget is killed, recorded as a timeout, confirmed and shrunk to the
+  smallest schedule that still times out;
 - an interrupted campaign resumed gives the results of one run straight through;
 - bad campaign files: exit 2 naming the file and the key.
 """
@@ -192,14 +193,31 @@ def test_real_scheduler_and_a_worker_killed_mid_campaign(tmp_path: pathlib.Path)
                 p.kill()
 
 
-def test_a_run_past_its_budget_is_killed_and_recorded_as_a_timeout(tmp_path: pathlib.Path) -> None:
+def test_a_run_past_its_budget_is_killed_recorded_and_shrunk_as_a_timeout(tmp_path: pathlib.Path) -> None:
+    """A budget of 0.5 s: every run is killed before it can end (Python does not even start
+    the rig in that time, under any load), so every run times out. A timeout is a failure of
+    its own kind: confirmed by a second run, then shrunk by hypothesis to the smallest
+    schedule that still times out: one fault, the first kind and target of the space, at the
+    low ends of its ranges (the bias range's simplest value, 0)."""
     out = tmp_path / "out"
-    res = _hil("campaign", str(_campaign(tmp_path, examples=2, timeout_s=0.5)), "--workers", "2", "--out", str(out))
+    camp = _campaign(tmp_path, examples=2, timeout_s=0.5)
+    camp.write_text(camp.read_text().replace("shrink_runs = 40", "shrink_runs = 25"))
+    res = _hil("campaign", str(camp), "--workers", "2", "--out", str(out))
     assert res.returncode == 1, res.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["results"] == {"timeout": s["schedules"]}
-    assert len(s["timeouts"]) == s["schedules"] and not s["minimal"]
-    assert "TIMEOUT" in res.stdout
+    assert len(s["timeouts"]) == s["schedules"]
+    [group] = s["failures"]
+    assert group["status"] == "timeout" and group["failed"] == []
+    assert sorted(group["confirmed"]) == list(range(s["schedules"])) and not group["flakes"]
+    [m] = s["minimal"]
+    assert m["status"] == "timeout" and m["replay_identical"], m
+    assert m["faults"] == [{"kind": "sensor_bias", "at": "0 s", "duration": "1 s", "sensor": "gyro", "bias": 0.0}], m
+    recs = _records(out)
+    shrunk = [r for r in recs if r["phase"] == "shrink"]
+    assert 0 < len(shrunk) <= 25 and m["shrink_runs"] == len(shrunk)
+    assert all(r["status"] == "timeout" for r in recs)
+    assert "TIMEOUT" in res.stdout and "MINIMAL TIMEOUT" in res.stdout
 
 
 @pytest.mark.slow

@@ -9,12 +9,14 @@
    an error. No record is written twice.
 3. Each failure is run once more (a ``confirm`` future added to the same ``as_completed``):
    confirmed when it fails the same requirements with the same archive digest; otherwise it
-   is a flake (a determinism bug) and is reported, never shrunk.
-4. Each distinct confirmed failure (the set of failed requirements) is shrunk by
+   is a flake (a determinism bug) and is reported, never shrunk. A timeout is a failure of
+   its own kind (:func:`signature`): confirmed when it times out again, shrunk to the
+   smallest schedule that still times out.
+4. Each distinct confirmed failure (the set of failed requirements, or the timeout) is shrunk by
    hypothesis, in its own thread; each shrink step is a run on the cluster. The minimal
    schedule's scenario is written to ``minimal/`` exactly as it ran, and run once more
    (``replay``) to check that it gives the same verdicts and archive digest.
-5. ``summary.json`` and ``summary.txt``.
+5. ``summary.json``, ``summary.txt`` and ``report.html`` (:mod:`hil_rig.campaign.report`).
 
 Shrinking drives hypothesis through its public API: a ``@given`` test over the same
 strategy, settings and ``@seed`` as generation, with the shrink phase on. Its generate
@@ -51,6 +53,24 @@ from hil_rig.campaign.spec import CampaignError, CampaignSpec
 from hil_rig.campaign.worker import run_one
 
 FORMAT = 1
+
+
+#: the statuses that are confirmed and shrunk, each a failure of its own kind: a requirement
+#: failed, or the run passed its wall-clock budget
+SHRUNK = ("fail", "timeout")
+
+
+def signature(rec: dict[str, Any]) -> tuple[str, ...]:
+    """What makes two runs fail "the same way": ``("fail", *failed requirements)``, or
+    ``("timeout",)`` for any run past its budget (whatever it judged before it was
+    stopped); ``(status,)`` otherwise."""
+    if rec["status"] == "fail":
+        return ("fail", *rec["failed"])
+    return (rec["status"],)
+
+
+def describe(sig: tuple[str, ...]) -> str:
+    return "the timeout" if sig[0] == "timeout" else f"the failure of {', '.join(sig[1:])}"
 
 
 class _Reproduced(Exception):
@@ -100,7 +120,8 @@ class Campaign:
         if not plan_path.exists():
             tmp = plan_path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"format": FORMAT, "campaign": self.spec.name, "file": self.spec.file,
-                                       "seed": self.spec.seed, "schedules": plan}), encoding="utf-8")
+                                       "seed": self.spec.seed, "space": self.spec.space_doc(),
+                                       "schedules": plan}), encoding="utf-8")
             os.replace(tmp, plan_path)
         if self.results_path.exists():
             # a line torn by a kill mid-write is cut off: that run is done again
@@ -173,7 +194,7 @@ class Campaign:
                 fut = self._submit(texts[i], f"{self.spec.name}-{i:05d}")
                 meta[fut] = {"phase": "example", "id": i, "key": schedule_key(s), "schedule": s}
         for i, rec in done.items():  # failures whose confirmation was lost with the interruption
-            if rec["status"] == "fail" and i not in confirmed:
+            if rec["status"] in SHRUNK and i not in confirmed:
                 fut = self._submit(texts[i], f"{self.spec.name}-{i:05d}")
                 meta[fut] = {"phase": "confirm", "id": i, "key": rec["key"], "schedule": rec["schedule"]}
         counts = Counter(r["status"] for r in done.values())
@@ -192,7 +213,7 @@ class Campaign:
                           + (f": {rec['error']}" if rec.get("error") else "")
                           + f"  {rec.get('wall_s', 0):.1f} s;  pass {counts['pass']} fail {counts['fail']} "
                           f"timeout {counts['timeout']} error {counts['error']}")
-                if rec["status"] == "fail":
+                if rec["status"] in SHRUNK:
                     cf = self._submit(texts[m["id"]], f"{self.spec.name}-{m['id']:05d}")
                     meta[cf] = {**m, "phase": "confirm"}
                     ac.add(cf)
@@ -200,25 +221,28 @@ class Campaign:
         minimal = self._shrink_all(groups)
         summary = self._summary(plan, groups, minimal, time.monotonic() - t_start)
         self._write_summary(summary)
+        self._write_report()
         return summary
 
     # ---- failures -----------------------------------------------------------------------
     def _failure_groups(self) -> dict[tuple[str, ...], dict[str, Any]]:
-        """Confirmed failures and flakes, by the set of failed requirements."""
+        """Confirmed failures and flakes, by :func:`signature`: the set of failed
+        requirements, or ``("timeout",)`` for every run past its budget."""
         ex = self._done("example")
         conf = self._done("confirm")
         groups: dict[tuple[str, ...], dict[str, Any]] = {}
         for i in sorted(ex):
             rec = ex[i]
-            if rec["status"] != "fail":
+            if rec["status"] not in SHRUNK:
                 continue
-            sig = tuple(rec["failed"])
-            g = groups.setdefault(sig, {"failed": list(sig), "examples": [], "confirmed": [], "flakes": []})
+            sig = signature(rec)
+            g = groups.setdefault(sig, {"status": rec["status"], "failed": list(sig[1:]), "examples": [],
+                                        "confirmed": [], "flakes": []})
             g["examples"].append(i)
             c = conf.get(i)
             if c is None:
                 continue
-            if c["status"] == rec["status"] and c["failed"] == rec["failed"] and c["digest"] == rec["digest"]:
+            if signature(c) == sig and c["digest"] == rec["digest"]:
                 g["confirmed"].append(i)
             else:
                 g["flakes"].append({"id": i, "first": [rec["status"], rec["failed"], rec["digest"]],
@@ -243,8 +267,9 @@ class Campaign:
         return rec
 
     def shrink(self, sig: tuple[str, ...]) -> tuple[Schedule | None, int]:
-        """The smallest schedule hypothesis finds that fails exactly ``sig``; the number of
-        new runs that took."""
+        """The smallest schedule hypothesis finds whose run ends with :func:`signature`
+        ``sig`` (fails exactly those requirements, or times out); the number of new runs
+        that took."""
         budget = {"left": self.spec.shrink_runs, "runs": 0}
 
         @hypothesis_settings(self.spec, [Phase.generate, Phase.shrink])
@@ -252,7 +277,7 @@ class Campaign:
         @given(schedules(self.spec))
         def fails_the_same_way(schedule: Schedule) -> None:
             rec = self._evaluate(schedule, budget)
-            if rec is not None and rec["status"] == "fail" and tuple(rec["failed"]) == sig:
+            if rec is not None and signature(rec) == sig:
                 raise _Reproduced(schedule)
 
         try:
@@ -262,7 +287,7 @@ class Campaign:
         return None, budget["runs"]
 
     def _shrink_one(self, sig: tuple[str, ...], group: dict[str, Any]) -> dict[str, Any]:
-        self._say(f"shrinking the failure of {', '.join(sig)} ({len(group['confirmed'])} confirmed example(s))")
+        self._say(f"shrinking {describe(sig)} ({len(group['confirmed'])} confirmed example(s))")
         found, runs = self.shrink(sig)
         ex = self._done("example")
         if found is None:  # hypothesis did not meet it again: report the first confirmed example as it is
@@ -279,11 +304,14 @@ class Campaign:
         replay = self._result(self._submit(text, rec.get("name", key)),
                               {"phase": "replay", "id": str(path.name), "key": key, "schedule": found})
         self._store(replay)
-        same = (replay["status"] == rec["status"] and replay["failed"] == rec["failed"]
-                and replay["digest"] == rec["digest"] and rec["digest"] is not None)
+        if sig[0] == "timeout":  # no archive digest: the run was killed
+            same = replay["status"] == "timeout"
+        else:
+            same = (replay["status"] == rec["status"] and replay["failed"] == rec["failed"]
+                    and replay["digest"] == rec["digest"] and rec["digest"] is not None)
         self._say(f"minimal: {path} ({len(found)} fault(s), {runs} shrink run(s)); replay "
                   + ("identical" if same else "DIFFERS"))
-        return {"failed": list(sig), "file": str(path), "faults": found, "shrink_runs": runs,
+        return {"status": sig[0], "failed": list(sig[1:]), "file": str(path), "faults": found, "shrink_runs": runs,
                 "verdicts": [v for v in rec["verdicts"] if not v["passed"]], "run_dir": rec.get("run_dir"),
                 "digest": rec["digest"], "replay_run_dir": replay.get("run_dir"), "replay_identical": same}
 
@@ -314,7 +342,7 @@ class Campaign:
             "base_scenario": str(self.spec.base_path), "duration": self.spec.duration,
             "schedules": len(plan), "results": dict(counts), "runs_by_phase": dict(phases),
             "wall_s": round(wall_s, 1),
-            "failures": [{"failed": g["failed"], "examples": g["examples"], "confirmed": g["confirmed"],
+            "failures": [{"status": g["status"], "failed": g["failed"], "examples": g["examples"], "confirmed": g["confirmed"],
                           "flakes": g["flakes"]} for g in groups.values()],
             "minimal": minimal,
             "timeouts": [{"id": r["id"], "run_dir": r.get("run_dir"), "error": r.get("error")}
@@ -323,6 +351,11 @@ class Campaign:
             "coverage": {k: dict(cover[k]) for k in space_kinds},
             "kinds_never_drawn": [k for k in space_kinds if k not in cover],
         }
+
+    def _write_report(self) -> None:
+        from hil_rig.campaign.report import write_campaign_report
+
+        self._say(f"report: {write_campaign_report(self.out)}")
 
     def _write_summary(self, s: dict[str, Any]) -> None:
         (self.out / "summary.json").write_text(json.dumps(s, indent=2) + "\n", encoding="utf-8")
@@ -336,13 +369,14 @@ def summary_text(s: dict[str, Any]) -> str:
              f"  pass {r.get('pass', 0)}  fail {r.get('fail', 0)}  timeout {r.get('timeout', 0)}  "
              f"error {r.get('error', 0)}   runs: " + ", ".join(f"{k} {v}" for k, v in s["runs_by_phase"].items())]
     for f in s["failures"]:
-        lines.append(f"FAILURE {', '.join(f['failed'])}: {len(f['examples'])} example(s), "
+        what = "TIMEOUT" if f.get("status") == "timeout" else f"FAILURE {', '.join(f['failed'])}"
+        lines.append(f"{what}: {len(f['examples'])} example(s), "
                      f"{len(f['confirmed'])} confirmed, {len(f['flakes'])} flake(s)")
         for fl in f["flakes"]:
             lines.append(f"  FLAKE example {fl['id']}: first {fl['first'][0]} {fl['first'][1]}, "
                          f"again {fl['again'][0]} {fl['again'][1]} (a determinism bug; not shrunk)")
     for m in s["minimal"]:
-        lines.append(f"MINIMAL {m['file']}: {len(m['faults'])} fault(s) after {m['shrink_runs']} shrink run(s); "
+        lines.append(f"MINIMAL{' TIMEOUT' if m.get('status') == 'timeout' else ''} {m['file']}: {len(m['faults'])} fault(s) after {m['shrink_runs']} shrink run(s); "
                      f"replay {'identical' if m['replay_identical'] else 'DIFFERS'}")
         for f in m["faults"]:
             lines.append("  fault " + ", ".join(f"{k} = {v}" for k, v in f.items()))

@@ -103,6 +103,13 @@ class CampaignSpec:
                 f"# Replay: hil run THIS_FILE\n")
         return head + dumps(self.scenario_doc(faults, name))
 
+    def space_doc(self) -> list[dict[str, Any]]:
+        """The fault space as JSON (stored in ``schedules.json`` for the campaign report)."""
+        return [{"kind": sp.kind, "target_key": sp.target_key, "targets": [t for t in sp.targets if t is not None],
+                 "at": [{"event": a.event, "index": a.index, "from_s": a.lo_s, "to_s": a.hi_s} for a in sp.at],
+                 "duration_s": list(sp.duration_s) if sp.duration_s else None,
+                 "params": {k: [lo, hi] for k, (_t, lo, hi) in sp.params.items()}} for sp in self.space]
+
     def timeout_for(self, sim_s: float) -> float:
         """A run's wall-clock budget: scaled from its simulated length."""
         return self.timeout_s + self.timeout_per_sim_s * sim_s

@@ -296,7 +296,21 @@ def render_page(runs: Sequence[RunData], out: pathlib.Path) -> str:
     compare = f"<h2>Comparison</h2>{_comparison(runs)}" if multi else ""
     events = "".join((f"<h3>Run {i + 1}: {e(r.label)}</h3>" if multi else "") + _events(r)
                      for i, r in enumerate(runs[:1]))
-    script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    body = (f"{header}{compare}<h2>Requirements</h2>{reqs}"
+            f"<h2>Plots</h2>{keys}{''.join(sections)}"
+            f"<h2>Frame timing</h2>{_lateness(first)}"
+            f"<h2>Compute yield</h2><p class=\"note\" id=\"yield\">Achieved compute against the energy- and "
+            f"thermal-limited bound of this orbit: not computed yet (the bound is not built; this section will "
+            f"hold it).</p>"
+            f"<h2>Events</h2>{'<p class=note>Run 1 only.</p>' if multi else ''}{events}")
+    return html_page(title, body, SCRIPT, "hil report")
+
+
+def html_page(title: str, body: str, script: str = "", made_by: str = "hil report") -> str:
+    """One self-contained page: the report's styles, ``body``, and ``script`` allowed by
+    its hash; a Content-Security-Policy forbids every request outside the file. Every
+    HTML page of the project (run reports, campaign reports) is made here."""
+    script_hash = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
            f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'")
     made = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -308,15 +322,8 @@ def render_page(runs: Sequence[RunData], out: pathlib.Path) -> str:
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{e(title)}</h1><p class=\"note\">Written {made} by orbit-hil {e(__version__)} "
-        f"(<code>hil report</code>). Everything is in this file; it makes no request outside it.</p>"
-        f"{header}{compare}<h2>Requirements</h2>{reqs}"
-        f"<h2>Plots</h2>{keys}{''.join(sections)}"
-        f"<h2>Frame timing</h2>{_lateness(first)}"
-        f"<h2>Compute yield</h2><p class=\"note\" id=\"yield\">Achieved compute against the energy- and "
-        f"thermal-limited bound of this orbit: not computed yet (the bound is not built; this section will "
-        f"hold it).</p>"
-        f"<h2>Events</h2>{'<p class=note>Run 1 only.</p>' if multi else ''}{events}"
-        f"<script>{SCRIPT}</script></body></html>"
+        f"(<code>{e(made_by)}</code>). Everything is in this file; it makes no request outside it.</p>"
+        f"{body}" + (f"<script>{script}</script>" if script else "") + "</body></html>"
     )
 
 
