@@ -440,7 +440,7 @@ class FlightSoftware:
         samples["adcs.rate_norm_rad_s"] = _norm3(s.omega_body_rad_s)
         samples["exec.watchdog_expired"] = 1.0 if self.executive.watchdog.expired else 0.0
         samples["adcs.sun_missing_s"] = self._sun_missing(t_ns)
-        for a in self.fdir.evaluate(t_ns, samples):
+        for a in self.fdir.evaluate(t_ns, samples, self.payload.booting(t_ns)):
             if a.action == "safe":
                 self.modes.request(t_ns, SAFE, "autonomous", f"fdir {a.target}: {a.cause}")
             else:

@@ -18,11 +18,19 @@ An episode clears when no monitor of the target violates for
 ``clear_persistence`` cycles. An isolated target is readmitted only on positive
 evidence: every one of its monitors reported an in-limit value (not ``None``)
 for ``clear_persistence`` cycles. At most one action per target per cycle.
+
+A target may be *held* for a cycle (``evaluate(..., held=...)``): a payload board
+that is still booting after a power on (within its ``boot_time_s``). Its monitors
+neither count nor reset and its episode neither advances, nor clears, nor counts
+evidence: FDIR judges a booting board neither dead nor healthy. So a board with a
+long boot is not power-cycled again while it boots, and one that never comes up
+meets the ladder where it stood once its boot time has passed (after a
+power_cycle, isolate).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from flight_sw.events import EventLog
@@ -105,8 +113,10 @@ class Fdir:
         for m in self.targets.get(target, ()):
             self.count[m.name] = 0
 
-    def evaluate(self, t_ns: int, samples: Mapping[str, float | None]) -> list[Action]:
-        """One FDIR cycle: update monitors from ``samples``; return the actions to take."""
+    def evaluate(self, t_ns: int, samples: Mapping[str, float | None],
+                 held: Collection[str] = ()) -> list[Action]:
+        """One FDIR cycle: update monitors from ``samples``; return the actions to take.
+        ``held``: targets whose judgement waits this cycle (a board still booting)."""
         status: dict[str, bool | None] = {}
         count, enabled, last_value = self.count, self.enabled, self.last_value
         # per target, gathered in the one pass over the monitors (in table order):
@@ -118,6 +128,8 @@ class Fdir:
             if v is not None:
                 v = float(v)
             last_value[name] = v
+            if m.target in held:
+                continue
             if not enabled[name]:
                 status[name] = None
                 not_all_in.add(m.target)
@@ -141,6 +153,8 @@ class Fdir:
                 tripped.setdefault(m.target, []).append(m)
         out: list[Action] = []
         for target in self.targets:
+            if target in held:
+                continue
             act = self._target_cycle(t_ns, target, target in violating, target not in not_all_in,
                                      tripped.get(target, []), status)
             if act is not None:

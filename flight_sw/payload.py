@@ -78,6 +78,9 @@ class BoardConfig:
     channel: int  # PowerSwitch channel (the relay on the bench)
     idle_w: float = 5.0
     max_w: float = 15.0
+    #: from power on to its agent answering (the board kind's rating, or the bench's figure):
+    #: FDIR holds its judgement of a board this long after powering it (:meth:`PayloadManager.booting`)
+    boot_time_s: float = 0.0
 
 
 @dataclass
@@ -130,6 +133,7 @@ class Board:
     job_report: dict = field(default_factory=dict)  # ... and its job states by remote id
     digest_fail_streak: int = 0
     run: tuple[Job, Placement] | None = None
+    powered_on_ns: int = -1  # when the payload manager last powered it on (-1: not since start)
 
 
 class PayloadManager(Component):
@@ -220,6 +224,8 @@ class PayloadManager(Component):
             for b in self.boards.values():  # power every board the relay left off
                 if not self.switches.get(b.cfg.channel):
                     self._power(t_ns, b, True, "boot")
+                else:  # on already, since when we cannot know: it may be booting with us
+                    b.powered_on_ns = b.last_ok_ns = t_ns
         live = self.active_boards()
         synced = self._time_sync_all(t_ns, live) if self.time_sync else {}
         for b in live:
@@ -623,11 +629,26 @@ class PayloadManager(Component):
                 self.payload_s_by_throttle[i] += 1.0
 
     # --- FDIR ------------------------------------------------------------------------
+    def booting(self, t_ns: int) -> set[str]:
+        """Boards still booting at ``t_ns``: powered on by the payload manager less than
+        their ``boot_time_s`` ago and not heard from since. FDIR holds its judgement of
+        them (no heartbeat sample, their episode neither advances nor clears), so a board
+        with a long boot (a QEMU board's Linux, a Jetson's) is not power-cycled while it
+        boots; once its boot time has passed without an answer, its heartbeat age (from
+        the power on) trips the ladder where it stood."""
+        out = set()
+        for name, b in self.boards.items():
+            if (b.powered and not b.isolated and b.powered_on_ns >= 0 and b.last_ok_ns <= b.powered_on_ns
+                    and t_ns - b.powered_on_ns < b.cfg.boot_time_s * NS):
+                out.add(name)
+        return out
+
     def fdir_samples(self, t_ns: int) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
+        booting = self.booting(t_ns)
         for name, b in self.boards.items():
             age, temp, streak = self._fdir_names[name]
-            if b.powered and not b.isolated:
+            if b.powered and not b.isolated and name not in booting:
                 out[age] = (t_ns - b.last_ok_ns) / NS
                 out[temp] = b.temp_k if b.temp_k == b.temp_k else None
                 out[streak] = float(b.digest_fail_streak)
@@ -650,8 +671,7 @@ class PayloadManager(Component):
             self.stats["power_cycles"] += 1
             self._power(t_ns, b, False, cause)
             self._power(t_ns, b, True, cause)
-            b.recovering = True
-            b.last_ok_ns = t_ns  # the board gets the FDIR step time to boot
+            b.recovering = True  # FDIR holds its judgement while it boots (booting())
         elif action == "isolate":
             self._isolate(t_ns, b, cause)
         elif action == "readmit":
@@ -675,6 +695,8 @@ class PayloadManager(Component):
         self.switches.set(b.cfg.channel, on)
         b.powered = on
         b.report_ns = -1  # its report is void now
+        if on:  # it boots: its heartbeat age counts from now, and FDIR waits out its boot time
+            b.powered_on_ns = b.last_ok_ns = t_ns
         if not on:
             b.power_w = 0.0
         self.events.emit(t_ns, "board_power", board=b.cfg.name, on=on, channel=b.cfg.channel, cause=cause)

@@ -266,3 +266,71 @@ def test_a_real_time_scenario_passes_on_the_qemu_bench(bench, rig, tmp_path) -> 
     summary = result.summary
     print(f"fsw {summary['fsw']}; lateness {summary['lateness']}")
     assert summary["fsw"]["jobs_completed"] >= 1
+
+
+# ---- FDIR and a board that boots for a long time (virtual bench) ----------------------
+
+LONG_BOOT_S = 8.0  # rpi0's boot on this bench: longer than the heartbeat ladder's steps (5 s)
+
+FAULT = """
+[[fault]]
+kind = "{fault}"
+board = "rpi0"
+at = "20 s"
+"""
+
+
+def _long_boot_bench(tmp_path: pathlib.Path) -> pathlib.Path:
+    """The shipped virtual bench, with rpi0 booting for LONG_BOOT_S (a bench file's
+    boot_time_s: what the rig waits and what the flight software is told)."""
+    from hil_rig.benches import __file__ as benches
+
+    text = (pathlib.Path(benches).parent / "virtual.toml").read_text()
+    text = text.replace("boot_time_s = 0.3", f"boot_time_s = {LONG_BOOT_S}")
+    assert f"boot_time_s = {LONG_BOOT_S}" in text
+    path = tmp_path / "long_boot.toml"
+    path.write_text(text)
+    return path
+
+
+def _fdir_of(tmp_path: pathlib.Path, fault: str, duration: str) -> list[tuple[float, str]]:
+    """Run the scenario with ``fault`` on rpi0 at 20 s in virtual time on the long-boot
+    bench; rpi0's FDIR actions as (s, action)."""
+    from hil_rig.archive import load_run
+    from hil_rig.run import Run
+    from hil_rig.scenario import load_scenario
+    from tests.test_run_runner import SCENARIO
+
+    sc_path = tmp_path / f"{fault}.toml"
+    sc_path.write_text(SCENARIO.format(name=f"long_boot_{fault}", duration=duration, seed=1, workload="compute",
+                                       floor=0.3) + FAULT.format(fault=fault))
+    out = tmp_path / fault
+    with Run(load_scenario(sc_path), bench=_long_boot_bench(tmp_path), out=out) as run:
+        run.run_until(run.duration_ns)
+        run.finish()
+    ev = load_run(out)["events"]
+    acts = []
+    for t, s, k, d in zip(ev["t_ns"], ev["source"], ev["kind"], ev["detail"], strict=True):
+        if s == "fsw" and k == "fdir_action":
+            f = json.loads(d)
+            if f["target"] == "rpi0":
+                acts.append((t / 1e9, f["action"]))
+    return acts
+
+
+def test_fdir_lets_a_power_cycled_board_boot_and_it_comes_back(tmp_path) -> None:
+    """A hung board is power-cycled once; while it boots for its boot time FDIR takes no
+    step (before: isolated 5 s into its boot), and it comes back."""
+    acts = _fdir_of(tmp_path, "payload_hang", "90 s")
+    assert [a for _, a in acts] == ["retry", "reset", "power_cycle"], acts
+
+
+def test_fdir_power_cycles_a_board_that_never_comes_up_and_isolates_it_after_its_boot_time(tmp_path) -> None:
+    """rpi0's link is unplugged for good, so it never answers again: the ladder reaches a
+    power cycle; the board gets its whole boot time, then, still silent, is isolated
+    (before: isolated 5 s into its boot)."""
+    acts = _fdir_of(tmp_path, "link_disconnect", "60 s")
+    names = [a for _, a in acts]
+    assert names[:4] == ["retry", "reset", "power_cycle", "isolate"], acts
+    t_cycle, t_isolate = acts[2][0], acts[3][0]
+    assert t_isolate >= t_cycle + LONG_BOOT_S, acts
