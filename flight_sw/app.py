@@ -123,6 +123,7 @@ class FlightSoftware:
         self.dictionary = TmCodec(self.board_names)
         self._board_channels = {n: board_channel_names(n) for n in self.board_names}
         self.adcs = native.Adcs(cfg.adcs or None)
+        self._wheel_inertia = float(self.adcs.config["wheel_inertia_kgm2"])  # (the wheels' momentum in HK)
         eps = dict(cfg.eps)
         # the payload budget keeps the SOC at eclipse exit above a floor: by default
         # EPS_FLOOR_MARGIN above the battery's FDIR limit (the C core's own default,
@@ -518,6 +519,11 @@ class FlightSoftware:
             "overruns": self.executive.overruns,
             "watchdog_ok": 0 if self.executive.watchdog.expired else 1,
             "fdir_actions": len(self.fdir.actions),
+            "wheel_x_rad_s": s.wheel_speed_rad_s[0],
+            "wheel_y_rad_s": s.wheel_speed_rad_s[1],
+            "wheel_z_rad_s": s.wheel_speed_rad_s[2],
+            "wheel_momentum_nms": self._wheel_inertia * _norm3(s.wheel_speed_rad_s),
+            "heater_mask": self._heater_mask,
         }
         for name, b in p.boards.items():
             st = ("ISOLATED" if b.isolated else "OFF" if not b.powered else "FAULT" if b.last_ok_ns != t_ns

@@ -103,6 +103,15 @@ _SPACECRAFT_CHANNELS: tuple[Channel, ...] = (
     Channel("overruns", "I", "1", None, 0, "rate-group overruns since boot"),
     Channel("watchdog_ok", "B", "bool", 1, 1, "software watchdog stroked"),
     Channel("fdir_actions", "I", "1", desc="recovery actions taken since boot", warn_hi=0),
+    # the reaction wheels, as the ADCS reads them: red at 6000 rpm (628 rad/s, where the
+    # C core's default stops adding torque), yellow from 80 % of it; a nominal run
+    # stays below 100 rad/s
+    *(Channel(f"wheel_{a}_rad_s", "d", "rad/s", -628.0, 628.0, f"reaction wheel {a} speed",
+              warn_lo=-500.0, warn_hi=500.0) for a in "xyz"),
+    Channel("wheel_momentum_nms", "d", "N m s", desc="the wheels' stored angular momentum |J w| "
+            "(the ADCS's wheel inertia)"),
+    Channel("heater_mask", "I", "1", desc="heaters on: bit i is the heater of thermal zone i "
+            "(the flight software's configured thermal_zones)"),
 )
 
 

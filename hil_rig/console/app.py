@@ -44,13 +44,15 @@ _SEV = {"info": "", "warning": "yellow", "error": "bold red", "security": "bold 
 class Panel(Static):
     """A titled panel of label/value lines."""
 
-    DEFAULT_CSS = "Panel { border: round $primary; padding: 0 1; height: 100%; width: 1fr; }"
+    DEFAULT_CSS = ("Panel { border: round $primary; padding: 0 1; height: 100%; width: 1fr; "
+                   "text-wrap: nowrap; text-overflow: ellipsis; }")
 
     def __init__(self, title: str, **kw: Any) -> None:
         super().__init__("", **kw)
         self.border_title = title
 
     def show(self, lines: list[Text]) -> None:
+        # a line too long for the panel is cut short (…, the CSS), never wrapped onto the next
         self.update(Text("\n").join(lines))
 
 
@@ -59,6 +61,9 @@ class ConsoleApp(App):
     Screen { layout: vertical; }
     #top { height: 7; }
     #mid { height: 8; }
+    #attitude { width: 9fr; }
+    #boards { width: 10fr; }
+    #verdicts { width: 7fr; }
     #logs { height: 1fr; min-height: 4; }
     #events { width: 3fr; border: round $secondary; }
     #history { width: 2fr; border: round $secondary; }
@@ -190,8 +195,9 @@ class ConsoleApp(App):
         sun = st.get("sunlit")
         tte = hk.get("t_to_eclipse_s")
         dur = hk.get("eclipse_duration_s")
+        beta = st.get("beta_deg")
         self.query_one("#orbit", Panel).show([
-            r("orbit", str(st.get("orbit", "--"))),
+            r("orbit", str(st.get("orbit", "--")), " β ", "--" if beta is None else f"{beta:.1f}°"),
             r("sun", Text("SUN" if sun else "ECLIPSE", style="yellow" if sun else "blue") if sun is not None
               else Text("--")),
             r("predict", "in eclipse" if hk.get("in_eclipse_pred") else "sunlit"),
@@ -215,8 +221,10 @@ class ConsoleApp(App):
             r("payload", f("temp_payload_max_k", hk.get("temp_payload_max_k"), "{:.1f}",
                            offset=-ZERO_CELSIUS_K, unit=" °C")),
             r("derate", f("thermal_derate", hk.get("thermal_derate"))),
-            r("fdir", str(hk.get("fdir_actions", "--")), " actions"),
-            r("tc", f"{hk.get('tc_accepted', '--')} ok {hk.get('tc_rejected', '--')} refused"),
+            r("heaters", self._heaters(hk.get("heater_mask"), st.get("thermal_zones"))),
+            r("fdir", f("fdir_actions", hk.get("fdir_actions"), "{:.0f}"), "  tc ",
+              f("tc_accepted", hk.get("tc_accepted"), "{:.0f}"), "/", f("tc_rejected", hk.get("tc_rejected"), "{:.0f}"),
+              " refused"),
         ])
         mode = hk.get("mode")
         mode_name = MODE_NAMES[int(mode)] if isinstance(mode, int | float) and 0 <= mode < len(MODE_NAMES) else "--"
@@ -225,18 +233,23 @@ class ConsoleApp(App):
             r("rate", f("rate_norm_rad_s", hk.get("rate_norm_rad_s"), "{:.4f}", unit=" rad/s")),
             r("pointing", f("pointing_error_rad", hk.get("pointing_error_rad"), "{:.2f}", 180 / math.pi,
                             unit=" deg")),
+            r("ω rad/s", *[x for a in "xyz" for x in (f(f"wheel_{a}_rad_s", hk.get(f"wheel_{a}_rad_s"), "{:.0f}"),
+                                                       " " if a != "z" else "")]),
+            r("momentum", f("wheel_momentum_nms", hk.get("wheel_momentum_nms"), "{:.4f}", unit=" Nms")),
             r("watchdog", "ok" if hk.get("watchdog_ok", 1) else Text("EXPIRED", style="bold red")),
         ])
-        lines = [r("jobs", f"{hk.get('jobs_queued', '--')} queued {hk.get('jobs_running', '--')} run "
-                           f"{hk.get('jobs_completed', '--')} done {hk.get('jobs_failed', '--')} failed")]
+        lines = [r("jobs", f"{hk.get('jobs_completed', '--')} done {hk.get('jobs_running', '--')} run "
+                           f"{hk.get('jobs_queued', '--')} queued {hk.get('jobs_failed', '--')} failed")]
         for b in self.source.boards:
             s = hk.get(f"board.{b}.state")
             sname = BOARD_STATES[int(s)] if isinstance(s, int | float) and 0 <= s < len(BOARD_STATES) else "--"
-            lines.append(r(b[:9], Text(f"{sname:<9}", style="red" if sname in ("FAULT", "ISOLATED") else ""),
-                           f(f"board.{b}.temp_k", hk.get(f"board.{b}.temp_k"), "{:.1f}", offset=-ZERO_CELSIUS_K,
-                             unit="°C "),
-                           f(f"board.{b}.power_w", hk.get(f"board.{b}.power_w"), "{:.1f}", unit="W "),
-                           f(f"board.{b}.throttle", hk.get(f"board.{b}.throttle"), "{:.2f}")))
+            # name, state (4 letters), temperature, power, throttle: 26 columns (80x24)
+            lines.append(Text(f"{b[:6]:<7}").append_text(Text(f"{sname[:4]:<5}", style="red" if sname in (
+                "FAULT", "ISOLATED") else "")).append_text(Text.assemble(
+                    f(f"board.{b}.temp_k", hk.get(f"board.{b}.temp_k"), "{:.0f}", offset=-ZERO_CELSIUS_K,
+                      unit="°C "),
+                    f(f"board.{b}.power_w", hk.get(f"board.{b}.power_w"), "{:.1f}", unit="W "),
+                    f(f"board.{b}.throttle", hk.get(f"board.{b}.throttle"), "{:.2f}"))))
         self.query_one("#boards", Panel).show(lines)
         self.query_one("#verdicts", Panel).show(self._verdict_lines(st))
 
@@ -266,6 +279,18 @@ class ConsoleApp(App):
                                  "severity": {"fail": "error", "pending": "warning"}.get(state, "info"),
                                  "text": f"{name}: {v.get('detail', '')}"})
                 self._verdicts[name] = state
+
+    @staticmethod
+    def _heaters(mask: Any, zones: Any) -> Text:
+        """The zones whose heater is on (HK ``heater_mask``; names from the run's status)."""
+        if not isinstance(mask, int | float) or mask != mask:
+            return Text("--", style="dim")
+        m = int(mask)
+        if not m:
+            return Text("all off")
+        names = list(zones or [])
+        on = [names[i] if i < len(names) else f"#{i}" for i in range(32) if m >> i & 1]
+        return Text(" ".join(on), style="yellow")
 
     def _event(self, ev: dict[str, Any]) -> None:
         line = f"{ev['t_s']:9.1f} {ev['source']:<7} {ev['name']:<20} {ev['text']}"

@@ -32,6 +32,7 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import math
 import os
 import pathlib
 import queue
@@ -522,12 +523,16 @@ class Run:
 
     def status(self) -> dict[str, Any]:
         """A live snapshot: simulation time, orbit, sun, SOC, temperatures, mode, board
-        states and power, jobs, pause and speed, and each requirement's verdict so far
-        (``verdicts``: name, kind, state pass/fail/pending, detail)."""
+        states and power, jobs, pause and speed, the beta angle, the thermal zones (the
+        bits of HK ``heater_mask``), and each requirement's verdict so far (``verdicts``:
+        name, kind, state pass/fail/pending, detail)."""
         p = self._need()
         s = dict(p.recorder.status)
         # in the loop's thread (the judges change there): at its next second if it runs
-        s["verdicts"] = self._call(lambda: [j.provisional(p.clock.t_ns) for j in p.recorder.judges])
+        s["verdicts"], beta = self._call(lambda: ([j.provisional(p.clock.t_ns) for j in p.recorder.judges],
+                                                  float(self._env.beta_rad[self._env_index(p.clock.t_ns)])))
+        s["beta_deg"] = math.degrees(beta)  # the orbit's beta angle now (rig truth)
+        s["thermal_zones"] = list(p.fsw.cfg.thermal_zones)  # the bits of HK heater_mask, in order
         s.update({
             "t_s": p.clock.t_ns / NS, "duration_s": p.duration_ns / NS, "paused": self.paused,
             "clock": "virtual" if p.pacer is None else "realtime", "speed": None if p.pacer is None else p.pacer.scale,
