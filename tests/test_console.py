@@ -21,16 +21,25 @@ from hil_rig.scenario import find_scenario, load_scenario, parse_duration  # noq
 GUARD = 1200  # pilot pauses of 0.05 s before a wait is declared hung (a hang guard, not a bound)
 
 
-@pytest.fixture
-def live(tmp_path):
+def hosted_run(tmp_path, sc=None):
+    """A real run (the nominal scenario, 30 min, unless ``sc``) hosted paused with its
+    ground port and control endpoint; yields (hosted, key). The fixtures' body."""
     run_dir = tmp_path / "run"
     key, key_path = run_key(run_dir, None)
-    sc = load_scenario(find_scenario("nominal")).replace(duration=parse_duration("30 min", "test"))
+    if sc is None:
+        sc = load_scenario(find_scenario("nominal")).replace(duration=parse_duration("30 min", "test"))
     run = Run(sc, out=run_dir, options=RunOptions(tc_key=key, ground_port=0), rt_priority=None)
     hosted = Hosted(run, key, key_path, paused=True)
     hosted.start_thread()
-    yield hosted, key
-    hosted.close()
+    try:
+        yield hosted, key
+    finally:
+        hosted.close()
+
+
+@pytest.fixture
+def live(tmp_path):
+    yield from hosted_run(tmp_path)
 
 
 async def step_until(pilot, cond, what):

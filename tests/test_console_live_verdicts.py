@@ -7,11 +7,9 @@ import pytest
 
 pytest.importorskip("textual")
 
-from test_console import drive, until  # noqa: E402
+from test_console import drive, hosted_run, until  # noqa: E402
 
-from hil_rig.run import Run, RunOptions  # noqa: E402
-from hil_rig.run.control_server import Hosted, run_key  # noqa: E402
-from hil_rig.scenario import find_scenario, load_scenario, parse_scenario  # noqa: E402
+from hil_rig.scenario import find_scenario, parse_scenario  # noqa: E402
 
 
 @pytest.fixture
@@ -19,14 +17,7 @@ def live_safe(tmp_path):
     """scenarios/safe_recovery.toml (SAFE at t = 722 s) plus a SOC floor that fails at once."""
     path = find_scenario("safe_recovery")
     text = path.read_text() + '\n[[requirement]]\nkind = "soc_floor"\nname = "soc_high"\nmin = 0.95\n'
-    sc = parse_scenario(text, file=str(path)).replace(duration=load_scenario(path).duration)
-    run_dir = tmp_path / "run"
-    key, key_path = run_key(run_dir, None)
-    run = Run(sc, out=run_dir, options=RunOptions(tc_key=key, ground_port=0), rt_priority=None)
-    hosted = Hosted(run, key, key_path, paused=True)
-    hosted.start_thread()
-    yield hosted, key
-    hosted.close()
+    yield from hosted_run(tmp_path, parse_scenario(text, file=str(path)))
 
 
 def _states(app):

@@ -10,10 +10,15 @@ import pytest
 
 pytest.importorskip("textual")
 
-from test_console import drive, live, until  # noqa: E402, F401  (live: the fixture)
+from test_console import drive, hosted_run, until  # noqa: E402
 
 from hil_rig.archive import load_run  # noqa: E402
 from hil_rig.console.app import ConsoleApp  # noqa: E402
+
+
+@pytest.fixture
+def live(tmp_path):
+    yield from hosted_run(tmp_path)
 
 
 def test_beta_wheels_momentum_and_heaters_on_screen(live):
