@@ -9,7 +9,9 @@ cycles.
 Power is physical: a board runs while its relay channel is on *and* its supply
 delivers at least the board's minimum voltage. When that stops, the board's
 process is killed (SIGKILL: power lost, state lost); when it comes back, the
-board boots again after its ``boot_time_s``. The supply's measured current is
+board boots again after its ``boot_time_s`` of wall time on the real clock; on the
+virtual clock its process starts at once and the boot time passes in simulation
+time (the run holds the board booting). The supply's measured current is
 the boards' draw (``power_w`` from each emulator, ``idle_power_w`` while it
 boots) divided by the output voltage; with ``as_of_ns`` set, the draw each
 board reported as of that simulation time.
@@ -431,9 +433,15 @@ class VirtualBench:
                     board.proc.poll_status()
                 if want and not board.powered:
                     board.powered = True
-                    # a QEMU board starts at once: its Linux boot is its boot time
-                    board.boot_at = now + (0.0 if isinstance(board, _QemuSlot) else b.boot_time_s)
-                    log.info("board %s: power on, boots in %.2f s", b.name, b.boot_time_s)
+                    # A QEMU board starts at once: its Linux boot is its boot time. So does an
+                    # emulated board on the virtual clock: its boot time passes in simulation
+                    # time (the run's BoardPower holds it booting that long), and a wall-clock
+                    # delay as well would only stall the run.
+                    at_once = isinstance(board, _QemuSlot) or self.clock == "virtual"
+                    board.boot_at = now + (0.0 if at_once else b.boot_time_s)
+                    log.info("board %s: power on, boots in %.2f s%s", b.name, b.boot_time_s,
+                             " of simulation time" if self.clock == "virtual" and not isinstance(board, _QemuSlot)
+                             else "")
                 elif not want and board.powered:
                     board.powered = False
                     board.boot_at = None
