@@ -13,6 +13,9 @@ from typing import Any
 
 import native
 from flight_sw.dictionary import (
+    ACK_ACCEPTANCE,
+    ACK_COMPLETION,
+    ACK_START,
     BOARD_STATES,
     COMMAND_BY_NAME,
     MODE_NAMES,
@@ -408,12 +411,29 @@ class FlightSoftware:
                 tc = self.verifier.verify(p)
             except TcRejected as e:
                 self.events.emit(t_ns, "tc_rejected", reason=e.reason, detail=e.detail[:120], length=len(p))
+                if e.request is not None:  # authentic: an acceptance failure report, asked or not
+                    self._verification(t_ns, 2, *e.request, reason=f"{e.reason}: {e.detail}"[:200])
                 continue
             self.events.emit(t_ns, "tc_accepted", command=tc.name, arsn=tc.arsn, spi=tc.spi)
+            req = (tc.request_id, tc.spi, tc.arsn)
+            if tc.ack & ACK_ACCEPTANCE:
+                self._verification(t_ns, 1, *req)
+            if tc.ack & ACK_START:
+                self._verification(t_ns, 3, *req)
             try:
                 self._execute(t_ns, tc.name, tc.args, source="tc")
-            except CommandError:
-                pass  # tc_failed already logged
+            except CommandError as e:  # tc_failed already logged
+                self._verification(t_ns, 8, *req, reason=f"execution: {e}"[:200])
+                continue
+            if tc.ack & ACK_COMPLETION:
+                self._verification(t_ns, 7, *req)
+
+    def _verification(self, t_ns: int, subtype: int, request_id: bytes, spi: int, arsn: int,
+                      reason: str = "") -> None:
+        """A PUS service 1 report on the ground port's downlink (flight_sw.tc's doc)."""
+        if self.ground is not None:
+            self.ground.send(self.dictionary.encode_verification(t_ns, subtype, request_id, spi, arsn, reason))
+            self.tm_packets += 1
 
     def _payload_inputs(self, t_ns: int) -> None:
         p = self.payload

@@ -10,6 +10,12 @@ Packets are CCSDS Space Packets (big-endian):
   u64), then every channel in dictionary order, each in its declared format;
 * events, APID ``EVENT_APID``: primary header, ``t_ns`` u64, event id u16,
   severity u8, then the event's fields as UTF-8 JSON;
+* verification reports (PUS service 1), APID ``VERIFY_APID``: primary header,
+  ``t_ns`` u64, service u8 (1), subtype u8 (1 acceptance success, 2 acceptance
+  failure, 3 start success, 7 completion success, 8 completion failure), the
+  request ID (the TC's first 4 bytes: packet ID and sequence control, as PUS-C),
+  the TC's SPI u16 and ARSN u32, then on a failure a code u16 (``FAILURE_CODES``)
+  and the reason as UTF-8;
 * telecommands, APID ``TC_APID``: see :mod:`flight_sw.tc`.
 """
 
@@ -23,6 +29,8 @@ from typing import Any
 
 HK_APID = 0x100
 EVENT_APID = 0x101
+#: PUS service 1 (request verification) reports to the ground
+VERIFY_APID = 0x102
 TC_APID = 0x080
 TM_MAX_PACKET = 4096
 
@@ -345,7 +353,7 @@ class TmCodec:
         self.boards = tuple(boards)
         self.channels = hk_channels(self.boards)
         self._fmt = struct.Struct(">Q" + "".join(c.fmt for c in self.channels))
-        self._seq = {HK_APID: 0, EVENT_APID: 0}
+        self._seq = {HK_APID: 0, EVENT_APID: 0, VERIFY_APID: 0}
 
     def _next(self, apid: int) -> int:
         s = self._seq[apid]
@@ -371,8 +379,12 @@ class TmCodec:
         body = struct.pack(">QHB", int(t_ns), ev.id, _SEVERITIES.index(ev.severity)) + text
         return primary_header(EVENT_APID, self._next(EVENT_APID), len(body), tc=False) + body
 
+    def encode_verification(self, t_ns: int, subtype: int, request_id: bytes, spi: int, arsn: int,
+                            reason: str = "") -> bytes:
+        return encode_verification(self._next(VERIFY_APID), t_ns, subtype, request_id, spi, arsn, reason)
+
     def decode(self, pkt: bytes) -> dict[str, Any]:
-        """Decode one TM packet into a dict with ``kind`` 'hk' or 'event'."""
+        """Decode one TM packet into a dict with ``kind`` 'hk', 'event' or 'verification'."""
         apid, is_tc, _seq, n = parse_primary_header(pkt)
         if is_tc or n != len(pkt):
             raise DictionaryError("not a complete TM packet")
@@ -389,10 +401,45 @@ class TmCodec:
                 raise DictionaryError(f"unknown event id {eid}")
             return {"kind": "event", "t_ns": t, "name": ev.name, "severity": _SEVERITIES[sev],
                     "fields": json.loads(body[11:].decode("utf-8"))}
+        if apid == VERIFY_APID:
+            if len(body) < _VERIFY.size:
+                raise DictionaryError(f"verification packet of {len(body)} bytes")
+            t, service, sub, rid, spi, arsn = _VERIFY.unpack_from(body, 0)
+            if service != 1 or sub not in VERIFY_SUBTYPES:
+                raise DictionaryError(f"verification report TM[{service},{sub}] unknown")
+            out = {"kind": "verification", "t_ns": t, "subtype": sub, "report": VERIFY_SUBTYPES[sub],
+                   "request_id": rid.hex(), "spi": spi, "arsn": arsn, "code": 0, "reason": ""}
+            if sub in (2, 8):
+                if len(body) < _VERIFY.size + 2:
+                    raise DictionaryError("failure report without its code")
+                (out["code"],) = struct.unpack_from(">H", body, _VERIFY.size)
+                out["reason"] = body[_VERIFY.size + 2:].decode("utf-8", "replace")
+            return out
         raise DictionaryError(f"unknown TM APID {apid:#x}")
 
 
 _SEVERITIES = ("info", "warning", "error", "security")
+
+# --- PUS service 1: request verification -------------------------------------------------
+#: a TC's acknowledgement flags (PUS-C's order: acceptance is the least significant bit)
+ACK_ACCEPTANCE, ACK_START, ACK_PROGRESS, ACK_COMPLETION = 0b0001, 0b0010, 0b0100, 0b1000
+ACK_ALL = ACK_ACCEPTANCE | ACK_START | ACK_COMPLETION  # (no progress reports: a TC runs in one frame)
+#: service 1 subtypes the flight software sends
+VERIFY_SUBTYPES = {1: "acceptance_success", 2: "acceptance_failure", 3: "start_success",
+                   7: "completion_success", 8: "completion_failure"}
+#: a failure report's code, by the flight software's reason
+FAILURE_CODES = {"replay": 1, "outside_window": 2, "unknown_opcode": 3, "bad_args": 4, "execution": 16}
+_VERIFY = struct.Struct(">QBB4sHI")
+
+
+def encode_verification(seq: int, t_ns: int, subtype: int, request_id: bytes, spi: int, arsn: int,
+                        reason: str = "") -> bytes:
+    """One service 1 report (see the module's doc); ``reason`` on failures only."""
+    body = _VERIFY.pack(int(t_ns), 1, subtype, bytes(request_id[:4]).ljust(4, b"\0"), spi, arsn)
+    if subtype in (2, 8):
+        body += struct.pack(">H", FAILURE_CODES.get(reason.split(":", 1)[0], FAILURE_CODES["execution"]))
+        body += reason.encode("utf-8")[: TM_MAX_PACKET - 64]
+    return primary_header(VERIFY_APID, seq, len(body), tc=False) + body
 
 
 # --- XTCE export ------------------------------------------------------------------------

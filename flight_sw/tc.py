@@ -4,7 +4,9 @@ Packet layout (big-endian)::
 
     primary header   6 bytes  version 0, type TC, APID TC_APID, sequence count
     security header  6 bytes  SPI u16, anti-replay sequence number (ARSN) u32
-    data            n bytes   opcode u16, arguments as the dictionary encodes them
+    data            n bytes   opcode u16 (bits 15-12: acknowledgement flags, PUS-C's
+                              order, acceptance = bit 12; bits 11-0: the dictionary's
+                              opcode), arguments as the dictionary encodes them
     security trailer 16 bytes HMAC-SHA256 over header + security header + data,
                               truncated to 128 bits (SDLS MAC truncation)
 
@@ -13,6 +15,13 @@ Security associations: each SPI has its own anti-replay counter, as in SDLS. SPI
 ``Run.command``); SPI ``SPI_GROUND`` (2) is for ground clients on the ground port
 (``hil console``). Two senders under one key therefore never take each other's
 ARSNs. The SPI is inside the MAC, so a packet cannot be moved to another SA.
+
+Acknowledgements: a TC whose flags ask for them gets PUS service 1 success reports
+on the ground port's downlink (acceptance, start, completion:
+``flight_sw.dictionary.encode_verification``); an authentic TC that is refused
+(replay, window, opcode, arguments) or fails in execution gets a failure report
+whatever its flags, as PUS-C has it. A packet whose MAC does not verify gets
+none: its flags cannot be trusted (its ``tc_rejected`` event is on the downlink).
 
 Anti-replay: the receiver keeps the last accepted ARSN (per SPI) and accepts a packet only
 if its ARSN is ahead of it by 1..``window``, counted modulo 2**32 (serial-number
@@ -96,12 +105,15 @@ def write_key(path: str | os.PathLike[str]) -> bytes:
 
 
 class TcRejected(Exception):
-    """A telecommand refused by the interface; ``reason`` is a short tag."""
+    """A telecommand refused by the interface; ``reason`` is a short tag. ``request``
+    is (request ID, SPI, ARSN) once the packet proved authentic (its MAC verified),
+    else None: only an authentic TC gets a verification report."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.request: tuple[bytes, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,10 @@ class Telecommand:
     args: dict[str, Any]
     arsn: int
     spi: int = SPI_ONBOARD
+    #: acknowledgement flags (flight_sw.dictionary.ACK_*)
+    ack: int = 0
+    #: PUS-C request ID: the packet's first 4 bytes (packet ID, sequence control)
+    request_id: bytes = b""
 
 
 def _mac(key: bytes, msg: bytes) -> bytes:
@@ -125,14 +141,17 @@ class TcSender:
         self.arsn = first_arsn % ARSN_MOD
         self._seq = 0
 
-    def build(self, name: str, arsn: int | None = None, **args: Any) -> bytes:
+    def build(self, name: str, arsn: int | None = None, ack: int = 0, **args: Any) -> bytes:
+        """A TC packet; ``ack``: the acknowledgement flags (flight_sw.dictionary.ACK_*)."""
         cmd = COMMAND_BY_NAME.get(name)
         if cmd is None:
             raise DictionaryError(f"unknown command {name!r}")
+        if not 0 <= ack <= 0xF:
+            raise DictionaryError(f"acknowledgement flags {ack!r} outside 0..15")
         if arsn is None:
             arsn = self.arsn
             self.arsn = (self.arsn + 1) % ARSN_MOD
-        data = struct.pack(">HI", self.spi, arsn) + struct.pack(">H", cmd.opcode) + encode_args(cmd, args)
+        data = struct.pack(">HI", self.spi, arsn) + struct.pack(">H", ack << 12 | cmd.opcode) + encode_args(cmd, args)
         hdr = primary_header(TC_APID, self._seq, len(data) + MAC_LEN, tc=True)
         self._seq = (self._seq + 1) & 0x3FFF
         return hdr + data + _mac(self._key, hdr + data)
@@ -195,19 +214,25 @@ class TcVerifier:
             raise TcRejected("unknown_spi", str(spi))
         if not hmac.compare_digest(mac, _mac(self._key, body)):
             raise TcRejected("bad_mac")
-        ahead = (arsn - last) % ARSN_MOD
-        if ahead == 0 or ahead >= ARSN_MOD // 2:
-            raise TcRejected("replay", f"spi {spi} arsn {arsn} not after {last}")
-        if ahead > self.window:
-            raise TcRejected("outside_window", f"spi {spi} arsn {arsn} is {ahead} ahead of {last}")
-        (opcode,) = struct.unpack_from(">H", pkt, 6 + SEC_HDR_LEN)
-        cmd = COMMAND_BY_OPCODE.get(opcode)
-        if cmd is None:
-            raise TcRejected("unknown_opcode", str(opcode))
+        request_id = pkt[:4]
         try:
-            args = decode_args(cmd, body[6 + SEC_HDR_LEN + 2 :])
-        except DictionaryError as e:
-            raise TcRejected("bad_args", str(e)) from None
+            ahead = (arsn - last) % ARSN_MOD
+            if ahead == 0 or ahead >= ARSN_MOD // 2:
+                raise TcRejected("replay", f"spi {spi} arsn {arsn} not after {last}")
+            if ahead > self.window:
+                raise TcRejected("outside_window", f"spi {spi} arsn {arsn} is {ahead} ahead of {last}")
+            (word,) = struct.unpack_from(">H", pkt, 6 + SEC_HDR_LEN)
+            ack, opcode = word >> 12, word & 0x0FFF
+            cmd = COMMAND_BY_OPCODE.get(opcode)
+            if cmd is None:
+                raise TcRejected("unknown_opcode", str(opcode))
+            try:
+                args = decode_args(cmd, body[6 + SEC_HDR_LEN + 2 :])
+            except DictionaryError as e:
+                raise TcRejected("bad_args", str(e)) from None
+        except TcRejected as e:
+            e.request = (request_id, spi, arsn)  # authentic: it gets a failure report
+            raise
         # only an authentic, well-formed packet moves the window
         self.last_by_spi[spi] = arsn
-        return Telecommand(cmd.name, args, arsn, spi)
+        return Telecommand(cmd.name, args, arsn, spi, ack, request_id)

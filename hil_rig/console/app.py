@@ -95,6 +95,7 @@ class ConsoleApp(App):
         self.proc_wait: tuple[Line, float] | None = None
         self.event_lines: list[str] = []   # plain text of every event shown (tests read it)
         self.messages: list[str] = []      # what the console said (tests read it)
+        self.history_lines: list[str] = []  # plain text of every command-history line (tests read it)
         #: seconds from an HK packet reaching the console to its values on screen
         self.latencies: list[float] = []
         self._rendered: tuple = ()
@@ -130,6 +131,10 @@ class ConsoleApp(App):
         for ev in f.events:
             self._event(ev)
             it = self.stack.on_event(ev, self.source.spi)
+            if it is not None:
+                self._history(it)
+        for rep in f.reports:
+            it = self.stack.on_report(rep, self.source.spi)
             if it is not None:
                 self._history(it)
         for t_ns in f.hk_frames:
@@ -301,12 +306,16 @@ class ConsoleApp(App):
         self.query_one("#events", RichLog).write(Text(line, style=_SEV.get(ev["severity"], "")))
 
     def _history(self, it: Any) -> None:
-        colour = {"completed": "green", "failed": "red", "rejected": "bold red", "accepted": "cyan"}.get(it.state, "")
+        colour = {"completed": "green", "failed": "red", "rejected": "bold red", "accepted": "cyan",
+                  "started": "cyan"}.get(it.state, "")
         arsn = "" if it.arsn is None else f" arsn {it.arsn}"
         detail = f": {it.detail}" if it.detail else ""
+        if it.reports:  # the PUS service 1 report that brought this state
+            detail += f" ({it.reports[-1]})"
+        line = f"#{it.n} {it.state} {it.line.text}{arsn}{detail}"
+        self.history_lines.append(line)
         try:
-            self.query_one("#history", RichLog).write(Text(f"#{it.n} {it.state} {it.line.text}{arsn}{detail}",
-                                                           style=colour))
+            self.query_one("#history", RichLog).write(Text(line, style=colour))
         except NoMatches:
             pass
 
@@ -410,7 +419,7 @@ class ConsoleApp(App):
             return
         try:
             it.arsn, it.packet = self.source.send_tc(it.line.name, it.line.args)
-            it.state, it.t_sent = "sent", time.monotonic()
+            it.state, it.t_sent, it.acked = "sent", time.monotonic(), True
         except ControlError as exc:
             it.state, it.detail = "unsent", str(exc)
         self._history(it)

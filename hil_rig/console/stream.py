@@ -223,13 +223,24 @@ class StackItem:
     detail: str = ""
     t_acc_ns: int = -1                 # simulation time of the frame that accepted it
     packet: bytes = b""                # the bytes sent: re-sent as they are after a reconnect
+    #: it asked for PUS service 1 reports: they, not the events, advance it
+    acked: bool = False
+    reports: list[str] = dataclasses.field(default_factory=list)  # "TM[1,1]", ... as they came
+
+
+#: tc_rejected reasons of a packet that is not authentic: no verification report comes
+UNAUTHENTIC = ("bad_mac", "unknown_spi", "bad_header", "bad_length", "too_short", "too_long", "malformed")
 
 
 class CommandStack:
     """Telecommands go up one at a time: the next is sent only when the one before
-    has its acknowledgement from the flight software: ``tc_accepted`` (with its SPI
-    and ARSN), then completion (the next housekeeping frame with no ``tc_failed``
-    for it) or ``tc_failed``; or ``tc_rejected``."""
+    has its acknowledgement from the flight software. A TC that asked for them (the
+    console's do) advances on its PUS service 1 reports, matched by SPI and ARSN:
+    acceptance (TM[1,1]) or its failure (TM[1,2]), start (TM[1,3]), completion
+    (TM[1,7]) or its failure (TM[1,8]); a packet refused as not authentic gets no
+    report, so its ``tc_rejected`` event rejects it. Without reports: ``tc_accepted``
+    (with its SPI and ARSN), then completion (the next housekeeping frame with no
+    ``tc_failed`` for it) or ``tc_failed``; or ``tc_rejected``."""
 
     def __init__(self) -> None:
         self.items: list[StackItem] = []
@@ -244,7 +255,7 @@ class CommandStack:
     @property
     def head(self) -> StackItem | None:
         for it in self.items:
-            if it.state in ("sent", "accepted"):
+            if it.state in ("sent", "accepted", "started"):
                 return it
         return None
 
@@ -258,7 +269,23 @@ class CommandStack:
 
     @property
     def idle(self) -> bool:
-        return all(it.state not in ("queued", "sent", "accepted") for it in self.items)
+        return all(it.state not in ("queued", "sent", "accepted", "started") for it in self.items)
+
+    _REPORT_STATE = {1: "accepted", 2: "rejected", 3: "started", 7: "completed", 8: "failed"}
+
+    def on_report(self, rep: dict[str, Any], spi: int) -> StackItem | None:
+        """A PUS service 1 report (``TmCodec.decode``'s ``verification``) for the TC in flight."""
+        h = self.head
+        if h is None or rep.get("spi") != spi or rep.get("arsn") != h.arsn:
+            return None
+        sub = int(rep["subtype"])
+        h.reports.append(f"TM[1,{sub}]")
+        h.state = self._REPORT_STATE[sub]
+        if sub in (2, 8):
+            h.detail = str(rep.get("reason", ""))
+        if sub in (2, 7, 8):
+            h.t_done = time.monotonic()
+        return h
 
     def on_event(self, ev: dict[str, Any], spi: int) -> StackItem | None:
         h = self.head
@@ -266,6 +293,11 @@ class CommandStack:
             return None
         f = ev.get("fields", {})
         name = ev.get("name")
+        if h.acked:  # its reports advance it; only a refusal that gets none counts here
+            if name == "tc_rejected" and h.state == "sent" and f.get("reason") in UNAUTHENTIC:
+                h.state, h.detail, h.t_done = "rejected", str(f.get("reason", "")), time.monotonic()
+                return h
+            return None
         if name == "tc_accepted" and f.get("spi") == spi and f.get("arsn") == h.arsn:
             h.state, h.t_acc_ns = "accepted", int(ev.get("t_s", 0) * NS)
             return h
@@ -280,7 +312,7 @@ class CommandStack:
     def on_hk(self, t_ns: int) -> StackItem | None:
         """A housekeeping frame after the frame that accepted the head completes it."""
         h = self.head
-        if h is not None and h.state == "accepted" and t_ns >= h.t_acc_ns:
+        if h is not None and not h.acked and h.state == "accepted" and t_ns >= h.t_acc_ns:
             h.state, h.t_done = "completed", time.monotonic()
             return h
         return None
@@ -298,6 +330,7 @@ class Frame:
         self.hk_frames: list[int] = []           # t_ns of every HK frame since the last take
         self.hk_arrived: list[float] = []        # monotonic time each of those reached the console
         self.reconnected = False                 # the ground port's connection was made anew
+        self.reports: list[dict[str, Any]] = []  # PUS service 1 reports
 
 
 class LiveSource:
@@ -372,7 +405,9 @@ class LiveSource:
             except (DictionaryError, ValueError):
                 continue
             with self._lock:
-                if m["kind"] == "hk":
+                if m["kind"] == "verification":
+                    self._frame.reports.append(m)
+                elif m["kind"] == "hk":
                     self._frame.hk = m
                     self._frame.hk_frames.append(m["t_ns"])
                     self._frame.hk_arrived.append(time.monotonic())
@@ -444,8 +479,11 @@ class LiveSource:
             return f
 
     def send_tc(self, name: str, args: dict[str, Any]) -> tuple[int, bytes]:
+        """Send a TC asking for every verification report; returns (ARSN, the bytes)."""
+        from flight_sw.dictionary import ACK_ALL
+
         arsn = self.tx.arsn
-        pkt = self.tx.build(name, **args)
+        pkt = self.tx.build(name, ack=ACK_ALL, **args)
         self.resend(pkt)
         return arsn, pkt
 
