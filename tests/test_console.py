@@ -61,6 +61,13 @@ async def until(pilot, cond, what):
     raise AssertionError(f"never happened: {what}")
 
 
+async def first_noop_sent(app, pilot):
+    """In a paused run: type ``noop``, Enter, and wait until it has gone up."""
+    await until(pilot, lambda: app.status.get("paused"), "status: paused")
+    await pilot.press(*"noop", "enter")
+    await until(pilot, lambda: app.stack.items and app.stack.items[0].state == "sent", "noop sent")
+
+
 def drive(hosted, key, script, size=(100, 30)):
     app = ConsoleApp(LiveSource(hosted.endpoints, key))
 
@@ -257,9 +264,7 @@ def test_lost_ground_connection_reconnects_and_the_tc_executes_once(live):
     hosted, key = live
 
     async def script(app, pilot):
-        await until(pilot, lambda: app.status.get("paused"), "status: paused")
-        await pilot.press(*"noop", "enter")
-        await until(pilot, lambda: app.stack.items and app.stack.items[0].state == "sent", "noop sent")
+        await first_noop_sent(app, pilot)
         app.source.resend(b"\xe0\x00\x00\x00\x00\x00")  # an unframeable header: the port drops us
         await until(pilot, lambda: any("re-sent" in m for m in app.messages), "reconnect and re-send")
         await step_until(pilot, lambda: app.stack.items[0].state == "completed", "noop completed")

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("textual")
 
-from test_console import drive, hosted_run, step_until, until  # noqa: E402
+from test_console import drive, first_noop_sent, hosted_run, step_until, until  # noqa: E402
 
 from flight_sw.dictionary import ACK_ACCEPTANCE, ACK_ALL, ACK_COMPLETION, TmCodec  # noqa: E402
 from flight_sw.ground import read_packet  # noqa: E402
@@ -81,9 +81,7 @@ def test_command_history_shows_each_report(live):
     hosted, key = live
 
     async def script(app, pilot):
-        await until(pilot, lambda: app.status.get("paused"), "status: run paused")
-        await pilot.press(*"noop", "enter")
-        await until(pilot, lambda: app.stack.items and app.stack.items[0].state == "sent", "noop sent")
+        await first_noop_sent(app, pilot)
         await step_until(pilot, lambda: app.stack.items[0].state == "completed", "completion report")
         assert app.stack.items[0].reports == ["TM[1,1]", "TM[1,3]", "TM[1,7]"]
         # hazardous, armed, executed; the flight software refuses it in execution
