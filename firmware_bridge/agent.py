@@ -317,7 +317,7 @@ class Agent:
         job_flops_s: int | None = None,
         seed: int | None = None,
         ordered_replies: bool = False,
-        hold_pace: bool = False,
+        hold_pace: float = 0.0,
     ) -> None:
         self.transport = transport
         self.ordered_replies = ordered_replies  # virtual clock: see _holding()
@@ -334,7 +334,7 @@ class Agent:
             rated = RATINGS.get(board.kind)
             self.job_flops_s = (job_flops_s if job_flops_s is not None
                                 else rated.rated_flops if rated is not None else 0) or None
-        self.hold_pace = hold_pace  # real time: a paced step keeps the CPU busy (workers.worker_main)
+        self.hold_pace = hold_pace  # real time: share of a paced step held busy (workers.worker_main)
         self.seed = seed
         self.deframer = Deframer(self._decode, P.MAX_PACKET_BYTES)
         self._inbox: deque = deque()  # commands read, not yet executed (see _serve_inbox)
@@ -562,6 +562,7 @@ class Agent:
             "test_mode": self.test_mode,
             "clock": "virtual" if self.clock.virtual else "real",
             "job_flops_s": self.job_flops_s,  # a job's pace at throttle 1 (None: free-running)
+            "hold_pace": self.hold_pace,  # share of a paced step held busy (0: sleeps what it saves)
             "hk_layout": {"temps": self.board.temp_names, "rails": self.board.rail_names,
                           "layout_id": P.layout_id(self.board.temp_names, self.board.rail_names)},
             "max_packet_bytes": P.MAX_PACKET_BYTES,
@@ -831,6 +832,16 @@ def _cb(done, failed):
     return cb
 
 
+def _share(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = float("nan")
+    if not 0.0 < x <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], got {text!r}")
+    return x
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m firmware_bridge.agent",
                                  description="orbit-hil board agent (runs on the payload board)")
@@ -843,9 +854,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rated-flops", type=int, default=None,
                     help="pace jobs at this many FLOP/s x throttle (default: the board kind's rating in "
                          "firmware_bridge.ratings; 0: free-running)")
-    ap.add_argument("--hold-pace", action="store_true",
-                    help="keep the CPU busy for a paced job step's whole rated time instead of sleeping what a "
-                         "faster CPU saves (a board whose draw is read from its CPU use, such as a QEMU board)")
+    ap.add_argument("--hold-pace", type=_share, nargs="?", const=1.0, default=0.0, metavar="SHARE",
+                    help="keep the CPU busy for SHARE (0 < SHARE <= 1, default 1) of a paced job step's rated time "
+                         "instead of sleeping what a faster CPU saves (a board whose draw is read from its CPU use, "
+                         "such as a QEMU board)")
     a = ap.parse_args(argv)
     if not os.path.isdir(a.sensor_root):
         ap.error(f"--sensor-root {a.sensor_root!r} is not a directory")

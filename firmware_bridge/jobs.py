@@ -385,10 +385,10 @@ class RealTimeJobs(JobManager):
 
     def __init__(self, state_dir: str, emit_event, max_jobs: int = 4,
                  max_dim: int | None = None, *, flops_s: int | None = None, durable: bool = False,
-                 hold_pace: bool = False) -> None:
+                 hold_pace: float = 0.0) -> None:
         self.flops_s = flops_s
         self.durable = durable  # checkpoints fsynced (a real board: see checkpoint.save)
-        self.hold_pace = hold_pace  # a paced step busy for its rated time (workers.worker_main)
+        self.hold_pace = hold_pace  # share of a paced step held busy (workers.worker_main)
         super().__init__(state_dir, emit_event, max_jobs, max_dim)
 
     def _spawn(self, job: BoardJob, resume: bool, now_ns: int = 0) -> None:

@@ -87,14 +87,14 @@ def _serve(conn, work: Work, msg: tuple, ckpt_path: str, rng, durable: bool = Fa
 
 def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
                 throttle: float, step_s: float | None = None,
-                durable: bool = False, hold_pace: bool = False) -> None:  # pragma: no cover - child process
+                durable: bool = False, hold_pace: float = 0.0) -> None:  # pragma: no cover - child process
     """One job in real time: paced at ``step_s`` per step / ``throttle``, or free-running
     at the duty cycle ``throttle`` (``step_s`` None).
 
-    With ``hold_pace`` a paced step keeps the CPU busy for its whole rated time
-    (``step_s``) before the pause: a board that computes faster than its rating spends
-    the time it saves instead of sleeping it, so its CPU use is the rated duty cycle
-    (``throttle``) whatever the host's speed. That is for a board whose draw is read
+    With ``hold_pace`` (a share, 0 < h <= 1) a paced step keeps the CPU busy for
+    ``h x step_s`` (at least its own compute) before the pause: a board that computes
+    faster than its rating spends that time instead of sleeping it, so its CPU use is
+    ``h x throttle`` whatever the host's speed. That is for a board whose draw is read
     from its CPU use (a QEMU board, docs/boards.md "Draw")."""
     import numpy as np
 
@@ -140,8 +140,8 @@ def worker_main(conn, workload: str, params: dict, ckpt_path: str, resume: bool,
             work.run_step()
             pause_until = max(pause_until, t0 - SLICE_S) + step_s / throttle
             t1 = time.monotonic()
-            if hold_pace:  # busy for the rated step time; a control message cuts it short
-                busy_until = t0 + step_s
+            if hold_pace > 0.0:  # busy for its share of the step; a control message cuts it short
+                busy_until = t0 + step_s * hold_pace
                 while t1 < busy_until and not conn.poll(0):
                     t1 = time.monotonic()
         else:

@@ -18,7 +18,7 @@ STEP_S = 0.05  # a step's rated time; numpy does an n=8 step in microseconds
 def _job_cpu_s(tmp_path, hold: bool, wall_s: float = 1.5) -> float:
     """CPU seconds a paced job's worker process uses over ``wall_s`` of running."""
     flops_s = int(step_flops("matmul", PARAMS) / STEP_S)
-    jm = RealTimeJobs(str(tmp_path / f"jobs-{hold}"), lambda *a: None, flops_s=flops_s, hold_pace=hold)
+    jm = RealTimeJobs(str(tmp_path / f"jobs-{hold}"), lambda *a: None, flops_s=flops_s, hold_pace=1.0 if hold else 0.0)
     try:
         job = jm.start("matmul", dict(PARAMS), None, 0)
         while job.proc is None or job.proc.pid is None:

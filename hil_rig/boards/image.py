@@ -73,15 +73,19 @@ BOARD_MASKED = (
     "systemd-fsckd.socket", "systemd-initctl.socket", "systemd-journald-audit.socket",
 )
 ENV_CACHE = "ORBIT_HIL_IMAGE_CACHE"
+#: share of a paced job step a QEMU board's agent keeps its vCPU busy (``--hold-pace``): at
+#: throttle 1 half a host core per board, so that two boards and the rig fit a 2-core host
+HOLD_SHARE = 0.5
 
 _DROPIN = f"""\
 # orbit-hil QEMU arm64 board: the shipped unit, on the emulated board's UART (PL011).
 # ORBIT_HIL_AGENT_TEST_MODE (--test-mode) and ORBIT_HIL_AGENT_PACE (--rated-flops=N) come from
 # the kernel command line (systemd.setenv=): the bench file's choices, no rebuild.
-# --hold-pace: the board's draw is read from its CPU use, so a paced job keeps it busy.
+# --hold-pace: the board's draw is read from its CPU use, so a paced job keeps it busy for
+# HOLD_SHARE of each step (hil_rig/boards/image.py; docs/boards.md "Draw").
 [Service]
 ExecStart=
-ExecStart=/usr/bin/python3 -m firmware_bridge.agent --port {UART} --baud {UART_BAUD} --state-dir /var/lib/orbit-hil-agent --hold-pace $ORBIT_HIL_AGENT_TEST_MODE $ORBIT_HIL_AGENT_PACE
+ExecStart=/usr/bin/python3 -m firmware_bridge.agent --port {UART} --baud {UART_BAUD} --state-dir /var/lib/orbit-hil-agent --hold-pace {HOLD_SHARE} $ORBIT_HIL_AGENT_TEST_MODE $ORBIT_HIL_AGENT_PACE
 """
 
 

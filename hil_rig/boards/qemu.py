@@ -34,12 +34,12 @@ READY_MARK = b"firmware_bridge.agent: serving "
 #: Host CPU use of one QEMU board (CPU seconds per wall second per vCPU, TCG): idle after
 #: boot (the guest's timer ticks and the agent's select loop: 0.12 to 0.20 measured on the
 #: developers' 2-core amd64 host) and running a job at throttle 1. The image's agent holds
-#: its pace (``--hold-pace``: a paced step keeps the vCPU busy for its whole rated time), so
-#: a job at throttle x keeps the vCPU busy a fraction x of the time whatever the host's
-#: speed: 1.00 at throttle 1, 0.64 at 0.5 (docs/boards.md, "Draw"). A use between the two
-#: maps linearly onto the kind's idle..peak power.
+#: its pace (``--hold-pace``: a paced step keeps the vCPU busy for ``image.HOLD_SHARE`` = 0.5
+#: of its rated time), so a job at throttle x keeps the vCPU busy about 0.5 x of the time
+#: whatever the host's speed: 0.60 at throttle 1, 0.32 at 0.5 (docs/boards.md, "Draw"). A
+#: use between the two maps linearly onto the kind's idle..peak power.
 CPU_IDLE = 0.15
-CPU_BUSY = 1.0
+CPU_BUSY = 0.60
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
