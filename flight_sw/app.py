@@ -80,6 +80,11 @@ class FswConfig:
     battery_min_soc: float = 0.2
     battery_temp_k: tuple[float, float] = (268.15, 318.15)
     rate_safe_rad_s: float = 0.3
+    # a gyro whose three axes read bit-identical values this many control frames in a row
+    # is frozen (dead or stuck: a live gyro's noise never repeats); the ADCS then gets no
+    # rate (it coasts: no wheel torque) instead of closing its rate loop on the frozen
+    # value, which spins the spacecraft up (issue 23's campaign). 0: no check.
+    gyro_frozen_frames: int = 10
     # sun sensors: SAFE when they see no sun this long while the onboard predictor
     # says the spacecraft is in full sun (more than sun_margin_s from an eclipse)
     sun_missing_max_s: float = 120.0
@@ -160,6 +165,9 @@ class FlightSoftware:
         self.tm_packets = 0
         self._heater_mask = 0
         self._last_adcs: dict[str, float] = {"pointing_error_rad": -1.0}
+        self._gyro_last: tuple[float, ...] | None = None
+        self._gyro_same = 0
+        self.gyro_frozen = False
         self._eps_out: dict[str, float] = {"soc": float("nan"), "payload_budget_w": 0.0, "power_mode": 0}
         self._therm_out: dict[str, float] = {"payload_throttle": 1.0, "trip": 0}
         self._watchdog_fired = False
@@ -211,6 +219,8 @@ class FlightSoftware:
         out = self.adcs.run_port(n, port.sense_fn, port.actuate_fn, port.ctx)
         self._last_adcs["pointing_error_rad"] = float(out["pointing_error_rad"])
         self.sensor = port.frame()
+        # the port's last reading goes through the frozen-gyro count (a live gyro clears it)
+        self._gyro_rate(self.sensor.t_ns, self.sensor.omega_body_rad_s)
         ex.components["adcs"].healthy = True
         ex.ran_solo("control", min(n, solo))
         if n > solo:  # the last frame was the control group of a tick with more to run
@@ -319,11 +329,31 @@ class FlightSoftware:
         self._eclipse(t_ns)
 
     # --- components -------------------------------------------------------------------
+    def _gyro_rate(self, t_ns: int, rate: tuple[float, float, float]) -> tuple[float, float, float]:
+        """The rate the ADCS gets: the gyro's, or NaN (no rate: the C core flags the gyro
+        and coasts) while the gyro is frozen (``gyro_frozen_frames``). The change is an
+        ``fdir_trip`` / ``fdir_cleared`` event of the monitor ``adcs.gyro_frozen``."""
+        w = tuple(float(x) for x in rate)
+        if w == self._gyro_last:
+            self._gyro_same += 1
+        else:
+            self._gyro_last, self._gyro_same = w, 0
+        n = self.cfg.gyro_frozen_frames
+        frozen = n > 0 and self._gyro_same >= n - 1
+        if frozen != self.gyro_frozen:
+            self.gyro_frozen = frozen
+            if frozen:
+                self.events.emit(t_ns, "fdir_trip", monitor="adcs.gyro_frozen", target="adcs", value=_norm3(w),
+                                 lo=None, hi=None, persistence=n)
+            else:
+                self.events.emit(t_ns, "fdir_cleared", target="adcs", readmitted=True)
+        return (math.nan, math.nan, math.nan) if frozen else w
+
     def _control(self, t_ns: int) -> None:
         s = self.sensor = self.sensors.read()
         inp = self.adcs.inputs
         inp["dt_s"] = 0.1
-        inp["rate_rad_s"] = s.omega_body_rad_s
+        inp["rate_rad_s"] = self._gyro_rate(t_ns, s.omega_body_rad_s)
         inp["b_body_t"] = s.b_body_t
         inp["sun_body"] = s.sun_body
         inp["sun_valid"] = 1 if s.sun_valid else 0

@@ -33,11 +33,16 @@ class FakePlant:
         self.load_power_w = 40.0
         self.temps_k = {"battery": 293.0, "obc": 300.0, "propulsion": 290.0, "payload_plate": 300.0}
         self.commands: list[ActuatorCommand] = []
+        self._reads = 0
 
     def read(self) -> SensorFrame:
         v = 8.0 * float(np.interp(self.soc, _SOC_GRID, self.OCV_CELL))
+        # a live gyro's noise, 1e-12 rad/s: a reading repeated bit for bit is a frozen gyro
+        # to the flight software (FswConfig.gyro_frozen_frames)
+        self._reads += 1
+        d = 1e-12 if self._reads % 2 else 0.0
         return SensorFrame(
-            t_ns=self.clock.t_ns, omega_body_rad_s=self.rate, b_body_t=(2e-5, 1e-5, -3e-5),
+            t_ns=self.clock.t_ns, omega_body_rad_s=(self.rate[0] + d, self.rate[1], self.rate[2]), b_body_t=(2e-5, 1e-5, -3e-5),
             sun_body=(0.0, 0.0, -1.0), sun_valid=self.sun_valid, battery_v=v, battery_i_a=0.0,
             solar_power_w=self.solar_power_w if self.sun_valid else 0.0, load_power_w=self.load_power_w,
             temps_k=dict(self.temps_k),
