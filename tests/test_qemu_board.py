@@ -197,9 +197,11 @@ def test_a_qemu_process_that_dies_is_a_power_loss_and_a_busy_board_draws_more(qe
         link.cancel(jid)
     r = slot.rating
     print(f"{b.name}: mean draw idle {idle:.2f} W, busy {busy:.2f} W (rating {r.idle_w}..{r.peak_w} W)")
-    # a held pace keeps the vCPU busy at throttle 1 on any host (docs/boards.md "Draw"):
-    # well above idle, not just above it (a fast CI host once drew less busy than idle)
-    assert r.idle_w <= idle and idle + 0.25 * (r.peak_w - r.idle_w) < busy <= r.peak_w
+    # A held pace keeps the vCPU busy at throttle 1 on a host of any speed (docs/boards.md
+    # "Draw"; a fast CI host once drew less busy than idle). How much of its share the host
+    # gives it depends on the host's load: 3.9 W at load 2 here, 2.6 W at load 14; so the
+    # check is "clearly above idle", not "at peak".
+    assert r.idle_w <= idle and idle + 0.1 * (r.peak_w - r.idle_w) < busy <= r.peak_w
     os.kill(slot.qemu.pid, signal.SIGKILL)  # the board dies by itself, power still on
     loss = vb.power_losses.get(timeout=30)
     assert loss.board == b.name and "power lost" in loss.detail
