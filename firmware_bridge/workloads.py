@@ -26,8 +26,6 @@ steps per second at throttle 1.
 
 from __future__ import annotations
 
-import hashlib
-
 from . import checkpoint
 
 WORKLOADS = ("matmul", "mlp")
@@ -119,6 +117,8 @@ class Work:
         self.step += 1
 
     def digest(self) -> str:
+        import hashlib  # at the first digest: OpenSSL's load is seconds of a slow board's boot
+
         h = hashlib.sha256()
         for k in sorted(self.arrays):
             h.update(k.encode())

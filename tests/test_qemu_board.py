@@ -95,6 +95,30 @@ def test_the_base_key_follows_the_base_recipe(monkeypatch) -> None:
     assert I.base_key() != before
 
 
+def test_a_build_keeps_the_images_used_lately_in_a_shared_cache(tmp_path) -> None:
+    """Three images in use lately (other worktrees' boards booting from a shared cache)
+    survive a build into it, not only the two newest; an old unused one is dropped."""
+    old = time.time() - 2 * I.KEEP_USED_S
+    unused = tmp_path / f"{I.KIND}-{'a' * 16}"
+    unused.mkdir()
+    os.utime(unused, (old, old))
+    used = []
+    for name in ("b", "c", "d"):
+        d = tmp_path / f"{I.KIND}-{name * 16}"
+        d.mkdir()
+        used.append(d)
+        os.utime(d, (time.time() - 3600, time.time() - 3600))  # found an hour ago
+    keep = tmp_path / f"{I.KIND}-{'e' * 16}"
+    keep.mkdir()
+    assert I.drop_old_images(tmp_path, keep) == [unused]
+    assert all(d.is_dir() for d in used) and keep.is_dir() and not unused.exists()
+    # a use is a find: it stamps the image's time
+    img = _fake_image(tmp_path)
+    os.utime(img, (old, old))
+    I.find_image(tmp_path)
+    assert time.time() - img.stat().st_mtime < 60
+
+
 def test_a_run_and_bench_up_without_the_image_say_how_to_build_it(tmp_path) -> None:
     env = {"ORBIT_HIL_IMAGE_CACHE": str(tmp_path / "empty")}
     r = _hil("bench", "up", "--bench", str(QEMU_BENCH), env=env)

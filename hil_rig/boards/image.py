@@ -71,11 +71,14 @@ BOARD_MASKED = (
     "ldconfig.service", "systemd-journal-catalog-update.service", "systemd-update-done.service",
     "systemd-tmpfiles-clean.timer", "systemd-ask-password-console.path", "systemd-ask-password-wall.path",
     "systemd-fsckd.socket", "systemd-initctl.socket", "systemd-journald-audit.socket",
+    "systemd-user-sessions.service", "dpkg-db-backup.timer",
 )
 ENV_CACHE = "ORBIT_HIL_IMAGE_CACHE"
 #: share of a paced job step a QEMU board's agent keeps its vCPU busy (``--hold-pace``): at
 #: throttle 1 half a host core per board, so that two boards and the rig fit a 2-core host
 HOLD_SHARE = 0.5
+#: an image used (found) this recently is kept when another is built into the same cache
+KEEP_USED_S = 24 * 3600
 
 _DROPIN = f"""\
 # orbit-hil QEMU arm64 board: the shipped unit, on the emulated board's UART (PL011).
@@ -86,6 +89,18 @@ _DROPIN = f"""\
 [Service]
 ExecStart=
 ExecStart=/usr/bin/python3 -m firmware_bridge.agent --port {UART} --baud {UART_BAUD} --state-dir /var/lib/orbit-hil-agent --hold-pace {HOLD_SHARE} $ORBIT_HIL_AGENT_TEST_MODE $ORBIT_HIL_AGENT_PACE
+"""
+
+
+#: udev's coldplug (``systemd-udev-trigger``) replays every device of the virt machine and
+#: holds ``sysinit.target``, which the agent's unit waits for: 15 s of a loaded boot under
+#: TCG. The agent needs udev's rules for one device, its UART (group dialout), and the
+#: initrd has loaded every module the board needs: so the board replays the ttys only.
+_UDEV_TRIGGER_DROPIN = """\
+# orbit-hil QEMU arm64 board: coldplug the ttys only (the UART's group and mode for the agent)
+[Service]
+ExecStart=
+ExecStart=-udevadm trigger --type=devices --action=add --subsystem-match=tty
 """
 
 
@@ -206,6 +221,10 @@ def find_image(cache: pathlib.Path | None = None, *, full: bool = False, key: st
     if set(manifest.get("files", {})) != {"vmlinuz", "initrd.img", "disk.img"}:
         raise ImageError(f"the {KIND} board image {d} is corrupt (manifest lists {sorted(manifest.get('files', {}))}): "
                          f"rebuild it with `{cmd} --force`")
+    try:  # in use: its time is the last use, so a build elsewhere does not drop it (build_image)
+        os.utime(d)
+    except OSError:
+        pass
     return img
 
 
@@ -273,6 +292,8 @@ def _install_agent(rootfs: pathlib.Path, agent: dict[str, bytes], log: pathlib.P
     for unit in BOARD_MASKED:
         (system / unit).unlink(missing_ok=True)
         os.symlink("/dev/null", system / unit)
+    (system / "systemd-udev-trigger.service.d").mkdir(exist_ok=True)
+    (system / "systemd-udev-trigger.service.d" / "orbit-hil-board.conf").write_text(_UDEV_TRIGGER_DROPIN)
     (system / "orbit-hil-agent.service.d").mkdir(exist_ok=True)
     (system / "orbit-hil-agent.service.d" / "qemu-board.conf").write_text(_DROPIN)
     (system / "multi-user.target.wants").mkdir(exist_ok=True)
@@ -388,8 +409,16 @@ def build_image(cache: pathlib.Path | None = None, *, force: bool = False,
             if log.exists():
                 shutil.copyfile(log, cache / f".failed-{key}.log")
             shutil.rmtree(work, ignore_errors=True)
-    # keep the two newest other images (other branches' agents), drop the rest (~700 MB each)
-    others = sorted((p for p in cache.glob(f"{KIND}-*") if p != final), key=lambda p: p.stat().st_mtime)
-    for old in others[:-2]:
-        shutil.rmtree(old, ignore_errors=True)
+    drop_old_images(cache, final)
     return find_image(cache, full=True, key=key), True
+
+
+def drop_old_images(cache: pathlib.Path, keep: pathlib.Path) -> list[pathlib.Path]:
+    """After a build: keep ``keep``, the two newest other images (other branches' agents)
+    and any used (found) in the last KEEP_USED_S, since a shared cache may have another
+    worktree's boards booting from it; drop the rest (~700 MB each). Returns the dropped."""
+    others = sorted((p for p in cache.glob(f"{KIND}-*") if p != keep), key=lambda p: p.stat().st_mtime)
+    dropped = [p for p in others[:-2] if time.time() - p.stat().st_mtime > KEEP_USED_S]
+    for old in dropped:
+        shutil.rmtree(old, ignore_errors=True)
+    return dropped

@@ -98,7 +98,9 @@ class QemuBoard:
         stamp.write_text(self.image.key)
 
     def command(self) -> list[str]:
-        append = f"console=hvc0 root=/dev/vda rw rootwait quiet systemd.hostname={self.name}"
+        # fsck.mode=skip: no file system check at every boot (after a power loss ext4 replays
+        # its journal at mount, as on the board's SD card)
+        append = f"console=hvc0 root=/dev/vda rw rootwait quiet fsck.mode=skip systemd.hostname={self.name}"
         if self.test_mode:
             append += " systemd.setenv=ORBIT_HIL_AGENT_TEST_MODE=--test-mode"
         if self.rated_flops is not None:
