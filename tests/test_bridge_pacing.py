@@ -21,10 +21,13 @@ def _job_cpu_s(tmp_path, hold: bool, wall_s: float = 1.5) -> float:
     jm = RealTimeJobs(str(tmp_path / f"jobs-{hold}"), lambda *a: None, flops_s=flops_s, hold_pace=1.0 if hold else 0.0)
     try:
         job = jm.start("matmul", dict(PARAMS), None, 0)
-        while job.proc is None or job.proc.pid is None:
+        while job.state != "running":  # the worker has imported numpy and computes
+            assert job.conn is not None, f"the worker ended: {job.state} {job.error}"
+            jm.poll(jm.fds(), 0)
             time.sleep(0.01)
         pid = job.proc.pid
-        time.sleep(0.5)  # past the worker's numpy import
+        time.sleep(0.2)
+        jm.poll(jm.fds(), 0)  # (its progress messages read: the pipe never fills)
         c0 = process_cpu_s(pid)
         time.sleep(wall_s)
         c1 = process_cpu_s(pid)
