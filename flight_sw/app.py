@@ -51,7 +51,13 @@ _SIN_COLAT, _COS_COLAT = math.sin(_DIPOLE_COLAT), math.cos(_DIPOLE_COLAT)
 _RE_M = 6378137.0
 
 _NAN = float("nan")
-EPS_FLOOR_MARGIN = 0.1  # the EPS budget's SOC floor above battery_min_soc
+EPS_FLOOR_MARGIN = 0.03  # the EPS budget's SOC floor above battery_min_soc ...
+EPS_COMPUTE_RESERVE = 0.01  # ... and above the SOC at which the modes leave COMPUTE
+#: the EPS budget's margin: 1, the reserve is in the floor (the C core's 0.9 cut the whole
+#: payload's draw, idle included, by a tenth: on eclipse_stress most of what ran above idle)
+EPS_BUDGET_MARGIN = 1.0
+EPS_BUS_MEDIAN_N = 5  # the bus load the EPS budget plans with: the median of this many frames
+ENERGY_HOLD_MIN_S = 120.0  # a payload suspended for energy stays suspended at least this long
 _ADCS_MODE = {"BOOT": 0, "DETUMBLE": 0, "SAFE": 1, "SUN_POINT": 1, "COMPUTE": 1}
 
 
@@ -136,7 +142,9 @@ class FlightSoftware:
         # the payload budget keeps the SOC at eclipse exit above a floor: by default
         # EPS_FLOOR_MARGIN above the battery's FDIR limit (the C core's own default,
         # 0.55, left a battery that starts half full nothing to compute with)
-        eps.setdefault("soc_floor", cfg.battery_min_soc + EPS_FLOOR_MARGIN)
+        eps.setdefault("soc_floor", max(cfg.battery_min_soc + EPS_FLOOR_MARGIN,
+                                        cfg.modes.compute_exit_soc + EPS_COMPUTE_RESERVE))
+        eps.setdefault("budget_margin", EPS_BUDGET_MARGIN)
         self.eps = native.Eps(eps)
         th = dict(cfg.thermal)
         if "heater_on_k" not in th:
@@ -169,6 +177,8 @@ class FlightSoftware:
         self._gyro_same = 0
         self.gyro_frozen = False
         self._eps_out: dict[str, float] = {"soc": float("nan"), "payload_budget_w": 0.0, "power_mode": 0}
+        self._bus_w: list[float] = []  # the bus load without the payload, its last EPS_BUS_MEDIAN_N frames
+        self._energy_hold_ns = 0  # when the payload was last suspended for energy
         self._therm_out: dict[str, float] = {"payload_throttle": 1.0, "trip": 0}
         self._watchdog_fired = False
         self._sun_missing_since: int | None = None
@@ -399,7 +409,16 @@ class FlightSoftware:
         inp["solar_power_w"] = s.solar_power_w
         # the core's budget wants the bus load without the payload (ohil_eps.h): with
         # the payload's own draw in it, the budget was short by that draw again
-        inp["load_power_w"] = max(0.0, s.load_power_w - self.payload.payload_power_w())
+        # the median of the last few frames: the bus sensor and the boards' reports are
+        # not read at the same instant, so a payload that changes its draw made the
+        # difference jump for a frame, and the budget (and the hold) with it
+        bus = max(0.0, s.load_power_w - self.payload.payload_power_w())
+        recent = self._bus_w
+        if bus == bus:
+            recent.append(bus)
+            if len(recent) > EPS_BUS_MEDIAN_N:
+                del recent[0]
+        inp["load_power_w"] = sorted(recent)[len(recent) // 2] if recent else bus
         inp["time_to_eclipse_s"] = tte
         inp["eclipse_duration_s"] = dur
         inp["payload_demand_w"] = self.payload.full_power_w()
@@ -471,14 +490,24 @@ class FlightSoftware:
         p.derate = self._therm_out["payload_throttle"]
         p.cap = self.throttle_cap
         act = p.active_boards()
+        idle_w = sum(b.cfg.idle_w for b in act)
         min_w = sum(b.cfg.idle_w + self.cfg.min_run_fraction * (b.cfg.max_w - b.cfg.idle_w) for b in act)
-        near = self._tte <= self.cfg.eclipse_lead_s
+        # an eclipse ahead, or one in progress with time left in it (at its predicted exit
+        # the budget's horizon is gone: the budget is the present surplus, nil in penumbra)
+        near = self._tte <= self.cfg.eclipse_lead_s and self._tte + self._dur >= ENERGY_HOLD_MIN_S
+        # suspending saves no energy (the boards stay powered, at idle: the throttle's
+        # 0): the payload is checkpointed and suspended only when the budget cannot
+        # carry even the boards' idle draw through the eclipse; a budget above it runs
+        # the boards at the throttle it allows, in the eclipse too (docs/yield.md)
         if self.modes.mode != COMPUTE:
             p.hold_reason = f"mode {self.modes.mode}"
-        elif near and p.budget_w < min_w:
+        elif near and p.budget_w < idle_w:
+            if not p.hold_reason.startswith("energy"):
+                self._energy_hold_ns = t_ns
             p.hold_reason = "energy: battery cannot carry the payload through the eclipse"
-        elif p.hold_reason.startswith("energy") and (self._tte <= 0.0 or p.budget_w < 1.1 * min_w):
-            pass  # stay suspended until after the eclipse and the budget is back
+        elif p.hold_reason.startswith("energy") and (p.budget_w < 1.1 * min_w
+                                                     or t_ns - self._energy_hold_ns < ENERGY_HOLD_MIN_S * NS):
+            pass  # stay suspended until the budget is back, and at least ENERGY_HOLD_MIN_S
         else:
             p.hold_reason = ""
 

@@ -46,7 +46,7 @@ class ModeConfig:
     rate_high_rad_s: float = 0.05
     rate_persist_s: float = 30.0
     compute_min_soc: float = 0.5
-    compute_exit_soc: float = 0.3
+    compute_exit_soc: float = 0.22
     compute_max_point_err_rad: float = 0.2
     auto_compute: bool = True
 

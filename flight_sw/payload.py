@@ -81,6 +81,9 @@ class BoardConfig:
     #: from power on to its agent answering (the board kind's rating, or the bench's figure):
     #: FDIR holds its judgement of a board this long after powering it (:meth:`PayloadManager.booting`)
     boot_time_s: float = 0.0
+    #: FLOP per second at throttle 1 (its rating); 0: unknown. The EPS budget above the
+    #: boards' idle draw goes first to the boards that compute most per watt
+    rated_flops: float = 0.0
 
 
 @dataclass
@@ -548,11 +551,12 @@ class PayloadManager(Component):
         for b in act:
             x = max(0.0, min(1.0, b.derate, self.derate, self.cap))
             want.append((b, x))
-        level = _water_level([(b.cfg.idle_w, b.cfg.max_w - b.cfg.idle_w, x) for b, x in want], self.budget_w)
+        shares = _share([(b.cfg.idle_w, b.cfg.max_w - b.cfg.idle_w, x, b.cfg.rated_flops) for b, x in want],
+                        self.budget_w)
         top = 0.0
-        for b, x in want:
-            b.throttle = min(x, level)
-            top = max(top, b.throttle)
+        for (b, _x), y in zip(want, shares, strict=True):
+            b.throttle = y
+            top = max(top, y)
         self.throttle = top
         for b in act:
             x = b.throttle
@@ -751,6 +755,28 @@ def _water_level(boards: list[tuple[float, float, float]], budget_w: float) -> f
         else:
             lo = y
     return lo
+
+
+def _share(boards: list[tuple[float, float, float, float]], budget_w: float) -> list[float]:
+    """Each board's throttle under ``budget_w``, boards given as (idle W, span W,
+    wanted throttle, FLOP/s at throttle 1). Work is linear in throttle and power
+    affine, so the budget above every board's idle draw goes first to the boards
+    with the most FLOP per watt of span (a fractional knapsack: greedy is optimal);
+    boards of equal efficiency (or unknown ratings) share what is left by one
+    common level (:func:`_water_level`)."""
+    left = budget_w - sum(i for i, _s, _x, _f in boards)
+    out = [0.0] * len(boards)
+    eff = [f / s if s > 0 else 0.0 for _i, s, _x, f in boards]
+    for e in sorted(set(eff), reverse=True):
+        group = [k for k in range(len(boards)) if eff[k] == e]
+        if left <= 0.0:
+            break
+        level = _water_level([(0.0, boards[k][1], boards[k][2]) for k in group], left)
+        for k in group:
+            y = min(boards[k][2], level)
+            out[k] = y
+            left -= boards[k][1] * y
+    return out
 
 
 def fdir_sample_names(board: str) -> tuple[str, str, str]:

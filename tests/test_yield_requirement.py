@@ -103,3 +103,19 @@ def test_a_real_run_is_judged_on_the_yield_in_its_summary(tmp_path: pathlib.Path
     assert not by["yield_perfect"].passed, by["yield_perfect"]  # 20 min with boards booting: never 1
     assert by["yield_low"].measured["ratio"] == pytest.approx(y["ratio"], rel=1e-5)
     assert not res.passed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["nominal", "eclipse_stress", "inclined_30"])
+def test_shipped_scenarios_reach_the_yield_floor(name: str, tmp_path: pathlib.Path) -> None:
+    """Issue 22: the flight software gets at least 0.95 of the bound on these scenarios,
+    within their limits, judged by the requirement kind itself (hot_case does not:
+    docs/yield.md says why)."""
+    from hil_rig.scenario import find_scenario
+
+    text = find_scenario(name).read_text() + REQ.format(min=0.95)
+    scen = tmp_path / f"{name}.toml"
+    scen.write_text(text)
+    res = run_scenario(load_scenario(scen), out=tmp_path / "run")
+    failed = [f"{v.name}: {v.detail}" for v in res.verdicts if not v.passed]
+    assert res.passed, failed

@@ -433,7 +433,7 @@ def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[st
         r = rating(kind)
         ch = specs[name].channel
         cfgs.append(BoardConfig(name, ch if ch is not None else -1, idle_w=r.idle_w, max_w=r.peak_w,
-                                boot_time_s=specs[name].boot_time_s))
+                                boot_time_s=specs[name].boot_time_s, rated_flops=float(r.rated_flops)))
     eps = {
         "capacity_ah": p.battery_capacity_wh / v_nom,
         "ocv_v": [float(x) for x in ocv],
