@@ -12,6 +12,10 @@ Each scenario under tests/campaign_regressions/ runs through ``hil run``.
   of the gyro reading again. sun_pointing still fails: coasting 10 minutes in sunlight
   drifts 16° and the flight software has no gyro-less rate estimate (a known limit, left
   open; this test says so when it changes).
+- power_cycle_in_brownout.toml: a rig bug the campaign found. FDIR power-cycled the boards
+  while a brown-out still held their supply low; the rig booted them anyway and its
+  wall-clock boot wait aborted the run. Now a relay closed on a sagged supply leaves the
+  board browned out until the supply is back (hil_rig/run/board_power.py).
 """
 
 from __future__ import annotations
@@ -65,3 +69,17 @@ def test_gyro_stuck_after_exit_coasts_instead_of_spinning_up(tmp_path: pathlib.P
     assert float(np.max(tm["sun_err_deg"][back])) < 1.0
     assert rc == 1 and not verdicts["sun_pointing"]["passed"], "the known limit is gone: update this test"
     assert verdicts["soc_floor"]["passed"] and verdicts["payload_temp_max"]["passed"]
+
+
+def test_a_power_cycle_during_a_brownout_waits_for_the_supply(tmp_path: pathlib.Path) -> None:
+    rc, verdicts = _run("power_cycle_in_brownout.toml", tmp_path / "run")
+    assert rc == 0, {k: v["detail"] for k, v in verdicts.items() if not v["passed"]}
+    from hil_rig.archive import load_run
+
+    ev = load_run(tmp_path / "run")["events"]
+    rig = [(t / 1e9, d) for t, s, d in zip(ev["t_ns"].tolist(), ev["source"].tolist(), ev["detail"].tolist(),
+                                            strict=True) if s == "rig"]
+    cycled = [t for t, d in rig if d == "rpi0 relay on (flight software)"]
+    back = [t for t, d in rig if d == "rpi0 power back after brownout"]
+    assert cycled and back and cycled[0] < back[0]  # power-cycled inside the brown-out, up after it
+    assert any(t == cycled[0] and d.startswith("rpi0 browned out") for t, d in rig)

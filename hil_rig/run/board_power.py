@@ -68,8 +68,18 @@ class BoardPower:
         self.channel_on: dict[int, bool] = {}
         self.up_at: dict[str, int | None] = dict.fromkeys(boards)  # None: not powered
         self.browned: set[str] = set()
-        #: a brown-out holds the supply: the power loop leaves it alone until it ends
-        self.supply_held = False
+        #: supplies sagged by a brown-out fault: supply name -> volts, until it ends
+        self.sagged: dict[str | None, float] = {}
+
+    @property
+    def supply_held(self) -> bool:
+        """A brown-out holds a supply: the power loop leaves it alone until it ends."""
+        return bool(self.sagged)
+
+    def _starved(self, name: str) -> float | None:
+        """The sagged voltage of the board's supply if it is below the board's minimum."""
+        v = self.sagged.get(self.specs[name].supply)
+        return v if v is not None and v < self.specs[name].min_voltage_v else None
 
     # ---- flight_sw PowerSwitch ------------------------------------------------
     def set(self, channel: int, on: bool) -> None:
@@ -146,7 +156,11 @@ class BoardPower:
         for name in names:
             self._event(t, "rig", "board_power", f"{name} relay {'on' if on else 'off'} ({cause})")
             if on:
-                if name not in self.browned:  # a browned-out board boots when its supply is back
+                volts = self._starved(name)
+                if volts is not None:  # its supply is sagged: it boots when the supply is back
+                    self.browned.add(name)
+                    self._event(t, "rig", "board_power", f"{name} browned out ({volts:g} V)")
+                elif name not in self.browned:
                     self.up_at[name] = t + int(self.specs[name].boot_time_s * NS)
             else:
                 self.up_at[name] = None
@@ -161,7 +175,7 @@ class BoardPower:
         minimum voltage is above that loses power. Returns the boards the supply feeds."""
         fed = self.fed_by(supply)
         self.before_touch(fed)
-        self.supply_held = True
+        self.sagged[supply] = volts
         t = self._now()
         for name in fed:
             if volts < self.specs[name].min_voltage_v and self.up_at[name] is not None:
@@ -175,7 +189,7 @@ class BoardPower:
         """The brown-out of ``supply`` has ended: its boards whose relay is closed boot again."""
         fed = self.fed_by(supply)
         self.before_touch(fed)
-        self.supply_held = False
+        self.sagged.pop(supply, None)
         t = self._now()
         for name in fed:
             self.browned.discard(name)
