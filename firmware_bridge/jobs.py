@@ -30,6 +30,7 @@ time is each clock's own:
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
@@ -122,16 +123,9 @@ class JobManager:
         self.throttle = 1.0
         self._next_id = 1
         self._tag = 0
+        self._ctx = multiprocessing.get_context("spawn")
         self._fds: dict = {}  # worker Connection -> its fd (see fds())
         self._load_checkpointed()
-
-    @property
-    def _ctx(self):  # type: ignore[no-untyped-def]
-        """The spawn context, imported at the first worker: multiprocessing costs the
-        agent's start a second or more on a slow board (a QEMU board under TCG)."""
-        import multiprocessing
-
-        return multiprocessing.get_context("spawn")
 
     # -- what each clock does its own way
     def _spawn(self, job: BoardJob, resume: bool, now_ns: int) -> None:

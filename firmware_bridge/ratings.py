@@ -46,7 +46,7 @@ RATINGS: dict[str, BoardRating] = {
     # 2-core host under load (docs/boards.md, "Ratings"): a matmul job flat out ran 0.8 MFLOP/s,
     # rated at 3/4 of that so that a paced job keeps its pace. Boot (bench/boards.py, power on
     # to the first ping, docs/boards.md "Boot time"): 18 to 94 s with the trimmed boot (udev's
-    # coldplug of the ttys only, the agent's imports deferred to its first job) at load average
+    # coldplug of the ttys only, fewer units, no boot-time fsck) at load average
     # 7-13, median 53 s (97 s before the trim); rated 55 s.
     "qemu-arm64": BoardRating("qemu-arm64", "linux,dummy-virt", idle_w=1.9, peak_w=5.1,
                               min_voltage_v=4.75, boot_time_s=55.0, rated_flops=600_000),
