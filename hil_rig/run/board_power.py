@@ -68,6 +68,8 @@ class BoardPower:
         self.channel_on: dict[int, bool] = {}
         self.up_at: dict[str, int | None] = dict.fromkeys(boards)  # None: not powered
         self.browned: set[str] = set()
+        #: boards whose process can die by itself (QEMU boards on the virtual bench)
+        self._mortal = {n for n, b in boards.items() if getattr(b, "qemu", False)}
         #: supplies sagged by a brown-out fault: supply name -> volts, until it ends
         self.sagged: dict[str | None, float] = {}
 
@@ -99,7 +101,7 @@ class BoardPower:
 
     def is_up(self, name: str) -> bool:
         t = self.up_at.get(name)
-        if t is not None and self._emulated(name) and self.bench.board_died(name):
+        if t is not None and name in self._mortal and self._emulated(name) and self.bench.board_died(name):
             self._lost(name)
             return False
         return t is not None and self._now() >= t
