@@ -10,8 +10,11 @@
   any table, so the same scenario and seed in virtual time give the same rows;
   wall-clock figures go to ``summary.json`` only.
 
-The file is in WAL mode and the writer commits after every simulated second,
-so a crash (or SIGKILL) loses at most the last simulated second. Checkpoints
+The file is in WAL mode. The run commits after a simulated second once
+``COMMIT_EVERY_S`` (50 ms) of wall time have passed since its last commit, and
+whenever its loop hands control back (a step's end, a pause, the end), so a crash
+(or SIGKILL) loses at most the last 50 ms of work: the last simulated second at
+speed 1, the last few dozen in virtual time. Checkpoints
 (copying the WAL back into the file, with its fsyncs) run on a thread of their
 own every ``CHECKPOINT_EVERY`` commits, so the writer never waits for the disk.
 
@@ -32,6 +35,7 @@ import pathlib
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +46,9 @@ SCHEMA_VERSION = 2  # 2: the enums table, payload's throttle, the link_stats tab
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 CHECKPOINT_EVERY = 250  # commits (about 1000 WAL pages, SQLite's own default) per checkpoint
+#: :meth:`Archive.commit_soon` commits at most this often (wall clock): at speed 1 every
+#: simulated second, in virtual time every few dozen (their rows go in as one batch)
+COMMIT_EVERY_S = 0.05
 
 
 class _Checkpointer:
@@ -98,7 +105,9 @@ class ArchiveError(RuntimeError):
 
 
 class Archive:
-    """Writer. Rows are buffered in the open transaction; :meth:`commit` ends it."""
+    """Writer. Telemetry and payload rows are buffered and go in as one batch at the
+    next commit; :meth:`commit` ends the transaction, :meth:`commit_soon` does so when
+    ``COMMIT_EVERY_S`` of wall time have passed since the last commit."""
 
     def __init__(self, path: str | pathlib.Path, channels: Sequence[Column],
                  meta: Mapping[str, object] | None = None) -> None:
@@ -118,6 +127,10 @@ class Archive:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
         self._commits = 0
+        self._last_commit = 0.0  # time.monotonic() of the last commit
+        self._tm_rows: list[tuple] = []  # rows not yet inserted (see _flush)
+        self._pl_rows: list[tuple] = []
+        self._dirty = False  # something written since the last commit
         self._checkpointer: _Checkpointer | None = None
         #: why writing stopped (a full disk): every later write raises ArchiveError
         self.failed: str | None = None
@@ -163,12 +176,17 @@ class Archive:
         """One telemetry row at ``t_ns`` (values in channel order)."""
         if len(values) != len(self.channels):
             raise ArchiveError(f"expected {len(self.channels)} values, got {len(values)}")
-        self._execute(self._tm_sql, (int(t_ns), *values))
+        if self.failed is not None:
+            raise ArchiveError(self.failed)
+        self._tm_rows.append((int(t_ns), *values))
+        self._dirty = True
 
     def payload(self, t_ns: int, board: str, state: str, power_w: float | None,
                 temp_k: float | None, jobs_done: int | None, throttle: float | None = None) -> None:
-        self._execute("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (int(t_ns), board, state, power_w, temp_k, jobs_done, throttle))
+        if self.failed is not None:
+            raise ArchiveError(self.failed)
+        self._pl_rows.append((int(t_ns), board, state, power_w, temp_k, jobs_done, throttle))
+        self._dirty = True
 
     def link_stats(self, t_ns: int, board: str, retries: int, errors: int) -> None:
         """A board link's counts since the start, at ``t_ns`` (written when they change).
@@ -183,6 +201,20 @@ class Archive:
     def set_meta(self, key: str, value: object) -> None:
         self._execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
 
+    def _flush(self) -> None:
+        """Insert the buffered telemetry and payload rows (in the open transaction)."""
+        for sql, rows in ((self._tm_sql, self._tm_rows), ("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                                          self._pl_rows)):
+            if rows:
+                if self.failed is not None:
+                    raise ArchiveError(self.failed)
+                try:
+                    self.db.executemany(sql, rows)
+                except sqlite3.OperationalError as exc:
+                    self._fail(exc)
+                finally:
+                    rows.clear()
+
     def _execute(self, sql: str, params: tuple = ()) -> None:
         if self.failed is not None:
             raise ArchiveError(self.failed)
@@ -190,6 +222,7 @@ class Archive:
             self.db.execute(sql, params)
         except sqlite3.OperationalError as exc:
             self._fail(exc)
+        self._dirty = True
 
     def _fail(self, exc: sqlite3.Error) -> None:
         """A write failed (a full disk, an I/O error): the open transaction is rolled back,
@@ -205,14 +238,29 @@ class Archive:
         raise ArchiveError(self.failed) from None
 
     def commit(self) -> None:
-        """End the transaction (call at least every simulated second)."""
+        """End the transaction: every row written so far is in the file."""
+        self._flush()
+        self._last_commit = time.monotonic()
         self._execute("COMMIT")
         self._execute("BEGIN")
+        self._dirty = False
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.path)
             self._checkpointer.request()
+
+    @property
+    def dirty(self) -> bool:
+        """Something was written since the last commit."""
+        return self._dirty
+
+    def commit_soon(self) -> None:
+        """:meth:`commit` if ``COMMIT_EVERY_S`` of wall time have passed since the last one
+        (the run calls it every simulated second, and commits at once whenever its loop
+        hands control back: a step's end, a pause, the end of the run)."""
+        if time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
+            self.commit()
 
     def close(self) -> None:
         if self.db is None:
@@ -222,6 +270,7 @@ class Archive:
             self._checkpointer = None
         try:
             if self.failed is None:
+                self._flush()
                 self._execute("COMMIT")
         finally:
             try:

@@ -249,7 +249,7 @@ class Recorder:
                 if self._link_counts.get(name) != counts:
                     self._link_counts[name] = counts
                     self.archive.link_stats(t, name, *counts)
-        self.archive.commit()
+        self.archive.commit_soon()
         sample = Sample(
             t_ns=t, soc=p.soc, illumination=illum, sun_err_deg=sun_err, payload_temp_c=temps_c,
             board_state={n: s.lower() for n, s in states.items()},

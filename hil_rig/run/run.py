@@ -243,10 +243,19 @@ class Run:
                     if t1 % NS == 0:
                         self._second(t1)
         finally:
+            self._commit()  # everything up to here is in the file when control comes back
             self._loop_thread = None
             self._loop_lock.release()
             self._serve_requests(block=False)  # anything handed over as the loop ended
         return p.clock.t_ns
+
+    def _commit(self) -> None:
+        archive = self.parts.recorder.archive if self.parts is not None else None
+        if archive is not None and archive.db is not None and archive.failed is None:
+            try:
+                archive.commit()
+            except ArchiveError:
+                pass  # archive.failed says why; the run's end reports it
 
     def step(self, duration: int | str = NS) -> int:
         """Advance by ``duration`` (ns, or a text such as ``"10 s"``); returns the time reached."""
@@ -408,6 +417,8 @@ class Run:
                 fn, fut = self._requests.get_nowait()
             except queue.Empty:
                 if block and not self._resumed.is_set() and self.stop_reason is None:
+                    if self.parts is not None and self.parts.recorder.archive.dirty:
+                        self._commit()  # paused: what ran so far is in the file
                     self._resumed.wait(0.05)
                     continue
                 return
@@ -554,7 +565,7 @@ class Run:
 
     # ---- history (for tests) ----------------------------------------------------------
     def history(self, column: str) -> np.ndarray:
-        """A telemetry column so far (the archive, committed every second)."""
+        """A telemetry column so far (the archive, committed when the loop hands back control)."""
         return load_run(self.run_dir)["telemetry"][column]
 
     def fsw_events(self, name: str) -> list[Any]:
@@ -595,8 +606,9 @@ class Run:
         wall = time.monotonic() - self._wall0
         rec = p.recorder
         sc = self.scenario
-        # the bound, from the archive as committed (every second is): before the verdicts,
-        # which yield_min gives from it, and before close(), which ends the archive
+        # the bound, from the archive as committed: before the verdicts, which yield_min
+        # gives from it, and before close(), which ends the archive
+        self._commit()
         run_yield = summary_yield(self.run_dir, sc)
         verdicts = rec.verdicts(t_end, run_yield)
         if rec.archive.db is not None and rec.archive.failed is None:
