@@ -206,20 +206,16 @@ class Archive:
         for sql, rows in ((self._tm_sql, self._tm_rows), ("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?, ?)",
                                                           self._pl_rows)):
             if rows:
-                if self.failed is not None:
-                    raise ArchiveError(self.failed)
                 try:
-                    self.db.executemany(sql, rows)
-                except sqlite3.OperationalError as exc:
-                    self._fail(exc)
+                    self._execute(sql, rows, many=True)
                 finally:
                     rows.clear()
 
-    def _execute(self, sql: str, params: tuple = ()) -> None:
+    def _execute(self, sql: str, params: Any = (), many: bool = False) -> None:
         if self.failed is not None:
             raise ArchiveError(self.failed)
         try:
-            self.db.execute(sql, params)
+            (self.db.executemany if many else self.db.execute)(sql, params)
         except sqlite3.OperationalError as exc:
             self._fail(exc)
         self._dirty = True
