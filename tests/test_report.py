@@ -158,8 +158,27 @@ def test_comparison_shows_both_runs(runs, tmp_path):
     assert "nominal seed 1" in html and "nominal seed 2" in html
     soc = _svg(html, "soc")
     assert "run 1: SOC (plant truth)" in soc and "run 2: SOC (plant truth)" in soc
-    # the two seeds differ somewhere in the key figures, and that row is highlighted
-    assert '<td class="d">' in html
+    # a key figure is highlighted exactly when its cells differ (two seeds may agree on
+    # every one at this length, the wall time included, so none is assumed to differ);
+    # the tables: the verdicts (highlighted when PASS/FAIL differ), then the key figures
+    _verdicts, figure_table = re.findall(r'<table class="diff">.*?</table>', html, re.S)[:2]
+    rows = re.findall(r"<tr><td>([^<]*)</td>((?:<td[^>]*>.*?</td>){2})</tr>", figure_table)
+    assert len(rows) > 5
+    for name, cells in rows:
+        tds = re.findall(r"<td( class=\"d\")?>(.*?)</td>", cells)
+        assert (tds[0][1] != tds[1][1]) == bool(tds[0][0]) == bool(tds[1][0]), (name, tds)
+    # and a figure that does differ is highlighted: the same run with another wall time
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(runs[1][0], twin)
+    summary = json.loads((twin / "summary.json").read_text())
+    summary["wall_seconds"] = summary["wall_seconds"] + 1.0
+    (twin / "summary.json").write_text(json.dumps(summary))
+    r = _hil("report", str(runs[1][0]), str(twin), "--out", str(tmp_path / "twin.html"))
+    assert r.returncode == 0, r.stderr
+    wall = re.search(r"<tr><td>wall \(s\)</td>(.*?)</tr>", (tmp_path / "twin.html").read_text())
+    assert wall and wall.group(1).count('<td class="d">') == 2
 
 
 def test_bad_input(tmp_path):
