@@ -161,9 +161,8 @@ def test_the_draw_follows_host_cpu_use_between_idle_and_peak() -> None:
 
 # ---- with QEMU and the image ---------------------------------------------------------
 
-@pytest.fixture
-def qemu_bench(bench):  # type: ignore[no-untyped-def]
-    """A started virtual bench with the QEMU boards of --bench, powered."""
+def _need_qemu(bench) -> None:  # type: ignore[no-untyped-def]
+    """Skip (or, with ORBIT_HIL_REQUIRE_HARDWARE=1, fail) unless --bench has QEMU boards that can run here."""
     if not any(b.qemu for b in bench.spec.boards):
         pytest.skip(f"needs qemu-arm64 boards; bench {bench.label} has none")
     from tests.test_bridge_hardware import _unavailable
@@ -173,6 +172,12 @@ def qemu_bench(bench):  # type: ignore[no-untyped-def]
         if os.environ.get("ORBIT_HIL_REQUIRE_HARDWARE") == "1":
             pytest.fail(f"bench {bench.label}: {why}", pytrace=False)
         pytest.skip(f"bench {bench.label}: {why}")
+
+
+@pytest.fixture
+def qemu_bench(bench):  # type: ignore[no-untyped-def]
+    """A started virtual bench with the QEMU boards of --bench, powered."""
+    _need_qemu(bench)
     from hil_rig.instruments import open_instruments
     from hil_rig.virtual_bench import VirtualBench
 
@@ -278,15 +283,7 @@ after = "60 s"
 def test_a_real_time_scenario_passes_on_the_qemu_bench(bench, rig, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """At speed 1 the run paces itself on absolute deadlines with the boards computing in
     wall time; the requirements pass and the pacing is reported."""
-    if not any(b.qemu for b in bench.spec.boards):
-        pytest.skip(f"needs qemu-arm64 boards; bench {bench.label} has none")
-    from tests.test_bridge_hardware import _unavailable
-
-    why = _unavailable(bench.spec)
-    if why:
-        if os.environ.get("ORBIT_HIL_REQUIRE_HARDWARE") == "1":
-            pytest.fail(f"bench {bench.label}: {why}", pytrace=False)
-        pytest.skip(f"bench {bench.label}: {why}")
+    _need_qemu(bench)
     path = tmp_path / "qemu_realtime.toml"
     path.write_text(REALTIME)
     result = rig.run(str(path), speed=1.0)
