@@ -376,7 +376,7 @@ class TmCodec:
         ev = EVENT_BY_NAME[name]
         text = json.dumps(dict(fields), sort_keys=True, default=str).encode("utf-8")
         text = text[: TM_MAX_PACKET - 32]
-        body = struct.pack(">QHB", int(t_ns), ev.id, _SEVERITIES.index(ev.severity)) + text
+        body = struct.pack(">QHB", int(t_ns), ev.id, SEVERITIES.index(ev.severity)) + text
         return primary_header(EVENT_APID, self._next(EVENT_APID), len(body), tc=False) + body
 
     def encode_verification(self, t_ns: int, subtype: int, request_id: bytes, spi: int, arsn: int,
@@ -399,7 +399,7 @@ class TmCodec:
             ev = EVENT_BY_ID.get(eid)
             if ev is None:
                 raise DictionaryError(f"unknown event id {eid}")
-            return {"kind": "event", "t_ns": t, "name": ev.name, "severity": _SEVERITIES[sev],
+            return {"kind": "event", "t_ns": t, "name": ev.name, "severity": SEVERITIES[sev],
                     "fields": json.loads(body[11:].decode("utf-8"))}
         if apid == VERIFY_APID:
             if len(body) < _VERIFY.size:
@@ -418,7 +418,8 @@ class TmCodec:
         raise DictionaryError(f"unknown TM APID {apid:#x}")
 
 
-_SEVERITIES = ("info", "warning", "error", "security")
+#: an event's severity byte indexes this
+SEVERITIES = ("info", "warning", "error", "security")
 
 # --- PUS service 1: request verification -------------------------------------------------
 #: a TC's acknowledgement flags (PUS-C's order: acceptance is the least significant bit)
@@ -442,133 +443,4 @@ def encode_verification(seq: int, t_ns: int, subtype: int, request_id: bytes, sp
     return primary_header(VERIFY_APID, seq, len(body), tc=False) + body
 
 
-# --- XTCE export ------------------------------------------------------------------------
-
-XTCE_NS = "http://www.omg.org/spec/XTCE/20180204"
-
-
-def xtce_name(name: str) -> str:
-    """A dictionary name as an XTCE NameType (no '.', '/', ':', '[', ']' or spaces);
-    the original is kept as an alias in the ``orbit-hil`` namespace."""
-    return "".join("_" if ch in "./:[] " else ch for ch in name)
-
-
-def to_xtce(boards: Sequence[str], name: str = "orbit-hil") -> str:
-    """The dictionary as XTCE 1.2 (OMG namespace ``XTCE_NS``), for ground systems
-    such as YAMCS: every housekeeping channel as a parameter with its unit, red limits
-    as critical and yellow limits as warning alarm ranges, the HK packet as a sequence
-    container behind its CCSDS primary header and time; every command as a
-    MetaCommand with its opcode, argument types, encodings and valid ranges,
-    hazardous ones with significance ``critical``. Strings are UTF-8 behind a
-    16-bit length (``LeadingSize``). The TC security header and MAC (flight_sw.tc)
-    are outside XTCE: a ground system adds them as its link's post-processing."""
-    import xml.etree.ElementTree as ET
-
-    ET.register_namespace("", XTCE_NS)
-
-    def el(parent: Any, tag: str, **attrs: Any) -> Any:
-        return ET.SubElement(parent, f"{{{XTCE_NS}}}{tag}", {k: str(v) for k, v in attrs.items()})
-
-    def alias(parent: Any, original: str) -> None:
-        el(el(parent, "AliasSet"), "Alias", nameSpace="orbit-hil", alias=original)
-
-    def rng(lo: float | None, hi: float | None) -> dict[str, str]:
-        d = {}
-        if lo is not None:
-            d["minInclusive"] = repr(float(lo))
-        if hi is not None:
-            d["maxInclusive"] = repr(float(hi))
-        return d
-
-    root = ET.Element(f"{{{XTCE_NS}}}SpaceSystem", {"name": name, "shortDescription":
-                                                    "orbit-hil TM/TC dictionary (flight_sw/dictionary.py)"})
-    tm = el(root, "TelemetryMetaData")
-    ptypes, params = el(tm, "ParameterTypeSet"), el(tm, "ParameterSet")
-    chans = hk_channels(boards)
-    enums = {"mode": MODE_NAMES}
-    enums.update({n: BOARD_STATES for b in boards for n in board_channel_names(b)[2:3]})
-    el(el(ptypes, "IntegerParameterType", name="time_ns_Type", signed="false", sizeInBits=64),
-       "IntegerDataEncoding", sizeInBits=64, encoding="unsigned")
-    el(params, "Parameter", name="hk_time_ns", parameterTypeRef="time_ns_Type",
-       shortDescription="simulation time of the HK frame, ns since the scenario epoch")
-    for c in chans:
-        tname = xtce_name(c.name) + "_Type"
-        bits = struct.calcsize(">" + c.fmt) * 8
-        if c.name in enums:
-            t = el(ptypes, "EnumeratedParameterType", name=tname)
-            el(t, "IntegerDataEncoding", sizeInBits=bits, encoding="unsigned")
-            lst = el(t, "EnumerationList")
-            for i, label in enumerate(enums[c.name]):
-                el(lst, "Enumeration", value=i, label=label)
-        else:
-            kind = "FloatParameterType" if c.fmt == "d" else "IntegerParameterType"
-            t = el(ptypes, kind, name=tname, sizeInBits=bits, **({} if c.fmt == "d" else {"signed": "false"}))
-            if c.unit not in ("", "1", "enum", "bool"):
-                el(el(t, "UnitSet"), "Unit").text = c.unit
-            if c.fmt == "d":
-                el(t, "FloatDataEncoding", sizeInBits=64, encoding="IEEE754_1985")
-            else:
-                el(t, "IntegerDataEncoding", sizeInBits=bits, encoding="unsigned")
-            if any(x is not None for x in (c.lo, c.hi, c.warn_lo, c.warn_hi)):
-                ranges = el(el(t, "DefaultAlarm"), "StaticAlarmRanges")
-                if c.warn_lo is not None or c.warn_hi is not None:
-                    el(ranges, "WarningRange", **rng(c.warn_lo if c.warn_lo is not None else c.lo,
-                                                     c.warn_hi if c.warn_hi is not None else c.hi))
-                if c.lo is not None or c.hi is not None:
-                    el(ranges, "CriticalRange", **rng(c.lo, c.hi))
-        p = el(params, "Parameter", name=xtce_name(c.name), parameterTypeRef=tname,
-               **({"shortDescription": c.desc} if c.desc else {}))
-        alias(p, c.name)
-    conts = el(tm, "ContainerSet")
-    hk = el(conts, "SequenceContainer", name="housekeeping",
-            shortDescription=f"APID {HK_APID:#x}: primary header (6 bytes), then these entries")
-    entries = el(hk, "EntryList")
-    el(entries, "ParameterRefEntry", parameterRef="hk_time_ns")
-    for c in chans:
-        el(entries, "ParameterRefEntry", parameterRef=xtce_name(c.name))
-
-    cm = el(root, "CommandMetaData")
-    atypes, cmds = el(cm, "ArgumentTypeSet"), el(cm, "MetaCommandSet")
-    for cmd in COMMANDS:
-        for a in cmd.args:
-            tname = f"{cmd.name}_{a.name}_Type"
-            if a.type == "str":
-                t = el(atypes, "StringArgumentType", name=tname)
-                enc = el(t, "StringDataEncoding", encoding="UTF-8")
-                var = el(enc, "Variable", maxSizeInBits=0xFFFF * 8)
-                # XTCE 1.2 wants a DynamicValue or DiscreteLookupList here; YAMCS reads
-                # this reference as "none" (the same as yamcs-pymdb writes) and uses LeadingSize
-                el(el(var, "DynamicValue"), "ParameterInstanceRef", parameterRef="_yamcs_ignore")
-                el(var, "LeadingSize", sizeInBitsOfSizeTag=16)
-                continue
-            bits = {"u8": 8, "u32": 32, "f64": 64}[a.type]
-            if a.type == "f64":
-                t = el(atypes, "FloatArgumentType", name=tname, sizeInBits=64)
-                if a.unit not in ("", "1"):
-                    el(el(t, "UnitSet"), "Unit").text = a.unit
-                el(t, "FloatDataEncoding", sizeInBits=64, encoding="IEEE754_1985")
-            else:
-                t = el(atypes, "IntegerArgumentType", name=tname, sizeInBits=bits, signed="false")
-                el(t, "IntegerDataEncoding", sizeInBits=bits, encoding="unsigned")
-            lo = a.lo if a.lo is not None else (0 if a.type != "f64" else None)
-            hi = a.hi if a.hi is not None else ({"u8": 0xFF, "u32": 0xFFFFFFFF}.get(a.type))
-            if lo is not None or hi is not None:
-                r = rng(lo, hi)
-                if a.type != "f64":
-                    r = {k: str(int(float(v))) for k, v in r.items()}
-                el(el(t, "ValidRangeSet"), "ValidRange", **r)
-        mc = el(cmds, "MetaCommand", name=cmd.name, shortDescription=cmd.desc)
-        if cmd.args:
-            al = el(mc, "ArgumentList")
-            for a in cmd.args:
-                el(al, "Argument", name=a.name, argumentTypeRef=f"{cmd.name}_{a.name}_Type")
-        cc = el(mc, "CommandContainer", name=f"{cmd.name}_container")
-        ce = el(cc, "EntryList")
-        el(ce, "FixedValueEntry", name="opcode", binaryValue=f"{cmd.opcode:04X}", sizeInBits=16)
-        for a in cmd.args:
-            el(ce, "ArgumentRefEntry", argumentRef=a.name)
-        if cmd.hazardous:  # (after CommandContainer, as XTCE 1.2's MetaCommandType orders it)
-            el(mc, "DefaultSignificance", consequenceLevel="critical",
-               reasonForWarning="hazardous: a console arms it before it executes")
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+# The XTCE export of this dictionary is flight_sw/xtce.py (through yamcs-pymdb).

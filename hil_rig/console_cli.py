@@ -68,7 +68,7 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _dictionary(args: argparse.Namespace) -> int:
-    from flight_sw.dictionary import to_xtce
+    from flight_sw.xtce import XtceUnavailable, to_xtce
     from hil_rig.benchfile import load_bench
     from hil_rig.instruments.errors import ConfigError
 
@@ -76,7 +76,10 @@ def _dictionary(args: argparse.Namespace) -> int:
         boards = [b.name for b in load_bench(args.bench).boards]
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    text = to_xtce(boards)
+    try:
+        text = to_xtce(boards)
+    except XtceUnavailable as exc:
+        raise UsageError(str(exc)) from None
     out = pathlib.Path(args.xtce)
     if out.is_dir():
         raise UsageError(f"--xtce {out}: is a directory; give a file name")
