@@ -18,6 +18,10 @@ the cached image, its UART on a pty held as the virtual bench holds it) and meas
 - ``idle_draw_w`` / ``idle_host_cpu``: after ``--settle`` s, the QEMU process's host CPU
   use (CPU s per s) over 4 s and the draw mapped from it;
 - ``ping_p50_ms`` / ``ping_p99_ms`` over the emulated PL011 (``--pings`` pings);
+  ``rfc2217_ping_p50_ms`` / ``rfc2217_ping_p99_ms``: the same port served by a real
+  ``ser2net`` as ``rfc2217://127.0.0.1:PORT`` (a lab's network-shared port), after the
+  direct pings, with ``rfc2217_p50_vs_direct`` / ``rfc2217_p99_vs_direct`` (the emulated
+  baseline board gets the same: ``baseline_rfc2217_*``); left out without ser2net;
 - ``job_wall_s`` against ``job_rated_s`` (a matmul job, n = 32, ``--job-steps`` steps,
   at the kind's rated throughput: steps x step FLOP / rated FLOP/s) and
   ``busy_draw_w`` / ``busy_host_cpu`` while it runs.
@@ -101,6 +105,21 @@ def _job(link: Link, steps: int, flops_s: int) -> tuple[float, float]:
     return wall, rated
 
 
+def rfc2217_pings(path: str, a: argparse.Namespace, workdir: pathlib.Path) -> dict:
+    """Ping p50 / p99 through a real ser2net serving the board's port as RFC 2217 on
+    loopback (``hil_rig.boards.ser2net``; the lab's network-shared port), measured after the
+    direct pings on the same port; {} when ser2net is not installed."""
+    from hil_rig.boards.ser2net import Ser2net, ser2net_missing
+
+    if ser2net_missing():
+        return {}
+    with Ser2net(path, workdir) as server, Link(server.url, 115200, timeout_s=5.0, retries=3) as link:
+        for _ in range(20):
+            link.ping()
+        rtts = [link.ping() for _ in range(a.pings)]
+    return {"rfc2217_ping_p50_ms": statistics.median(rtts) * 1e3, "rfc2217_ping_p99_ms": pct(rtts, 0.99) * 1e3}
+
+
 def one_boot(image, workdir: pathlib.Path, a: argparse.Namespace, k: int) -> dict:  # type: ignore[no-untyped-def]
     from hil_rig.boards.qemu import QemuBoard, process_cpu_s
 
@@ -161,6 +180,7 @@ def one_boot(image, workdir: pathlib.Path, a: argparse.Namespace, k: int) -> dic
             out["job_wall_s"] = time.monotonic() - t_job
             if st["state"] != "done":
                 raise RuntimeError(f"board arm{k}: the job ended {st['state']}: {st}")
+        out.update(rfc2217_pings(path, a, workdir))
         m = STARTUP.search(board.console.read_bytes())
         if m:  # the guest's split (kernel and initrd, then systemd to multi-user.target)
             out["guest_kernel_s"] = 60 * int(m[1] or 0) + float(m[2])
@@ -196,6 +216,8 @@ def baseline(a: argparse.Namespace) -> dict:
             out["baseline_ping_p99_ms"] = pct(rtts, 0.99) * 1e3
             wall, rated = _job(link, a.job_steps, rating("rpi").rated_flops)
             out["baseline_job_wall_s"], out["baseline_job_rated_s"] = wall, rated
+        with tempfile.TemporaryDirectory(prefix="orbit-hil-bench-ser2net-") as tmp:
+            out.update({f"baseline_{k}": v for k, v in rfc2217_pings(path, a, pathlib.Path(tmp)).items()})
     finally:
         emu.stop()
         os.close(master)
@@ -246,6 +268,10 @@ def main() -> int:
     res["ping_p50_vs_baseline"] = res["ping_p50_ms"] / res["baseline_ping_p50_ms"]
     res["ping_p99_vs_baseline"] = res["ping_p99_ms"] / res["baseline_ping_p99_ms"]
     res["job_pace_vs_baseline"] = res["job_pace"] / res["baseline_job_pace"]
+    for who in ("", "baseline_"):  # the port shared by ser2net against the same port read directly
+        if f"{who}rfc2217_ping_p50_ms" in res:
+            for q in ("p50", "p99"):
+                res[f"{who}rfc2217_{q}_vs_direct"] = res[f"{who}rfc2217_ping_{q}_ms"] / res[f"{who}ping_{q}_ms"]
     res["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     res = {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()}
     res["boots"] = [{k: round(v, 3) for k, v in b.items()} for b in boots]

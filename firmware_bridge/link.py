@@ -249,8 +249,10 @@ class Link:
     # -- port handling
     def _open(self):
         try:
+            # pyserial's rfc2217:// refuses a write timeout (NotImplementedError at open)
+            write_timeout = None if self.url.startswith("rfc2217://") else 1.0
             ser = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.05,
-                                        write_timeout=1.0, exclusive=self.exclusive)
+                                        write_timeout=write_timeout, exclusive=self.exclusive)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {self.url}: {exc}") from None
         try:

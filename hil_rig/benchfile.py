@@ -26,7 +26,7 @@ The format (see ``docs/bench.md`` and ``hil_rig/benches/virtual.toml``)::
     [[boards]]
     name = "jetson0"
     kind = "jetson"                  # jetson | rpi | emulated (with emulates = "jetson"|"rpi") | qemu-arm64
-    serial = "/dev/ttyUSB2"
+    serial = "/dev/ttyUSB2"            # or a pyserial URL: "rfc2217://lab-host:7001?ign_set_control" (ser2net)
     baud = 115200
     supply = "psu0"
     switch = "relays0"
@@ -39,6 +39,7 @@ import dataclasses
 import math
 import pathlib
 import tomllib
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -324,6 +325,31 @@ def _instrument(data: Any, where: str, base_dir: pathlib.Path) -> InstrumentSpec
     )
 
 
+#: pyserial's URL schemes (serial_for_url); a network-shared port is rfc2217://HOST:PORT
+#: (ser2net in front of the board's port, docs/boards.md) or socket://HOST:PORT (raw TCP)
+SERIAL_URL_SCHEMES = ("rfc2217", "socket", "loop", "spy", "alt", "hwgrep", "cp2110")
+
+
+def _check_serial_url(serial: str, where: str) -> None:
+    """A board's ``serial`` that is a URL: a scheme pyserial knows and, for a network
+    port, a host and a port number, so a typo fails at load and not at the first open."""
+    if "://" not in serial:
+        return
+    scheme = serial.split("://", 1)[0]
+    if scheme not in SERIAL_URL_SCHEMES:
+        raise ConfigError(f"{where}: key 'serial': {serial!r} has an unknown URL scheme {scheme!r} "
+                          f"(a device path, or one of {', '.join(s + '://' for s in SERIAL_URL_SCHEMES)})")
+    if scheme in ("rfc2217", "socket"):
+        u = urllib.parse.urlsplit(serial)
+        try:
+            port = u.port
+        except ValueError:
+            port = None
+        if not u.hostname or port is None or not 0 < port < 65536:
+            raise ConfigError(f"{where}: key 'serial': {serial!r} must be {scheme}://HOST:PORT "
+                              "with a port number 1..65535")
+
+
 def _board(data: Any, where: str) -> BoardSpec:
     t = _Table(data, where, _BOARD_KEYS)
     name = t.get("name", str)
@@ -351,6 +377,7 @@ def _board(data: Any, where: str) -> BoardSpec:
         serial = t.get("serial", str)
         if not serial:
             raise ConfigError(f"{where}: key 'serial' must not be empty")
+        _check_serial_url(serial, where)
     vmin, idle, boot = _BOARD_DEFAULTS[emulates]
     baud = t.get("baud", int, 115200)
     if baud <= 0:

@@ -191,13 +191,9 @@ def qemu_bench(bench):  # type: ignore[no-untyped-def]
         vb.close()
 
 
-@pytest.mark.hardware
-def test_a_qemu_process_that_dies_is_a_power_loss_and_a_busy_board_draws_more(qemu_bench) -> None:
-    import signal
-
-    from firmware_bridge.link import Link
-
-    vb, supply, switch = qemu_bench
+def power_up_first_board(vb, supply, switch):  # type: ignore[no-untyped-def]
+    """Power the bench's first board (supply at 12 V, its relay closed) and wait for its
+    agent's start line on its console; returns its (resolved) spec."""
     b = vb.bench.boards[0]
     supply.set_voltage(12.0)
     supply.set_output(True)
@@ -207,6 +203,17 @@ def test_a_qemu_process_that_dies_is_a_power_loss_and_a_busy_board_draws_more(qe
     while not vb.board_booted(b.name):
         assert time.monotonic() < deadline, vb.board_log_tail(b.name)
         time.sleep(0.1)
+    return b
+
+
+@pytest.mark.hardware
+def test_a_qemu_process_that_dies_is_a_power_loss_and_a_busy_board_draws_more(qemu_bench) -> None:
+    import signal
+
+    from firmware_bridge.link import Link
+
+    vb, supply, switch = qemu_bench
+    b = power_up_first_board(*qemu_bench)
     slot = vb.boards[b.name]
 
     def mean_draw(seconds: float) -> float:
