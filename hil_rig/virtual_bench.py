@@ -267,6 +267,9 @@ class VirtualBench:
         #: each board's draw is then the one it reported as of that time, even when its
         #: virtual clock has already been synced ahead of it
         self.as_of_ns: Callable[[], int] | None = None
+        #: called with the pid of each emulated board's process as it starts (the run
+        #: gives its agent the loop's real-time priority: docs/running.md, "Performance")
+        self.on_board_start: Callable[[int], object] | None = None
 
     # -- wiring ---------------------------------------------------------------
     def _relay_on(self, b: BoardSpec) -> bool:
@@ -451,6 +454,9 @@ class VirtualBench:
                 if board.powered and not board.started and board.boot_at is not None and now >= board.boot_at:
                     board.boot_at = None
                     board.start()
+                    hook = self.on_board_start
+                    if hook is not None and isinstance(board, _Board) and board.proc is not None:
+                        hook(board.proc.pid)
                     log.info("board %s: started (pid %s)", b.name,
                              board.qemu.pid if isinstance(board, _QemuSlot) else board.proc.pid)
 
@@ -482,6 +488,12 @@ class VirtualBench:
     def wake(self) -> None:
         """Apply the instruments' state to the boards now, not at the next poll."""
         self._wake.set()
+
+    def board_pids(self) -> list[int]:
+        """The processes of the emulated boards that run now (not QEMU boards)."""
+        with self._lock:
+            return [b.proc.pid for b in self.boards.values()
+                    if isinstance(b, _Board) and b.running and b.proc.pid is not None]
 
     def board_booted(self, name: str) -> bool:
         """The board's emulator runs and has reported its first status line (a QEMU

@@ -168,6 +168,57 @@ def test_loop_priority_is_real_time_for_the_block_only_and_not_inherited() -> No
         assert applied is None and inside == before
 
 
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    out = []
+    for d in pathlib.Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def test_the_emulated_boards_agents_share_the_loops_priority_and_their_job_workers_do_not(
+        tmp_path: pathlib.Path) -> None:
+    """While the loop runs at real-time priority, the virtual bench's agents do too (a busy
+    machine must not queue them behind other work while the loop waits on them); their
+    job workers stay at the normal policy; after the loop, the agents are normal again."""
+    from hil_rig.run import Run
+    from hil_rig.scenario import load_scenario
+
+    if not _real_time_permitted():
+        pytest.skip("real-time priority is not permitted here")
+    fifo = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+    run = Run(load_scenario(_scenario(tmp_path, duration="20 min", workload="compute")), out=tmp_path / "out")
+    seen: dict[str, list] = {"agents": [], "workers": []}
+
+    def sample() -> None:  # from inside the loop, once a simulated second
+        for pid in run.parts.vb.board_pids():
+            seen["agents"].append(os.sched_getscheduler(pid))
+            for child in _children(pid):
+                try:
+                    seen["workers"].append(os.sched_getscheduler(child))
+                except OSError:
+                    pass  # it ended meanwhile
+
+    with run:
+        before = {os.sched_getscheduler(pid) for pid in run.parts.vb.board_pids()}
+        recorder_second = run.parts.recorder.second
+        run.parts.recorder.second = lambda parts, t: (recorder_second(parts, t), sample())
+        run.run_until(run.duration_ns)
+        after = {os.sched_getscheduler(pid) for pid in run.parts.vb.board_pids()}
+        assert run.rt_applied == 1
+        assert run.finish().passed
+    assert len(seen["agents"]) >= 2 * 1200 and len(seen["workers"]) > 0
+    assert before == after == {os.SCHED_OTHER}
+    assert set(seen["agents"]) == {fifo}
+    assert set(seen["workers"]) == {os.SCHED_OTHER}
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 def test_loop_priority_without_permission_runs_normally() -> None:
     code = (

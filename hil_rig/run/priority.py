@@ -49,3 +49,43 @@ def loop_priority(priority: int | None) -> Iterator[int | None]:
     finally:
         if before is not None:
             os.sched_setscheduler(0, *before)
+
+
+def process_priority(pid: int, priority: int | None) -> bool:
+    """Process ``pid`` at real-time priority ``priority`` (``SCHED_FIFO``, with
+    ``SCHED_RESET_ON_FORK``: what it starts gets the normal policy), or back at the
+    normal policy with None. False where that is not permitted or ``pid`` is gone."""
+    try:
+        if priority is None:
+            os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+        else:
+            check_rt_priority(priority)
+            os.sched_setscheduler(pid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except (OSError, AttributeError):  # EPERM, ESRCH; no sched_* (not Linux)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def boards_priority(vb: Any, priority: int | None) -> Iterator[None]:
+    """The virtual bench ``vb``'s emulated boards at the loop's real-time priority
+    for the block (those that start meanwhile too), then back at the normal policy.
+
+    The loop waits on a board's reply at every simulated second; on a busy machine a
+    board's agent at the normal policy queues behind other work while the loop, at
+    its real-time priority, waits for it. The agents block between commands; their
+    job workers start at the normal policy (``SCHED_RESET_ON_FORK``), so a job's
+    compute never takes a core at real-time priority. QEMU boards are left as they
+    are (a QEMU process computes all the time)."""
+    if vb is None or priority is None:
+        yield
+        return
+    vb.on_board_start = lambda pid: process_priority(pid, priority)
+    for pid in vb.board_pids():
+        process_priority(pid, priority)
+    try:
+        yield
+    finally:
+        vb.on_board_start = None
+        for pid in vb.board_pids():
+            process_priority(pid, None)

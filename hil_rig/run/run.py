@@ -54,7 +54,7 @@ from hil_rig.run.adapters import PlantControlPort
 from hil_rig.run.bench_info import boards_text
 from hil_rig.run.builder import RunOptions, RunParts, build, close_all
 from hil_rig.run.errors import RunError, RunResult
-from hil_rig.run.priority import DEFAULT_RT_PRIORITY, check_rt_priority, loop_priority
+from hil_rig.run.priority import DEFAULT_RT_PRIORITY, boards_priority, check_rt_priority, loop_priority
 from hil_rig.run.progress import Progress
 from hil_rig.scenario import Scenario, ScenarioError, parse_trigger
 from hil_rig.yield_bound.analysis import summary_yield
@@ -231,7 +231,7 @@ class Run:
             raise RunError("run_until: another thread is running this run")
         try:
             self._loop_thread = threading.get_ident()
-            with loop_priority(self.rt_priority) as applied:
+            with loop_priority(self.rt_priority) as applied, boards_priority(p.vb, applied):
                 self.rt_applied = applied
                 while p.clock.t_ns < t_end and self.stop_reason is None:
                     self._serve_requests()
