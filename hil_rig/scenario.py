@@ -163,6 +163,22 @@ class CommandSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ProcedureSpec:
+    """One scheduled procedure (``[[procedure]]``): a procedure file (the console's
+    format, docs/console.md), read and checked at load, started at ``at`` and run by
+    the run in simulation time: telecommands through its own TC path, faults through
+    its injection, waits on time, acknowledgements and housekeeping. ``steps`` are
+    :class:`hil_rig.procedure.Line`; ``digest`` the file's SHA-256."""
+
+    index: int
+    file: pathlib.Path
+    at: Trigger
+    at_text: str
+    steps: tuple[Any, ...]
+    digest: str
+
+
+@dataclasses.dataclass(frozen=True)
 class RequirementSpec:
     """One requirement, judged throughout the run (see REQUIREMENT_KINDS). Window
     parameters are parsed: ``after`` a Trigger, ``within`` a Duration."""
@@ -189,6 +205,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...]
     requirements: tuple[RequirementSpec, ...]
     commands: tuple[CommandSpec, ...] = ()
+    procedures: tuple[ProcedureSpec, ...] = ()
 
     @property
     def epoch_iso(self) -> str:
@@ -239,7 +256,8 @@ EVENT_SOURCES = ("fsw", "rig", "fault")
 #: software's (``flight_sw.dictionary.EVENTS``). The run's own recorder must keep to
 #: these names (tests/test_run_judges.py checks a real run's events against them).
 RIG_EVENTS = ("run_start", "fault_scheduled", "eclipse_predicted_truth", "board_power", "command_scheduled",
-              "command_sent")
+              "command_sent", "procedure_scheduled", "procedure_started", "procedure_step", "procedure_done",
+              "procedure_unfinished")
 FAULT_EVENTS = tuple(sorted({f"{k}_{ph}" for k in FAULT_KINDS for ph in ("start", "end")}
                             | {"payload_hang_injected", "seu_injected", "inject_retry"}))
 
@@ -570,6 +588,32 @@ def _parse_command(file: str, i: int, data: object) -> CommandSpec:
     return CommandSpec(i, name, checked, at, at_text)
 
 
+def _parse_procedure(file: str, base: pathlib.Path | None, i: int, data: object) -> ProcedureSpec:
+    """``[[procedure]] file = "recover.proc", at = "eclipse_exit + 60 s"``: the file
+    (relative to the scenario file) is read and every line checked now; an error names
+    the scenario file, the key, and the procedure's file and line."""
+    import hashlib
+
+    from hil_rig.procedure import LineError, parse_procedure
+
+    t = _Table(file, f"procedure[{i}].", data)
+    path_text = t.get("file", str, required=True)
+    at_text = t.get("at", str, required=True)
+    at = parse_trigger(at_text, t.where("at"))
+    t.finish()
+    path = pathlib.Path(path_text)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    try:
+        steps = parse_procedure(path, None, scheduled=True)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except LineError as exc:
+        raise ScenarioError(f"{t.where('file')}: {exc}") from None
+    if not steps:
+        raise ScenarioError(f"{t.where('file')}: procedure {path}: no steps (only comments or blank lines)")
+    return ProcedureSpec(i, path.resolve(), at, at_text, tuple(steps), digest)
+
+
 def _parse_requirement(file: str, i: int, data: object) -> RequirementSpec:
     t = _Table(file, f"requirement[{i}].", data)
     kind = t.get("kind", str, required=True, bounds=sorted(REQUIREMENT_KINDS))
@@ -659,6 +703,10 @@ def parse_scenario(text: str, file: str = "<scenario>", base: pathlib.Path | Non
     if not isinstance(cmds_raw, list):
         raise ScenarioError(f"{file}: command: expected [[command]] tables, got {cmds_raw!r}")
     commands = tuple(_parse_command(file, i, c) for i, c in enumerate(cmds_raw))
+    procs_raw = top.raw("procedure") or []
+    if not isinstance(procs_raw, list):
+        raise ScenarioError(f"{file}: procedure: expected [[procedure]] tables, got {procs_raw!r}")
+    procedures = tuple(_parse_procedure(file, base, i, x) for i, x in enumerate(procs_raw))
     reqs_raw = top.raw("requirement") or []
     if not isinstance(reqs_raw, list):
         raise ScenarioError(f"{file}: requirement: expected [[requirement]] tables, got {reqs_raw!r}")
@@ -675,7 +723,7 @@ def parse_scenario(text: str, file: str = "<scenario>", base: pathlib.Path | Non
     return Scenario(
         path=None, name=name, description=description, epoch=epoch, duration=duration,
         speed=speed, seed=seed, orbit=orbit, spacecraft=craft, workload=workload,
-        faults=faults, requirements=reqs, commands=commands,
+        faults=faults, requirements=reqs, commands=commands, procedures=procedures,
     )
 
 

@@ -13,7 +13,8 @@ pytest.importorskip("textual")
 
 from flight_sw.tc import SPI_GROUND, TcSender  # noqa: E402
 from hil_rig.console.app import ConsoleApp  # noqa: E402
-from hil_rig.console.stream import LineError, LiveSource, ReplaySource, parse_line, parse_procedure  # noqa: E402
+from hil_rig.console.stream import LiveSource, ReplaySource  # noqa: E402
+from hil_rig.procedure import LineError, parse_line, parse_procedure  # noqa: E402
 from hil_rig.run import Run, RunOptions  # noqa: E402
 from hil_rig.run.control_server import ControlClient, ControlError, Hosted, run_key  # noqa: E402
 from hil_rig.scenario import find_scenario, load_scenario, parse_duration  # noqa: E402

@@ -12,7 +12,7 @@ pytest.importorskip("textual")
 
 from test_console import drive, hosted_run, until  # noqa: E402
 
-from hil_rig.archive import load_run  # noqa: E402
+from hil_rig.archive import ARCHIVE_NAME, load_run  # noqa: E402
 from hil_rig.console.app import ConsoleApp  # noqa: E402
 
 
@@ -64,3 +64,55 @@ def test_heater_names_from_the_mask():
     assert str(ConsoleApp._heaters(0b1001, zones)) == "battery structure"
     assert str(ConsoleApp._heaters(0b10000, zones)) == "#4"  # a bit with no zone name
     assert str(ConsoleApp._heaters(float("nan"), zones)) == "--"
+
+
+def test_replay_shows_the_archived_beta_angle_as_the_live_panel_did(live, tmp_path):
+    """The archive stores the beta angle per telemetry row; a replay shows, at a
+    second, the β the live panel showed at that second; an archive from before the
+    column existed replays with β '--'."""
+    import asyncio
+    import sqlite3
+
+    from hil_rig.console.stream import ReplaySource
+    from hil_rig.run.control_server import ControlClient
+
+    hosted, key = live
+    c = ControlClient("127.0.0.1", hosted.server.port, key)
+    c.request("step", duration="120 s")
+    live_status = c.request("status")
+    assert live_status["t_s"] == 120
+    tm = load_run(hosted.run.run_dir)["telemetry"]
+    t = np.asarray(tm["t_ns"])
+    beta = np.asarray(tm["beta_deg"])
+    want = np.degrees(hosted.run.parts.env.sample(t).beta_rad)
+    assert np.array_equal(beta, want)  # every row: the orbit's own beta angle (rig truth)
+    assert beta[t == 120 * 10**9][0] == live_status["beta_deg"]
+
+    def replay(run_dir):
+        src = ReplaySource(run_dir, speed=1.0)
+        src.paused = True
+        app = ConsoleApp(src)
+        shown = {}
+
+        async def main():
+            async with app.run_test(size=(80, 24)) as pilot:
+                await until(pilot, lambda: app.hk, "first frame")
+                await pilot.press("f10", "f10")
+                await until(pilot, lambda: app.status["t_s"] == 120, "seek to 120 s")
+                await pilot.pause()
+                shown["beta"] = app.status["beta_deg"]
+                shown["orbit"] = str(app.query_one("#orbit").render())
+
+        asyncio.run(main())
+        return shown
+
+    shown = replay(hosted.run.run_dir)
+    assert shown["beta"] == live_status["beta_deg"]
+    assert f"β {live_status['beta_deg']:.1f}°" in shown["orbit"]
+    old = tmp_path / "old"
+    old.mkdir()
+    with sqlite3.connect(hosted.run.run_dir / ARCHIVE_NAME) as src, sqlite3.connect(old / ARCHIVE_NAME) as db:
+        src.backup(db)  # (the live archive is in WAL mode: a file copy could miss the latest pages)
+        db.execute("ALTER TABLE telemetry DROP COLUMN beta_deg")
+    shown = replay(old)
+    assert shown["beta"] is None and "β --" in shown["orbit"]

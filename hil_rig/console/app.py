@@ -24,8 +24,10 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, RichLog, Static
 
 from flight_sw.dictionary import BOARD_STATES, MODE_NAMES, hk_channels
-from hil_rig.console.stream import (
-    CommandStack,
+from hil_rig.console.stream import CommandStack
+from hil_rig.constants import NS_PER_S as NS
+from hil_rig.constants import ZERO_CELSIUS_K
+from hil_rig.procedure import (
     Line,
     LineError,
     completions,
@@ -33,8 +35,6 @@ from hil_rig.console.stream import (
     parse_line,
     parse_procedure,
 )
-from hil_rig.constants import NS_PER_S as NS
-from hil_rig.constants import ZERO_CELSIUS_K
 from hil_rig.run.control_server import ControlError
 
 _COLOUR = {"green": "green", "yellow": "yellow", "red": "bold red"}

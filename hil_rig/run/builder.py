@@ -103,6 +103,7 @@ class RunParts:
     actions: list[FaultAction]
     schedule: FaultSchedule
     commands: FaultSchedule         # of hil_rig.run.commands.ScheduledCommand: the scenario's [[command]]s
+    procedures: Any                 # hil_rig.run.procedures.Procedures: the scenario's [[procedure]]s
     injections: Injections
     # bench
     bench_spec: Any
@@ -196,9 +197,12 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
     except FaultScheduleError as exc:
         raise RunError(str(exc)) from None
     from hil_rig.run.commands import describe_at, resolve_commands
+    from hil_rig.run.procedures import Procedures, resolve_procedures
+    from hil_rig.run.procedures import describe_at as describe_procedure
 
     try:
         commands = resolve_commands(sc.commands, events, [b.name for b in boards], file=where)
+        procedures = resolve_procedures(sc.procedures, events, [b.name for b in boards], file=where)
     except FaultScheduleError as exc:
         raise RunError(str(exc)) from None
     judges = make_judges(sc.requirements, events, actions)
@@ -252,6 +256,8 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
         recorder.event(0, "rig", "fault_scheduled", f"t = {a.t_ns / NS:.3f} s: {a.describe()}")
     for c in commands:
         recorder.event(0, "rig", "command_scheduled", describe_at(c))
+    for r in procedures:
+        recorder.event(0, "rig", "procedure_scheduled", describe_procedure(r))
 
     # the bench: virtual parts, instruments, safe-state guard, power loop, proxies
     from hil_rig.instruments import open_instruments
@@ -374,7 +380,7 @@ def build(scenario: Scenario, bench_file: str | os.PathLike[str] | None, run_dir
     parts = RunParts(
         scenario=sc, options=options, run_dir=run_dir, clock=clock, orbit=orbit, period_s=period_s, env=env,
         events=events, duration_ns=duration_ns, actions=actions, schedule=FaultSchedule(actions),
-        commands=FaultSchedule(commands),
+        commands=FaultSchedule(commands), procedures=Procedures(procedures),
         injections=Injections(), bench_spec=spec, bench_label=label, boards=board_kinds,
         board_specs=board_specs, realtime=realtime, pacer=pacer, recorder=recorder, vb=vb, bench=bench,
         supplies=supplies, switches=switches, guard=guard, power_loop=power_loop, supply_name=supply_name,

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 TRUTH_CHANNELS: tuple[Column, ...] = (
     Column("orbit", "1", "orbit number (1 at t = 0, +1 every orbital period)", "INTEGER"),
     Column("illumination", "1", "sunlit fraction of the solar disc (rig truth, conical shadow)"),
+    Column("beta_deg", "deg", "the orbit's beta angle: the Sun's elevation above the orbit plane (rig truth)"),
     Column("sun_err_deg", "deg", "angle between the main array normal and the sun (rig truth)"),
     Column("soc_true", "1", "battery state of charge (plant truth)"),
     Column("battery_v_true", "V", "battery terminal voltage (plant truth)"),
@@ -189,8 +190,9 @@ class Recorder:
         if self.log is not None:
             self.log.write(f"{t / NS:12.3f} {source:<5} {kind:<24} {detail}\n")
 
-    def second(self, parts: RunParts, t: int) -> None:
-        """One simulated second's records (see the module's doc)."""
+    def second(self, parts: RunParts, t: int, beta_rad: float) -> None:
+        """One simulated second's records (see the module's doc); ``beta_rad``: the
+        orbit's beta angle at ``t`` (from the run's environment)."""
         p, fsw = parts.plant, parts.fsw
         for ev in fsw.events.events[self._fsw_event_idx:]:
             self.event(ev.t_ns, "fsw", ev.name, json.dumps(ev.fields, sort_keys=True, default=str))
@@ -211,7 +213,8 @@ class Recorder:
         ws = p.wheel_speed
         jw = parts.params.wheel_inertia_kg_m2
         hx, hy, hz = p.pi_b
-        row: list[Any] = [orbit, illum, sun_err, p.soc, p.battery_v, p.solar_power_w, parts.load_power_w,
+        beta_deg = math.degrees(beta_rad)
+        row: list[Any] = [orbit, illum, beta_deg, sun_err, p.soc, p.battery_v, p.solar_power_w, parts.load_power_w,
                           parts.payload_power_w, temps[0], temps[1], temps[2], temps[3],
                           math.sqrt(wx * wx + wy * wy + wz * wz), ws[0], ws[1], ws[2],
                           jw * math.sqrt(ws[0] * ws[0] + ws[1] * ws[1] + ws[2] * ws[2]),
@@ -261,7 +264,7 @@ class Recorder:
         for j in self.judges:
             j.observe(sample)
         self.status = {
-            "t_s": t / NS, "orbit": orbit, "sunlit": illum > 0.5, "soc": p.soc,
+            "t_s": t / NS, "orbit": orbit, "sunlit": illum > 0.5, "beta_deg": beta_deg, "soc": p.soc,
             "temps_c": [x - ZERO_CELSIUS_K for x in temps[:2]], "mode": fsw.mode,
             "boards": states, "jobs": sample.jobs_done,
         }

@@ -32,7 +32,6 @@ import concurrent.futures
 import contextlib
 import functools
 import json
-import math
 import os
 import pathlib
 import queue
@@ -108,6 +107,7 @@ class Run:
         self._pause_wall: float | None = None
         self._injected = 0
         self._tc_sender: Any = None
+        self._proc_io: Any = None
 
     # ---- life cycle -----------------------------------------------------------
     def __enter__(self) -> Run:
@@ -289,6 +289,8 @@ class Run:
         plant, fsw, power = p.plant, p.fsw, p.power
         t = t0
         while t < t1:
+            if p.procedures.active:  # (first: a fault one injects now applies just below)
+                p.procedures.advance(t, self._procedure_io())
             for a in p.schedule.due(t):
                 fault_handlers.apply(p, a)
             for c in p.commands.due(t):
@@ -322,8 +324,10 @@ class Run:
         if fsw.executive.next_tick_ns != t + dt:
             return 0
         n = (t1 - t) // dt
-        for nf in (p.schedule.next_time_ns(), p.commands.next_time_ns()):
-            if nf is not None:  # a fault or command at nf applies before the step that starts at or after it
+        if p.procedures.active and p.procedures.next_time_ns() is None:
+            return 0  # a procedure waits on telemetry or an acknowledgement: look at every step
+        for nf in (p.schedule.next_time_ns(), p.commands.next_time_ns(), p.procedures.next_time_ns()):
+            if nf is not None:  # a fault, command or procedure step at nf applies before the step that starts at or after it
                 n = min(n, (nf - t - 1) // dt + 1)
         up = p.power.next_boot_ns(t)
         if up is not None:  # a boot at `up` is waited for before that frame
@@ -365,7 +369,7 @@ class Run:
         p.injections.retry(p, t)
         self._feed_jobs(t)
         p.load_power_w = float(p.plant.load_power_w)
-        p.recorder.second(p, t)
+        p.recorder.second(p, t, float(self._env.beta_rad[self._env_index(t)]))
 
     def _unplanned_brownouts(self, t: int) -> None:
         """A board the simulated supply could not carry (in CC at its current limit)
@@ -433,43 +437,44 @@ class Run:
         is a table like a scenario file's ``[[fault]]`` (``kind``, ``board`` or
         ``sensor`` or ``wheel``, ``duration``, the kind's parameters). Returns the
         scheduled actions; a bad spec is a :class:`RunError` naming the key."""
+        return self._call(lambda: self._inject(fault, "control", ""))
+
+    def _inject(self, fault: Mapping[str, Any], source: str, note: str) -> list[FaultAction]:
+        """In the loop's thread: :meth:`inject`'s work (and a scheduled procedure's)."""
         from hil_rig.scenario import _parse_fault
 
-        def _do() -> list[FaultAction]:
-            p = self.parts
-            now = p.clock.t_ns
-            data = dict(fault)
-            data.setdefault("at", "t + 0 s")
-            index = len(self.scenario.faults) + self._injected
-            try:
-                spec = _parse_fault("inject", index, data)
-            except ScenarioError as exc:
-                raise RunError(str(exc)) from None
-            if spec.target is None and spec.kind in fault_handlers.BOARD_FAULTS:
-                spec = type(spec)(**{**spec.__dict__, "target": next(iter(p.boards))})
-            if spec.kind in fault_handlers.BOARD_FAULTS and spec.target not in p.boards:
-                raise RunError(f"inject: board: no board {spec.target!r} in this run "
-                               f"(boards: {', '.join(p.boards)})")
-            if spec.kind in fault_handlers.LINK_FAULTS and spec.target not in p.proxies:
-                raise RunError(f"inject: {spec.kind} on board {spec.target}: its link has no fault proxy "
-                               "in this run (a scenario with a link fault on that board sets one up)")
-            try:
-                t0 = max(resolve_trigger(spec.at, p.events, where="inject: at"), now)
-            except FaultScheduleError as exc:
-                raise RunError(str(exc)) from None
-            params = tuple(sorted(spec.params.items()))
-            acts = [FaultAction(t0, 2 * index + 1, "start", spec.kind, spec.target, params, index)]
-            if spec.duration is not None:
-                t1 = min(t0 + spec.duration.to_ns(p.period_s), p.duration_ns)
-                acts.append(FaultAction(t1, 2 * index, "end", spec.kind, spec.target, params, index))
-            self._injected += 1
-            p.schedule.add(acts)
-            for judge in p.recorder.judges:  # judged like the scenario's own faults
-                judge.add_faults(acts)
-            p.recorder.event(now, "control", "fault_injected", f"t = {t0 / NS:.3f} s: {acts[0].describe()}")
-            return acts
-
-        return self._call(_do)
+        p = self.parts
+        now = p.clock.t_ns
+        data = dict(fault)
+        data.setdefault("at", "t + 0 s")
+        index = len(self.scenario.faults) + self._injected
+        try:
+            spec = _parse_fault("inject", index, data)
+        except ScenarioError as exc:
+            raise RunError(str(exc)) from None
+        if spec.target is None and spec.kind in fault_handlers.BOARD_FAULTS:
+            spec = type(spec)(**{**spec.__dict__, "target": next(iter(p.boards))})
+        if spec.kind in fault_handlers.BOARD_FAULTS and spec.target not in p.boards:
+            raise RunError(f"inject: board: no board {spec.target!r} in this run "
+                           f"(boards: {', '.join(p.boards)})")
+        if spec.kind in fault_handlers.LINK_FAULTS and spec.target not in p.proxies:
+            raise RunError(f"inject: {spec.kind} on board {spec.target}: its link has no fault proxy "
+                           "in this run (a scenario with a link fault on that board sets one up)")
+        try:
+            t0 = max(resolve_trigger(spec.at, p.events, where="inject: at"), now)
+        except FaultScheduleError as exc:
+            raise RunError(str(exc)) from None
+        params = tuple(sorted(spec.params.items()))
+        acts = [FaultAction(t0, 2 * index + 1, "start", spec.kind, spec.target, params, index)]
+        if spec.duration is not None:
+            t1 = min(t0 + spec.duration.to_ns(p.period_s), p.duration_ns)
+            acts.append(FaultAction(t1, 2 * index, "end", spec.kind, spec.target, params, index))
+        self._injected += 1
+        p.schedule.add(acts)
+        for judge in p.recorder.judges:  # judged like the scenario's own faults
+            judge.add_faults(acts)
+        p.recorder.event(now, source, "fault_injected", f"t = {t0 / NS:.3f} s: {acts[0].describe()}{note}")
+        return acts
 
     def command(self, name: str, **args: Any) -> int:
         """Send a telecommand to the flight software through its own TC path (an
@@ -500,6 +505,34 @@ class Run:
         p.fsw.submit_tc(self._tc_sender.build(name, **args))
         p.recorder.event(p.clock.t_ns, source, kind, f"{name} arsn {arsn}{note}")
         return arsn
+
+    def _procedure_io(self) -> Any:
+        """What a scenario's procedures drive: this run's own TC path and injection."""
+        if self._proc_io is None:
+            from hil_rig.run.procedures import ProcedureIO
+
+            p = self.parts
+            seen = {"i": 0}
+
+            def accepted() -> set[int]:
+                evs = p.fsw.events.events
+                out = {e.fields.get("arsn") for e in evs[seen["i"]:]
+                       if e.name == "tc_accepted" and e.fields.get("spi") == 1}
+                seen["i"] = len(evs)
+                return out
+
+            def inject(spec: dict[str, Any], note: str) -> Any:
+                try:
+                    return self._inject(spec, "rig", f" ({note})")
+                except RunError as exc:  # a fault the run cannot apply now: recorded, the procedure goes on
+                    p.recorder.event(p.clock.t_ns, "rig", "procedure_step", f"{note}: inject refused: {exc}")
+                    return []
+
+            self._proc_io = ProcedureIO(
+                send_tc=lambda name, args, note: self._submit_tc(name, args, "rig", "command_sent", note),
+                inject=inject, hk=lambda: p.fsw.hk, accepted=accepted,
+                event=lambda t, kind, detail: p.recorder.event(t, "rig", kind, detail))
+        return self._proc_io
 
     def pause(self) -> None:
         """Hold the loop at its next simulated second (until :meth:`resume`)."""
@@ -540,9 +573,9 @@ class Run:
         p = self._need()
         s = dict(p.recorder.status)
         # in the loop's thread (the judges change there): at its next second if it runs
-        s["verdicts"], beta = self._call(lambda: ([j.provisional(p.clock.t_ns) for j in p.recorder.judges],
-                                                  float(self._env.beta_rad[self._env_index(p.clock.t_ns)])))
-        s["beta_deg"] = math.degrees(beta)  # the orbit's beta angle now (rig truth)
+        s["verdicts"] = self._call(lambda: [j.provisional(p.clock.t_ns) for j in p.recorder.judges])
+        # the orbit's beta angle (rig truth), as the archive has it at the status's second
+        s.setdefault("beta_deg", None)
         s["thermal_zones"] = list(p.fsw.cfg.thermal_zones)  # the bits of HK heater_mask, in order
         s.update({
             "t_s": p.clock.t_ns / NS, "duration_s": p.duration_ns / NS, "paused": self.paused,
@@ -612,6 +645,8 @@ class Run:
         run_yield = summary_yield(self.run_dir, sc)
         verdicts = rec.verdicts(t_end, run_yield)
         if rec.archive.db is not None and rec.archive.failed is None:
+            if p.procedures.active:
+                p.procedures.finish(t_end, self._procedure_io())
             for v in verdicts:
                 rec.event(t_end, "judge", "verdict", f"{v.name}: {'PASS' if v.passed else 'FAIL'}: {v.detail}")
             if aborted:
