@@ -97,10 +97,8 @@ class Procedures:
 
     def __init__(self, runs: Sequence[ProcedureRun]) -> None:
         self.runs = list(runs)
-
-    @property
-    def active(self) -> bool:
-        return any(not r.done for r in self.runs)
+        #: some procedure is not done (a plain attribute: the loop reads it every step)
+        self.active = bool(self.runs)
 
     def next_time_ns(self) -> int | None:
         """The next simulation time at which a procedure must act on the dot (a start,
@@ -121,6 +119,7 @@ class Procedures:
                 r.started = True
                 io.event(t, "procedure_started", f"{r.name}: {len(r.spec.steps)} steps")
             self._run(r, t, io)
+        self.active = any(not r.done for r in self.runs)
 
     def _run(self, r: ProcedureRun, t: int, io: ProcedureIO) -> None:
         steps = r.spec.steps
