@@ -8,7 +8,10 @@ Figures (all measured in this run, on the virtual bench in virtual time):
 - baseline_bound_s: the same LP at 240 s steps (a quarter of the variables);
   bound_vs_baseline: their ratio;
 - bound_build_s: median time to build the bound's problem from the archive;
-- replay_s: the open-loop replay of the bound's schedule through the plant.
+- replay_s: the open-loop replay of the bound's schedule through the plant;
+- planner_us: the flight software's sun budget (``flight_sw.payload.sun_budget_w``,
+  once a second in the EPS step), median time per call; baseline_planner_us: an
+  empty call of the same arity, and planner_vs_baseline their ratio.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 
+from flight_sw.payload import sun_budget_w
 from hil_rig.run import run_scenario
 from hil_rig.scenario import find_scenario, load_scenario
 from hil_rig.yield_bound import solve
@@ -29,7 +33,24 @@ from hil_rig.yield_bound.replay import replay
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _figures import print_figures  # noqa: E402
 
-SCENARIOS = ("nominal", "eclipse_stress", "hot_case", "inclined_30")
+SCENARIOS = ("nominal", "eclipse_stress", "hot_case", "inclined_30", "energy_heat")
+
+
+def _planner_us(repeat: int, calls: int = 20_000) -> dict:
+    def empty(a: float, b: float, c: float, d: float, e: float, f: float) -> float:
+        return 0.0
+
+    times = {}
+    for name, fn in (("planner_us", sun_budget_w), ("baseline_planner_us", empty)):
+        per = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for i in range(calls):
+                fn(95.0, 12.0, 0.9 + i * 1e-7, 2.8e5, 0.98, 1200.0)
+            per.append((time.perf_counter() - t0) / calls * 1e6)
+        times[name] = round(statistics.median(per), 3)
+    times["planner_vs_baseline"] = round(times["planner_us"] / times["baseline_planner_us"], 2)
+    return times
 
 
 def main() -> int:
@@ -66,6 +87,7 @@ def main() -> int:
             rp = replay(pr, solve(pr), info)
             res["replay_s"] = round(time.perf_counter() - t0, 3)
             res["replay_feasible"] = rp.feasible
+    res.update(_planner_us(a.repeat))
     print_figures(res, a.json)
     return 0
 

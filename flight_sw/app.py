@@ -40,7 +40,7 @@ from flight_sw.interfaces import (
 )
 from flight_sw.modes import COMPUTE, SAFE, ModeConfig, ModeInputs, ModeManager
 from flight_sw.orbit import EclipsePredictor, EclipseWindow, TleError, epoch_tuple, sun_teme_unit
-from flight_sw.payload import BoardConfig, PayloadManager, fdir_sample_names
+from flight_sw.payload import BoardConfig, PayloadManager, fdir_sample_names, sun_budget_w
 from flight_sw.tc import SPI_GROUND, SPI_ONBOARD, TcRejected, TcVerifier
 
 # Earth's field: a centred dipole, IGRF-2020 axis and strength (flight-side model)
@@ -154,7 +154,12 @@ class FlightSoftware:
                 th[k] = (list(d[k]) * n)[:n]
         self.thermal = native.Thermal(th)
         tc = self.thermal.config
-        self._eps_capacity_wh = self.eps.config["capacity_ah"]
+        ec = self.eps.config
+        # the battery's energy from empty to full at its highest OCV (the sun budget's
+        # charge owed errs high), the charge efficiency, the payload's ceiling
+        self._eps_capacity_j = float(ec["capacity_ah"]) * 3600.0 * float(ec["ocv_v"][-1])
+        self._eps_charge_eff = float(ec["charge_eff"])
+        self._eps_payload_max_w = float(ec["payload_max_w"])
         self.modes = ModeManager(cfg.modes, self.events)
         self.payload = PayloadManager(cfg.boards, payload_links, switches, self.events,
                                       time_sync=cfg.time_sync, checkpoint_period_s=cfg.checkpoint_period_s,
@@ -424,7 +429,14 @@ class FlightSoftware:
         inp["payload_demand_w"] = self.payload.full_power_w()
         inp["load_request_mask"] = 0xFFFF
         out = self.eps.step()
-        self._eps_out = {"soc": float(out["soc"]), "payload_budget_w": float(out["payload_budget_w"]),
+        budget = float(out["payload_budget_w"])
+        if w is not None and tte > 0.0 and int(out["power_mode"]) != native.PowerMode.CRITICAL:
+            # in the sun: what the array carries while the battery still fills by the
+            # eclipse (flight_sw.payload.sun_budget_w), where that is more
+            budget = min(max(budget, sun_budget_w(s.solar_power_w, inp["load_power_w"], float(out["soc"]),
+                                                  self._eps_capacity_j, self._eps_charge_eff, tte)),
+                         self._eps_payload_max_w)
+        self._eps_out = {"soc": float(out["soc"]), "payload_budget_w": budget,
                          "power_mode": int(out["power_mode"])}
 
     def _thermal_step(self, t_ns: int) -> None:

@@ -738,6 +738,23 @@ class _Failed:
 _FAILED = _Failed()
 
 
+def sun_budget_w(solar_w: float, bus_w: float, soc: float, capacity_j: float, charge_eff: float,
+                 time_to_eclipse_s: float) -> float:
+    """The payload power that the array can carry in the sun while the battery still
+    fills by the next eclipse entry: generation, less the bus without the payload,
+    less the charge the battery lacks spread over the sunlit time left (at the charge
+    efficiency). The EPS core's budget plans one constant payload power to the end of
+    the next eclipse, which held the payload below what the array gave once the
+    battery was full (the rest shunted); the flight software takes the larger of the
+    two in the sun. Approaching the eclipse with the battery short, the charge still
+    owed grows against the time left and this budget falls below the core's, which
+    then governs (docs/flight_sw/payload.md). NaN inputs or no sunlit time left: 0."""
+    if not time_to_eclipse_s > 0.0 or not capacity_j > 0.0 or soc != soc or solar_w != solar_w:
+        return 0.0
+    owed_j = max(0.0, 1.0 - soc) * capacity_j / charge_eff
+    return max(0.0, solar_w - bus_w - owed_j / time_to_eclipse_s)
+
+
 def _water_level(boards: list[tuple[float, float, float]], budget_w: float) -> float:
     """The common throttle cap ``y`` that shares ``budget_w`` over boards of
     (idle W, span W, wanted throttle): ``sum(idle + span * min(x, y)) = budget``,

@@ -58,9 +58,14 @@ def cmd_yield(a: argparse.Namespace) -> int:
               f"{y['soc_floor']:g}, end SOC >= {y['soc_end_min']:.3f}, temperature limit "
               f"{tmax}")
         print("  bound's mean throttle: " + ", ".join(f"{n} {x:.3f}" for n, x in y["bound_throttle_mean"].items()))
-        for o in y["by_orbit"]:
-            r = "n/a" if o["ratio"] is None else f"{o['ratio']:.3f}"
-            print(f"  orbit {o['orbit']}: {r}  ({_flop(o['delivered'])} of {_flop(o['bound'])})")
+        for o in y["by_orbit"]:  # shares of the whole run's bound (docs/yield.md)
+            r = "n/a" if o["share"] is None else f"{o['share']:.3f}"
+            bs = "n/a" if o["bound_share"] is None else f"{o['bound_share']:.3f}"
+            print(f"  orbit {o['orbit']}: share {r} of the bound (the bound's own {bs}; "
+                  f"{_flop(o['delivered'])} delivered, {_flop(o['bound'])} in the bound)")
+        for phase, lims in y["binding"].items():
+            shown = ", ".join(f"{n} at {k} steps" for n, k in lims.items()) or "none"
+            print(f"  bound's binding limits in the {phase}: {shown}")
         rp = y.get("replay")
         if rp is not None:
             verdict = "feasible" if rp["feasible"] else "INFEASIBLE: " + "; ".join(rp["violations"])

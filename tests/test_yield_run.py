@@ -94,6 +94,11 @@ def test_summary_reports_yield_against_the_bound(short_run) -> None:
     assert 0.3 < y["ratio"] <= 1.0
     assert y["ratio"] == pytest.approx(y["delivered"] / y["bound"])
     assert [o["orbit"] for o in y["by_orbit"]] == [1]
+    # an orbit's figure is its share of the whole run's bound (no per-orbit ratio above 1)
+    assert "ratio" not in y["by_orbit"][0]
+    assert sum(o["share"] for o in y["by_orbit"]) == pytest.approx(y["ratio"])
+    assert sum(o["bound_share"] for o in y["by_orbit"]) == pytest.approx(1.0)
+    assert set(y["binding"]) == {"sun", "eclipse"}
 
 
 def test_hil_yield_replays_the_bound_through_the_plant(short_run) -> None:

@@ -119,9 +119,11 @@ def _header(r: RunData, out_dir: pathlib.Path) -> str:
     ]
     y = s.get("yield") or {}
     if y.get("ratio") is not None:  # docs/yield.md
-        per_orbit = ", ".join("n/a" if o["ratio"] is None else f"{o['ratio']:.3f}" for o in y.get("by_orbit", []))
+        # each orbit's share of the whole run's bound (they add up to the ratio; docs/yield.md)
+        per_orbit = " + ".join("n/a" if o.get("share") is None else f"{o['share']:.3f}"
+                               for o in y.get("by_orbit", []))
         rows.append(("compute yield", f"{y['ratio']:.3f}: {y['delivered'] / 1e9:,.2f} of {y['bound'] / 1e9:,.2f} "
-                                      f"GFLOP the bound allows; per orbit {per_orbit}"))
+                                      f"GFLOP the bound allows; per orbit, shares of it: {per_orbit}"))
     elif y.get("error"):
         rows.append(("compute yield", f"no bound: {y['error']}"))
     if s.get("error"):

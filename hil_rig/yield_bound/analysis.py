@@ -1,5 +1,11 @@
 """A run's yield: work delivered / the bound, overall and per orbit (docs/yield.md).
 
+The bound is one optimum over the whole run, so it is not split into per-orbit
+bounds: an orbit's figure is its **share** of that bound (delivered in the orbit
+over the whole run's bound; the shares add up to the run's ratio), beside the
+bound's own share of its work in that orbit. (A ratio of the two could exceed 1:
+the bound may move work between orbits through the battery and the heat it holds.)
+
 :func:`run_yield` is what ``summary.json`` gets at the end of every run and what
 ``hil yield RUN_DIR`` prints.
 """
@@ -43,6 +49,25 @@ def _ratio(a: float, b: float) -> float | None:
     return None if b <= 0 else a / b
 
 
+def by_orbit(delivered: list[float], bound: list[float], total_bound: float) -> list[dict[str, Any]]:
+    """Each orbit's work, delivered and in the bound's schedule, and their shares of
+    the whole run's bound (module doc)."""
+    return [{"orbit": i + 1, "delivered": d, "bound": b, "share": _ratio(d, total_bound),
+             "bound_share": _ratio(b, total_bound)}
+            for i, (d, b) in enumerate(zip(delivered, bound, strict=False))]
+
+
+def binding_by_phase(sched: Schedule, solar_w: np.ndarray) -> dict[str, dict[str, int]]:
+    """How many of the bound's steps each limit binds at, in the sun (a step with any
+    generation) and in eclipse: where energy and where heat limit the compute."""
+    sun = np.asarray(solar_w) > 0.0
+    out: dict[str, dict[str, int]] = {}
+    for phase, sel in (("sun", sun), ("eclipse", ~sun)):
+        out[phase] = {name: int(np.count_nonzero(b & sel)) for name, b in sched.binding.items()
+                      if np.any(b & sel)}
+    return out
+
+
 def run_yield(run_dir: str | pathlib.Path, scenario: Any = None, *, scenario_path: str | None = None,
               dt_s: float | None = None, end_soc: str | float = "run", replay: bool = False) -> dict[str, Any]:
     """Delivered, bound and their ratio, overall and per orbit; the plain energy
@@ -69,8 +94,8 @@ def run_yield(run_dir: str | pathlib.Path, scenario: Any = None, *, scenario_pat
         "bound": sched.work_flop,
         "ratio": _ratio(float(delivered.sum()), sched.work_flop),
         "energy_bound": pr.energy_bound_flop(),
-        "by_orbit": [{"orbit": i + 1, "delivered": d, "bound": b, "ratio": _ratio(d, b)}
-                     for i, (d, b) in enumerate(zip(d_orb, b_orb, strict=False))],
+        "by_orbit": by_orbit(d_orb, b_orb, sched.work_flop),
+        "binding": binding_by_phase(sched, pr.solar_w),
         "dt_s": dt_s,
         "steps": pr.steps,
         "solve_s": round(sched.solve_s, 4),

@@ -276,6 +276,15 @@ class Schedule:
     board_temp_k: dict[str, np.ndarray]
     status: str
     solve_s: float
+    #: the limits that bind at the end of each step (a nonzero dual of the limit's
+    #: bound): "soc_floor", "soc_end" (the last step's end SOC), "payload_node",
+    #: "board:<name>" (its hottest zone); name -> bool per step
+    binding: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+#: a limit binds where its dual exceeds this (the objective is scaled to about 1 FLOP
+#: per step of the fastest board at throttle 1: the solver's tolerance is far below)
+BINDING_DUAL = 1e-7
 
 
 class BoundError(RuntimeError):
@@ -425,4 +434,14 @@ def solve(pr: YieldProblem) -> Schedule:
     ptemp = sol[at["t"]: at["t"] + n + 1] if th is not None else None
     btemp = {pr.boards[i].name: sol[at["tb"] + j * (n + 1): at["tb"] + (j + 1) * (n + 1)]
              for j, i in enumerate(hot_boards)}
-    return Schedule(dts.copy(), thr, on, float(per_step.sum()), per_step, soc, ptemp, btemp, res.message, solve_s)
+    lo_dual, hi_dual = np.abs(res.lower.marginals), np.abs(res.upper.marginals)
+    e_dual = lo_dual[at["e"] + 1: at["e"] + n + 1] > BINDING_DUAL
+    binding = {"soc_floor": e_dual & (soc[1:] < lo_soc + 1e-6), "soc_end": np.zeros(n, bool)}
+    binding["soc_end"][-1] = bool(e_dual[-1] and not binding["soc_floor"][-1])
+    if th is not None and tmax is not None:
+        binding["payload_node"] = hi_dual[at["t"] + 1: at["t"] + n + 1] > BINDING_DUAL
+    for j, i in enumerate(hot_boards):
+        base = at["tb"] + j * (n + 1)
+        binding[f"board:{pr.boards[i].name}"] = hi_dual[base + 1: base + n + 1] > BINDING_DUAL
+    return Schedule(dts.copy(), thr, on, float(per_step.sum()), per_step, soc, ptemp, btemp, res.message, solve_s,
+                    binding)
