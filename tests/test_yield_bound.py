@@ -202,3 +202,36 @@ def test_never_lower_with_a_cooler_sink() -> None:
     w = solve(base).work_flop
     for exo in (3.0, 0.0, -5.0):
         assert solve(dataclasses.replace(base, thermal=radiator_net(n, exo, 310.0))).work_flop >= w * (1 - 1e-9)
+
+
+def test_a_step_that_holds_an_eclipse_exit_keeps_its_inside_above_the_floor() -> None:
+    """An eclipse that ends mid-step: the battery first discharges in the dark, then
+    charges, so its lowest SOC lies inside the step, below both ends. The bound holds
+    the step's ends above the floor by that dip (inner_dip_j): its schedule, replayed
+    second by second through the same battery response, stays above the floor. Without
+    the dip the LP held only the step's ends, 0.01 above the floor, and the inside went
+    below the floor (energy_heat's replay did: 0.1983 against 0.2)."""
+    from hil_rig.yield_bound.model import battery_response_w, inner_dip_j
+
+    dark, n = 15, 60  # 15 steps of 60 s in eclipse, the 16th half dark, then sun
+    per_s = np.full(n * 60, 60.0)
+    per_s[: dark * 60 + 30] = 0.0
+    other = 6.0
+    edges = np.arange(0, n * 60 + 1, 60)
+    mean = per_s.reshape(n, 60).mean(axis=1)
+    bat = battery(soc0=0.6, soc_floor=0.3, soc_end_min=0.6, capacity_c=15 * 3600 / V_NOM)  # 15 Wh
+    max_dis = other + JETSON.peak_w
+    draws = np.linspace(0.0, JETSON.peak_w, 32)
+    dip = inner_dip_j(bat, per_s - other, edges, draws, max_dis)
+    assert dip[dark] > 0 and dip[:dark].max() == 0.0
+    pr = YieldProblem(60.0, mean, np.full(n, other), (JETSON,), bat, inner_dip_j=dip)
+    s = solve(pr)
+    draw = np.repeat(JETSON.idle_w + JETSON.span_w * s.throttle["jetson0"], 60)
+    e = float(bat.energy_j(0.6)) + np.cumsum(battery_response_w(bat, per_s - other - draw, max_dis))
+    assert e.min() >= float(bat.energy_j(0.3)) - 1e-6
+    # and without it the same LP's schedule dips below the floor inside the eclipse's last step
+    s0 = solve(dataclasses.replace(pr, inner_dip_j=None))
+    draw0 = np.repeat(JETSON.idle_w + JETSON.span_w * s0.throttle["jetson0"], 60)
+    e0 = float(bat.energy_j(0.6)) + np.cumsum(battery_response_w(bat, per_s - other - draw0, max_dis))
+    assert e0.min() < float(bat.energy_j(0.3))  # (0.298: the step-end margin did not cover it)
+    assert s.binding["soc_floor"].any()

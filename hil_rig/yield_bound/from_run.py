@@ -39,6 +39,7 @@ from hil_rig.yield_bound.model import (
     BoardThermal,
     ThermalNet,
     YieldProblem,
+    inner_dip_j,
     mixing_loss_w,
 )
 
@@ -223,8 +224,9 @@ def problem_from_run(run_dir: str | pathlib.Path, scenario: Any = None, *, scena
     max_dis = float(np.max(other)) + peak
     draws = np.linspace(0.0, peak, int(peak / 0.5) + 2)
     mix = mixing_loss_w(battery, solar - other, edges, draws, max_dis)
+    dip = inner_dip_j(battery, solar - other, edges, draws, max_dis)
     pr = YieldProblem(dts, _step_mean(solar, edges), _step_mean(other, edges), boards, battery, net, tmax,
-                      mixing_loss_w=mix, solar_temp_coeff_per_k=params.solar_temp_coeff_per_k,
+                      mixing_loss_w=mix, inner_dip_j=dip, solar_temp_coeff_per_k=params.solar_temp_coeff_per_k,
                       solar_ref_temp_k=params.solar_ref_temp_k)
     info = {"seconds": secs, "edges_s": edges, "period_s": float(meta.get("orbit_period_s", "nan")),
             "scenario": sc, "soc_end_run": float(soc[-1]), "run": run, "other_w": other}

@@ -175,6 +175,24 @@ def mixing_loss_w(bat: Battery, net_per_second: np.ndarray, edges: np.ndarray, d
     return out
 
 
+def inner_dip_j(bat: Battery, net_per_second: np.ndarray, edges: np.ndarray, draws_w: np.ndarray,
+                max_discharge_w: float) -> np.ndarray:
+    """Per step, how far the battery's chemical energy can go inside the step below
+    the lower of its two ends (J), over payload draws ``draws_w`` held through the
+    step: the step that holds an eclipse's exit first discharges in the dark, then
+    charges in the sun, and its lowest SOC lies inside it (module doc)."""
+    out = np.zeros(len(edges) - 1)
+    for k in range(len(out)):
+        d = net_per_second[edges[k]:edges[k + 1]]
+        if len(d) < 2 or np.ptp(d) == 0.0:
+            continue
+        r = battery_response_w(bat, d[None, :] - draws_w[:, None], max_discharge_w)
+        path = np.cumsum(r, axis=1)  # J after each second (1 s each)
+        low_end = np.minimum(0.0, path[:, -1])
+        out[k] = max(0.0, float(np.max(low_end[:, None] - path)))
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ThermalNet:
     """The plant's payload-side thermal nodes (payload first), linearized per step.
@@ -231,6 +249,9 @@ class YieldProblem:
     soc_margin: float = 0.01
     power_off: bool = False  # boards may be off for part of a step (module doc)
     mixing_loss_w: np.ndarray | None = None  # per step (module doc); None: no loss booked
+    # per step, the battery's deepest dip inside it below its lower end (J; module
+    # doc): both ends are held that much above the floor. None: none
+    inner_dip_j: np.ndarray | None = None
     # the array's efficiency falls as the structure warms (the plant's temperature
     # coefficient): the generation of a step is the run's, corrected linearly for the
     # LP's structure temperature against the run's (``thermal.tangent_k``)
@@ -327,7 +348,13 @@ def solve(pr: YieldProblem) -> Schedule:
     e_end = float(bat.energy_j(max(bat.soc_end_min, lo_soc)))
 
     bounds = [(0.0, 1.0)] * (nb * n) + [(0.0 if pr.power_off else 1.0, 1.0)] * (nb * n)
-    bounds += [(e_start, e_start)] + [(e_lo, e_hi)] * (n - 1) + [(max(e_lo, e_end), e_hi)]
+    lows = np.full(n, e_lo)  # the end of step k: held above the floor by the dips of k and k + 1
+    if pr.inner_dip_j is not None:
+        dip = np.asarray(pr.inner_dip_j, float)
+        lows += np.maximum(dip, np.append(dip[1:], 0.0))
+    lows = np.minimum(lows, e_hi)
+    lows[-1] = max(lows[-1], e_end)
+    bounds += [(e_start, e_start)] + [(float(lo), e_hi) for lo in lows]
     bounds += [(0.0, float(w)) for w in ch_w for _ in range(n)]
     bounds += [(0.0, float(w)) for w in dis_w for _ in range(n)]
     bounds += [(0.0, None)] * n
@@ -436,8 +463,11 @@ def solve(pr: YieldProblem) -> Schedule:
              for j, i in enumerate(hot_boards)}
     lo_dual, hi_dual = np.abs(res.lower.marginals), np.abs(res.upper.marginals)
     e_dual = lo_dual[at["e"] + 1: at["e"] + n + 1] > BINDING_DUAL
-    binding = {"soc_floor": e_dual & (soc[1:] < lo_soc + 1e-6), "soc_end": np.zeros(n, bool)}
-    binding["soc_end"][-1] = bool(e_dual[-1] and not binding["soc_floor"][-1])
+    # a step's end at its lower bound: the floor (with the dips), or for the last the end SOC
+    end_is_floor = lows[-1] > e_end
+    binding = {"soc_floor": e_dual.copy(), "soc_end": np.zeros(n, bool)}
+    binding["soc_floor"][-1] = bool(e_dual[-1] and end_is_floor)
+    binding["soc_end"][-1] = bool(e_dual[-1] and not end_is_floor)
     if th is not None and tmax is not None:
         binding["payload_node"] = hi_dual[at["t"] + 1: at["t"] + n + 1] > BINDING_DUAL
     for j, i in enumerate(hot_boards):
