@@ -9,6 +9,7 @@ what ``datetime`` does too. Models never read the wall clock; only
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as _dt
 import time
@@ -102,45 +103,114 @@ def centuries_ut1(ns: np.ndarray | int) -> np.ndarray:
 #: sleep always takes a little (tens of microseconds here), which is no lateness.
 LATE_AFTER_NS = 1_000_000
 
+#: Speed kept or not (docs/running.md, "Real time: pacing"): the achieved speed is
+#: simulated time over wall time across the frames of the last ``SPEED_WINDOW_S`` of wall
+#: time (never fewer than ``SPEED_WINDOW_FRAMES`` frames). The requested speed counts as
+#: not kept when the run stands more than one frame behind its schedule *and* the achieved
+#: speed is below the requested by more than ``SPEED_LOST_MARGIN``; it counts as kept again
+#: when the run is back within one frame of its schedule or achieves the requested speed
+#: within ``SPEED_BACK_MARGIN`` (the gap between the margins keeps a run at the edge from
+#: flapping).
+SPEED_WINDOW_S = 2.0
+SPEED_WINDOW_FRAMES = 3
+SPEED_LOST_MARGIN = 0.10
+SPEED_BACK_MARGIN = 0.05
+
 
 @dataclasses.dataclass
 class LatenessStats:
-    """How late frames were (wall ns after their deadline); ``late_frames`` counts
-    those more than ``LATE_AFTER_NS`` late."""
+    """How a real-time run kept its pace (``summary.json``'s ``lateness``).
+
+    Per frame (one ``RealTimeClock.wait_until``): how late it returned, in wall ns
+    after its deadline (``late_frames`` counts those more than ``LATE_AFTER_NS``
+    late), and whether it was an overrun (the loop came back to wait for it after
+    its deadline had passed: the work since the last frame took longer than a
+    frame). The clock sets the run-level figures: ``drift_ns`` (the last deadline
+    against the ideal schedule, 0 on absolute deadlines), the requested and
+    achieved speed, and the episodes in which the speed was not kept."""
 
     frames: int = 0
     late_frames: int = 0
+    overruns: int = 0
     max_ns: int = 0
     sum_ns: int = 0
     samples: list[int] = dataclasses.field(default_factory=list)
+    drift_ns: int = 0
+    requested_speed: float = 0.0
+    achieved_speed: float | None = None  # over the whole run (pauses excluded)
+    recent_speed: float | None = None    # over the last window (SPEED_WINDOW_S)
+    behind_ns: int = 0
+    keeping: bool = True  # the speed is kept as of the last frame
+    not_kept_episodes: int = 0
+    not_kept_frames: int = 0
 
-    def add(self, late_ns: int) -> None:
+    def add(self, late_ns: int, overrun: bool = False) -> None:
         self.frames += 1
         if late_ns > LATE_AFTER_NS:
             self.late_frames += 1
+        if overrun:
+            self.overruns += 1
         self.max_ns = max(self.max_ns, late_ns)
         self.sum_ns += late_ns
         if len(self.samples) < 1_000_000:
             self.samples.append(late_ns)
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | int | bool | None]:
         arr = np.asarray(self.samples or [0], dtype=float)
         return {
             "frames": self.frames,
             "late_frames": self.late_frames,
+            "overruns": self.overruns,
             "mean_ms": float(self.sum_ns / max(self.frames, 1) / 1e6),
             "p50_ms": float(np.percentile(arr, 50) / 1e6),
             "p99_ms": float(np.percentile(arr, 99) / 1e6),
             "max_ms": float(self.max_ns / 1e6),
+            "pacing_drift_s": self.drift_ns / 1e9,
+            "behind_s": self.behind_ns / 1e9,
+            "requested_speed": self.requested_speed,
+            "achieved_speed": None if self.achieved_speed is None else float(f"{self.achieved_speed:.4g}"),
+            # kept for the whole run: no frame in a not-kept episode
+            "speed_kept": self.not_kept_episodes == 0,
+            "speed_not_kept_episodes": self.not_kept_episodes,
+            "speed_not_kept_frames": self.not_kept_frames,
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeedChange:
+    """The requested speed stopped (``kept`` False) or started again (True) being kept,
+    at simulation time ``t_ns``: ``achieved`` over the window, ``behind_s`` of wall time
+    behind the schedule."""
+
+    t_ns: int
+    kept: bool
+    requested: float
+    achieved: float
+    behind_s: float
+    window_s: float
+
+    def describe(self) -> str:
+        if self.kept:
+            return (f"real time x {self.requested:g} kept again: achieved x {self.achieved:.4g} over the last "
+                    f"{self.window_s:.3g} s of wall time, {self.behind_s:.3f} s behind schedule")
+        return (f"real time x {self.requested:g} not kept: achieved x {self.achieved:.4g} over the last "
+                f"{self.window_s:.3g} s of wall time, {self.behind_s:.3f} s behind schedule")
 
 
 class RealTimeClock:
     """Real time x ``scale``: simulation ns ``t`` is due at wall ``start + t/scale``.
 
     Deadlines are absolute (computed from the start, never by adding sleeps), so
-    no drift accumulates. Each ``wait_until`` records how late it returned.
-    ``monotonic_ns`` and ``sleep`` may be replaced (tests), default to ``time``.
+    no drift accumulates. Each ``wait_until`` records how late it returned and
+    whether it overran, and checks whether the speed is kept (:class:`SpeedChange`,
+    taken with :meth:`speed_change`). ``monotonic_ns`` and ``sleep`` may be
+    replaced (tests), default to ``time``.
+
+    The drift is kept honestly apart from the deadlines: the clock also keeps the
+    ideal schedule (the start, plus each speed segment's simulated time over its
+    speed, plus the pauses) with its own arithmetic, and ``lateness.drift_ns`` is the
+    last frame's deadline minus that. A change of speed re-anchors both at the
+    frame where it takes effect (that frame stays due when it was).
     """
 
     mode = "realtime"
@@ -158,11 +228,22 @@ class RealTimeClock:
         self._sleep = sleep
         self._start_wall_ns: int | None = None
         self.now_ns = 0
-        self.lateness = LatenessStats()
+        self.lateness = LatenessStats(requested_speed=self.scale)
+        # the ideal schedule: wall ns (pauses excluded) of simulation ns _ideal_t, the speed since
+        self._ideal_wall_ns = 0
+        self._ideal_t_ns = 0
+        self._paused_ns = 0
+        # achieved speed: (simulation ns, wall ns) of the recent frames' returns
+        self._window: collections.deque[tuple[int, int]] = collections.deque()
+        self._first: tuple[int, int] | None = None  # (sim, wall) of the first frame of the current segment
+        self._run_sim_ns = 0    # simulated / wall ns paced in earlier segments (speed changes, pauses)
+        self._run_wall_ns = 0
+        self._change: SpeedChange | None = None
 
     def start(self) -> None:
         """Anchor simulation time 0 at the current wall time."""
         self._start_wall_ns = self._mono()
+        self._ideal_wall_ns, self._ideal_t_ns = self._start_wall_ns, 0
 
     def deadline_wall_ns(self, t_ns: int) -> int:
         if self._start_wall_ns is None:
@@ -170,10 +251,17 @@ class RealTimeClock:
         assert self._start_wall_ns is not None
         return self._start_wall_ns + int(round(t_ns / self.scale))
 
+    def ideal_wall_ns(self, t_ns: int) -> int:
+        """When ``t_ns`` is ideally due: the start, each speed segment at its speed, the pauses."""
+        return self._ideal_wall_ns + int(round((t_ns - self._ideal_t_ns) / self.scale)) + self._paused_ns
+
     def shift(self, wall_s: float) -> None:
         """Every deadline ``wall_s`` later (a pause of that long)."""
         if self._start_wall_ns is not None:
-            self._start_wall_ns += int(round(wall_s * 1e9))
+            ns = int(round(wall_s * 1e9))
+            self._start_wall_ns += ns
+            self._paused_ns += ns
+            self._new_segment(ns)
 
     def set_scale(self, scale: float, t_ns: int) -> None:
         """Real time x ``scale`` from simulation time ``t_ns`` on: ``t_ns`` stays due
@@ -181,20 +269,77 @@ class RealTimeClock:
         if not scale > 0:
             raise ValueError(f"time scale must be > 0, got {scale!r}")
         anchor = self.deadline_wall_ns(t_ns)
+        ideal = self.ideal_wall_ns(t_ns) - self._paused_ns
         self.scale = float(scale)
         self._start_wall_ns = anchor - int(round(t_ns / self.scale))
+        self._ideal_wall_ns, self._ideal_t_ns = ideal, int(t_ns)
+        self.lateness.requested_speed = self.scale
+        self._new_segment()
+
+    def _new_segment(self, paused_ns: int = 0) -> None:
+        """A pause (of ``paused_ns``) or a new speed: the achieved speed is measured
+        afresh from the last frame (moved by the pause); the wall time of a pause is
+        not counted."""
+        if self._first is None or not self._window:
+            return
+        t_last, w_last = self._window[-1]
+        self._run_sim_ns += t_last - self._first[0]
+        self._run_wall_ns += w_last - self._first[1]
+        self._first = (t_last, w_last + paused_ns)
+        self._window.clear()
+        self._window.append(self._first)
 
     def wait_until(self, t_ns: int) -> int:
         """Sleep until simulation time ``t_ns`` is due; return lateness in wall ns."""
         if t_ns < self.now_ns:
             raise ValueError(f"time went backwards: {t_ns} < {self.now_ns}")
         deadline = self.deadline_wall_ns(t_ns)
+        overrun = self._mono() > deadline and self.lateness.frames > 0
         while True:
             remaining = deadline - self._mono()
             if remaining <= 0:
                 break
             self._sleep(remaining / 1e9)
-        late = max(0, self._mono() - deadline)
+        now = self._mono()
+        late = max(0, now - deadline)
         self.now_ns = int(t_ns)
-        self.lateness.add(late)
+        st = self.lateness
+        st.add(late, overrun)
+        st.drift_ns = deadline - self.ideal_wall_ns(t_ns)
+        st.behind_ns = late
+        self._check_speed(int(t_ns), now, late)
         return late
+
+    def _check_speed(self, t_ns: int, wall_ns: int, late_ns: int) -> None:
+        st = self.lateness
+        win = self._window
+        win.append((t_ns, wall_ns))
+        if self._first is None:
+            self._first = (t_ns, wall_ns)
+        while len(win) > SPEED_WINDOW_FRAMES and wall_ns - win[1][1] >= SPEED_WINDOW_S * 1e9:
+            win.popleft()
+        sim = self._run_sim_ns + t_ns - self._first[0]
+        wall = self._run_wall_ns + wall_ns - self._first[1]
+        if wall > 0:
+            st.achieved_speed = sim / wall
+        t0, w0 = win[0]
+        dw = wall_ns - w0
+        if dw > 0:
+            st.recent_speed = (t_ns - t0) / dw
+        if len(win) >= SPEED_WINDOW_FRAMES and dw > 0:
+            achieved = (t_ns - t0) / dw
+            behind = late_ns > NS_PER_S / self.scale  # more than one frame behind the schedule
+            if st.keeping and behind and achieved < self.scale * (1 - SPEED_LOST_MARGIN):
+                st.keeping = False
+                st.not_kept_episodes += 1
+                self._change = SpeedChange(t_ns, False, self.scale, achieved, late_ns / 1e9, dw / 1e9)
+            elif not st.keeping and (not behind or achieved >= self.scale * (1 - SPEED_BACK_MARGIN)):
+                st.keeping = True
+                self._change = SpeedChange(t_ns, True, self.scale, achieved, late_ns / 1e9, dw / 1e9)
+        if not st.keeping:
+            st.not_kept_frames += 1
+
+    def speed_change(self) -> SpeedChange | None:
+        """The change of kept / not kept at the last frame, if any (once: taken here)."""
+        change, self._change = self._change, None
+        return change

@@ -212,6 +212,13 @@ def _print_result(result: Any) -> int:
     verdict = "PASSED" if result.passed else ("ABORTED (" + str(result.aborted) + ")" if result.aborted else "FAILED")
     print(f"{s['scenario']}: {verdict}  {s['sim_seconds']:.0f} s simulated in {s['wall_seconds']:.1f} s "
           f"({s['speedup']}x)  run directory: {result.run_dir}")
+    lat = s.get("lateness")
+    if lat:  # real time: the pace, and whether the speed asked for was kept (docs/running.md)
+        kept = "kept" if lat.get("speed_kept") else (
+            f"NOT KEPT ({lat.get('speed_not_kept_frames')} of {lat.get('frames')} frames)")
+        print(f"pacing: real time x {lat.get('requested_speed'):g} {kept}, achieved x {lat.get('achieved_speed')}; "
+              f"lateness p50 {lat.get('p50_ms', 0):.3f} ms, p99 {lat.get('p99_ms', 0):.3f} ms, "
+              f"max {lat.get('max_ms', 0):.3f} ms; overruns {lat.get('overruns')}; drift {lat.get('pacing_drift_s')} s")
     if s.get("error"):
         print(f"error: {s['error']}")
     return result.exit_code

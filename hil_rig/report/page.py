@@ -194,8 +194,15 @@ def _lateness(r: RunData) -> str:
            f"</text></svg>")
     rows = "".join(f"<tr><td>{t:,.0f}</td><td>{ms:.3f}</td></tr>" for t, ms in worst)
     s = r.lateness
+    pace = ""
+    if "speed_kept" in s:  # runs since the pace is reported (docs/running.md, "Real time: pacing")
+        kept = ("kept" if s["speed_kept"] else
+                f'<b class="fail">not kept</b> ({s.get("speed_not_kept_frames")} frames in '
+                f'{s.get("speed_not_kept_episodes")} episode(s))')
+        pace = (f"<p>Real time × {s.get('requested_speed', 0):g}: {kept}; achieved × {s.get('achieved_speed')}; "
+                f"{s.get('overruns', '?')} overruns; drift {s.get('pacing_drift_s', 0):g} s.</p>")
     return (f"<p>{total} frames; {s.get('late_frames', '?')} late; p50 {s.get('p50_ms', 0):.3f} ms, "
-            f"p99 {s.get('p99_ms', 0):.3f} ms, max {s.get('max_ms', 0):.3f} ms.</p>{svg}"
+            f"p99 {s.get('p99_ms', 0):.3f} ms, max {s.get('max_ms', 0):.3f} ms.</p>{pace}{svg}"
             f"<h3>Worst frames</h3><table><tr><th>t (s)</th><th>late (ms)</th></tr>{rows}</table>")
 
 

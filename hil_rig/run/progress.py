@@ -34,15 +34,28 @@ class Progress:
             self.stream.write(f"hil run: {frac * 100:5.1f}% {self._status(t_ns, status)}\n")
             self.stream.flush()
 
+    def notice(self, text: str) -> None:
+        """A line of its own (the bar, on a TTY, is drawn again at the next update)."""
+        clear = "\r\x1b[K" if self.tty else ""
+        self.stream.write(f"{clear}hil run: {text}\n")
+        self.stream.flush()
+        self._last_draw = 0.0
+
     @staticmethod
     def _status(t_ns: int, s: dict[str, Any]) -> str:
         sec = t_ns // NS
         hms = f"{sec // 3600:02d}:{sec % 3600 // 60:02d}:{sec % 60:02d}"
         boards = " ".join(f"{b}:{st}" for b, st in s.get("boards", {}).items())
         temps = "/".join(f"{c:.0f}" for c in s.get("temps_c", []))
-        return (f"t={hms} orbit {s.get('orbit', 0)} {'SUN' if s.get('sunlit') else 'ECL'} "
+        line = (f"t={hms} orbit {s.get('orbit', 0)} {'SUN' if s.get('sunlit') else 'ECL'} "
                 f"soc {s.get('soc', float('nan')):.2f} T {temps}°C {s.get('mode', '')} "
                 f"{boards} jobs {s.get('jobs', 0)}")
+        if s.get("speed") is not None:  # real time: the speed achieved against the speed asked
+            got = s.get("achieved_speed")
+            line += f" x{got:.3g}/{s['speed']:g}" if got is not None else f" x?/{s['speed']:g}"
+            if not s.get("speed_kept", True):
+                line += f" SPEED NOT KEPT ({s.get('behind_s', 0.0):.2f} s behind)"
+        return line
 
     def close(self) -> None:
         if self.tty:

@@ -21,6 +21,7 @@ import json
 import math
 import pathlib
 import re
+import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from hil_rig.archive import ARCHIVE_NAME, Archive, Column
@@ -268,6 +269,11 @@ class Recorder:
             "temps_c": [x - ZERO_CELSIUS_K for x in temps[:2]], "mode": fsw.mode,
             "boards": states, "jobs": sample.jobs_done,
         }
+        pacer = parts.pacer
+        if pacer is not None:  # real time: the pace, for the progress line
+            st = pacer.lateness
+            self.status.update(speed=pacer.scale, achieved_speed=st.recent_speed, speed_kept=st.keeping,
+                               behind_s=st.behind_ns / 1e9)
         if self.progress is not None:
             self.progress.update(t, self.status)
 
@@ -295,6 +301,13 @@ class Recorder:
             for j in self.judges:
                 j.add_yield(run_yield)
         return [j.verdict(t_end) for j in self.judges]
+
+    def notice(self, text: str) -> None:
+        """A line for the operator as it happens: on the progress display, else stderr."""
+        if self.progress is not None:
+            self.progress.notice(text)
+        else:
+            print(f"hil run: {text}", file=sys.stderr, flush=True)
 
     def close_progress(self, t_end: int) -> None:
         if self.progress is not None:

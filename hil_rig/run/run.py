@@ -104,7 +104,10 @@ class Run:
         self._loop_thread: int | None = None
         self._resumed = threading.Event()
         self._resumed.set()
-        self._pause_wall: float | None = None
+        #: real time: wall time (monotonic s) since which no frame has been due (a pause, or
+        #: no thread in run_until); the pacer's deadlines move by it when the loop goes on
+        self._held_wall: float | None = None
+        self._hold_lock = threading.Lock()
         self._injected = 0
         self._tc_sender: Any = None
         self._proc_io: Any = None
@@ -145,6 +148,7 @@ class Run:
             p.fsw.step_to(0)
             self._feed_jobs(0)
             self._second(0)
+            self._hold()  # until a run_until: the pace starts there
         except BaseException as exc:
             close_all(self._closers)
             self.parts = None
@@ -164,7 +168,8 @@ class Run:
                 write_summary(self.run_dir / "summary.json", [], scenario=sc.name, seed=sc.seed,
                               sim_seconds=0.0, wall_seconds=round(time.monotonic() - self._wall0, 3),
                               speedup=None, clock="virtual" if sc.speed is None else f"realtime x {sc.speed:g}",
-                              lateness=None, bench=str(self.bench_file or "virtual"), boards="",
+                              lateness=None, speed_kept=None, achieved_speed=None,
+                              bench=str(self.bench_file or "virtual"), boards="",
                               run_dir=str(self.run_dir), aborted=aborted, error=error, rt_priority=None,
                               fsw={}, safe_state_errors=[], started=False)
         except OSError:
@@ -237,12 +242,15 @@ class Run:
                     self._serve_requests()
                     if self.stop_reason is not None:
                         break
+                    if self._held_wall is not None and self._resumed.is_set():
+                        self._unhold()
                     t0 = p.clock.t_ns
                     t1 = min((t0 // NS + 1) * NS, t_end)
                     self._advance(t0, t1)
                     if t1 % NS == 0:
                         self._second(t1)
         finally:
+            self._hold()
             self._commit()  # everything up to here is in the file when control comes back
             self._loop_thread = None
             self._loop_lock.release()
@@ -350,6 +358,9 @@ class Run:
         p = self.parts
         if p.pacer is not None:
             p.pacer.wait_until(t)
+            change = p.pacer.speed_change()
+            if change is not None:
+                self._speed_change(change)
         if t % p.power_period_ns == 0 and not p.power.supply_held:
             v = float(p.plant.battery_v)
             up = p.plant.soc > 0.0
@@ -370,6 +381,13 @@ class Run:
         self._feed_jobs(t)
         p.load_power_w = float(p.plant.load_power_w)
         p.recorder.second(p, t, float(self._env.beta_rad[self._env_index(t)]))
+
+    def _speed_change(self, change: Any) -> None:
+        """The requested speed stopped or started again being kept: an event
+        (``speed_not_kept`` / ``speed_kept``) and a line on stderr, as it happens."""
+        rec = self.parts.recorder
+        rec.event(change.t_ns, "rig", "speed_kept" if change.kept else "speed_not_kept", change.describe())
+        rec.notice(f"t = {change.t_ns / NS:.0f} s: {change.describe()}")
 
     def _unplanned_brownouts(self, t: int) -> None:
         """A board the simulated supply could not carry (in CC at its current limit)
@@ -538,18 +556,27 @@ class Run:
         """Hold the loop at its next simulated second (until :meth:`resume`)."""
         self._need()
         if self._resumed.is_set():
-            self._pause_wall = time.monotonic()
+            self._hold()
             self._resumed.clear()
 
     def resume(self) -> None:
         """Go on after :meth:`pause`; in real time the pace picks up where it stopped."""
-        if self._resumed.is_set():
-            return
-        pacer = self.parts.pacer if self.parts is not None else None
-        if pacer is not None and self._pause_wall is not None:
-            pacer.shift(time.monotonic() - self._pause_wall)
-        self._pause_wall = None
         self._resumed.set()
+
+    def _hold(self) -> None:
+        """Real time: from now no frame is due (a pause, or no thread in run_until), so
+        that the run does not race to catch up afterwards (docs/running.md, "Real time")."""
+        with self._hold_lock:
+            if self._held_wall is None:
+                self._held_wall = time.monotonic()
+
+    def _unhold(self) -> None:
+        """In the loop's thread: the pace goes on; every deadline moves by the hold."""
+        with self._hold_lock:
+            held, self._held_wall = self._held_wall, None
+        pacer = self.parts.pacer if self.parts is not None else None
+        if pacer is not None and held is not None:
+            pacer.shift(time.monotonic() - held)
 
     @property
     def paused(self) -> bool:
@@ -573,7 +600,10 @@ class Run:
         p = self._need()
         s = dict(p.recorder.status)
         # in the loop's thread (the judges change there): at its next second if it runs
-        s["verdicts"] = self._call(lambda: [j.provisional(p.clock.t_ns) for j in p.recorder.judges])
+        pace = p.pacer.lateness if p.pacer is not None else None
+        s["verdicts"], pace_now = self._call(lambda: (
+            [j.provisional(p.clock.t_ns) for j in p.recorder.judges],
+            pace.summary() if pace is not None else None))
         # the orbit's beta angle (rig truth), as the archive has it at the status's second
         s.setdefault("beta_deg", None)
         s["thermal_zones"] = list(p.fsw.cfg.thermal_zones)  # the bits of HK heater_mask, in order
@@ -583,6 +613,10 @@ class Run:
             "board_power": {n: p.power.state(n) for n in p.boards},
             "stopped": self.stop_reason,
         })
+        if pace is not None:
+            # the pace so far (summary.json's lateness), and whether the speed is kept now
+            s["lateness"] = pace_now
+            s.update(speed_kept=pace.keeping, achieved_speed=pace.recent_speed, behind_s=pace.behind_ns / 1e9)
         return s
 
     def log_event(self, source: str, kind: str, detail: str) -> None:
@@ -657,13 +691,17 @@ class Run:
         self.close()
         boards = boards_text(p.boards)
         props = {"scenario": sc.name, "seed": str(sc.seed), "bench": p.bench_label, "boards": boards}
+        pace = p.pacer.lateness.summary() if p.pacer is not None else None
+        if pace is not None:  # real time: whether the speed was kept, in the JUnit file too
+            props.update(speed_kept=str(pace["speed_kept"]).lower(), requested_speed=f"{pace['requested_speed']:g}",
+                         achieved_speed=str(pace["achieved_speed"]))
         summary = write_summary(
             self.run_dir / "summary.json", verdicts, scenario=sc.name, seed=sc.seed,
             sim_seconds=t_end / NS, wall_seconds=round(wall, 3),
             speedup=round((t_end / NS) / wall, 1) if wall > 0 else None,
             clock="virtual" if sc.speed is None else f"realtime x {sc.speed:g}",
-            lateness=p.pacer.lateness.summary() if p.pacer is not None else None,
-            bench=p.bench_label, boards=boards, run_dir=str(self.run_dir),
+            lateness=pace, speed_kept=None if pace is None else pace["speed_kept"],
+            achieved_speed=None if pace is None else pace["achieved_speed"], bench=p.bench_label, boards=boards, run_dir=str(self.run_dir),
             aborted=aborted, error=error, rt_priority=self.rt_applied, fsw=stats,
             safe_state_errors=list(p.guard.errors or []), work=rec.work_summary(),
             **{"yield": run_yield},
