@@ -124,6 +124,47 @@ def test_speed_not_kept_is_said_once_when_lost_and_once_when_back():
     assert s["achieved_speed"] == pytest.approx(50.0)  # it caught up on its absolute deadlines
 
 
+def test_a_small_shortfall_is_not_hidden_behind_the_margin():
+    """4 % slower than asked: inside the window's 10 % margin, but on absolute deadlines
+    it piles up; once the run has been behind for a window's worth of wall time it is said."""
+    c, wall = _clock(10.0)  # a frame is 100 ms
+    changes = []
+    for k in range(1, 201):
+        wall.work(104_000_000)
+        c.wait_until(k * NS)
+        if (ch := c.speed_change()) is not None:
+            changes.append(ch)
+    assert [ch.kept for ch in changes] == [False]
+    assert changes[0].achieved == pytest.approx(10.0 / 1.04, rel=0.02)
+    assert c.lateness.summary()["speed_kept"] is False
+
+
+def test_a_hiccup_that_is_caught_up_is_no_lost_speed():
+    c, wall = _clock(60.0)  # a frame is 16.7 ms
+    for k in range(1, 601):
+        wall.work(60_000_000 if k == 300 else 2_000_000)  # one 60 ms stall (an environment chunk)
+        c.wait_until(k * NS)
+        assert c.speed_change() is None
+    s = c.lateness.summary()
+    assert s["speed_kept"] is True and s["overruns"] >= 1 and s["max_ms"] > 16.7
+
+
+def test_a_run_at_the_edge_does_not_flap():
+    """Alternating 30 % too slow and 30 % too fast: at most one change per window of wall time."""
+    c, wall = _clock(100.0)  # a frame is 10 ms
+    changed_at = []
+    for k in range(1, 3001):
+        wall.work(13_000_000 if (k // 40) % 2 == 0 else 7_000_000)
+        c.wait_until(k * NS)
+        if c.speed_change() is not None:
+            changed_at.append(wall.now)
+    gaps = [b - a for a, b in zip(changed_at, changed_at[1:], strict=False)]
+    assert all(g >= 2_000_000_000 for g in gaps), gaps
+    # the first frames' short window says "not kept"; once back on schedule, it stays
+    # kept: the 2 s window averages the swings out and the run is never behind 2 s long
+    assert len(changed_at) == 2
+
+
 def test_a_pause_is_not_counted_as_a_slow_run():
     c, wall = _clock(20.0)
     for k in range(1, 41):
