@@ -13,7 +13,9 @@ pacing drift, the achieved speed and whether the speed was kept (the run's own
 
 The highest speed that holds: from ``--search-from`` (default 120) the speed
 doubles, one run of ``--probe-wall`` seconds each, until a run says
-``speed_kept: false``; the last speed kept is reported with its figures.
+``speed_kept: false``; the last speed kept is reported with its figures. If
+the first probe is not kept, the speed halves instead until one is (or until
+it reaches a fixed point already kept).
 
 Baseline, measured in the same run: the bare ``RealTimeClock`` waiting with no
 work in between, at a 1/60 s frame (x 60) for 5 s of wall time, at the run
@@ -121,19 +123,28 @@ def main(argv: list[str] | None = None) -> int:
         for sp in speeds:
             sim_s = max(sp * args.wall, 600.0 if sp >= 60 else 0.0, 20.0)
             res[f"x{sp:g}"] = _point(paced_run(sp, sim_s, base), bare_p99)
-        sp, last_kept = args.search_from, None
-        probes = []
-        while sp <= args.search_max:
+        kept = {sp: res[f"x{sp:g}"] for sp in speeds if res[f"x{sp:g}"]["speed_kept"]}
+        probes, runs = [], {}
+
+        def probe(sp: float) -> bool:
             lat = paced_run(sp, max(sp * args.probe_wall, 20.0), base)
             probes.append([sp, lat["speed_kept"], lat["achieved_speed"]])
-            if not lat["speed_kept"]:
-                break
-            last_kept = (sp, lat)
-            sp *= 2
+            runs[sp] = lat
+            return bool(lat["speed_kept"])
+
+        sp = args.search_from
+        if probe(sp):  # up, doubling, while kept
+            while sp * 2 <= args.search_max and probe(sp * 2):
+                sp *= 2
+        else:  # down, halving, to the first kept (no lower than the fixed points kept)
+            while sp / 2 > max(kept, default=0.0) and not probe(sp / 2):
+                sp /= 2
+        held = [s for s, lat in runs.items() if lat["speed_kept"]]
+        best = max(held + list(kept), default=None)
         res["search_probes"] = probes  # [speed, kept, achieved]
-        res["highest_speed_kept"] = last_kept[0] if last_kept else None
-        if last_kept:
-            res[f"x{last_kept[0]:g}"] = _point(last_kept[1], bare_p99)
+        res["highest_speed_kept"] = best
+        if best is not None and best in runs:
+            res[f"x{best:g}"] = _point(runs[best], bare_p99)
     print_figures(res, args.json)
     return 0
 

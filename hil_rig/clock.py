@@ -117,11 +117,13 @@ LATE_AFTER_NS = 1_000_000
 #:   small shortfall that would otherwise pile up unseen (on absolute deadlines any
 #:   shortfall grows without bound; a hiccup is caught up).
 #:
-#: It counts as kept again when a frame is back on schedule (not behind). Between two
-#: changes at least ``SPEED_WINDOW_S`` of wall time passes, so a run at the edge cannot
-#: flap: at most one event each way per window.
+#: It counts as kept again when a frame is back on schedule (not behind), or when the
+#: window's achieved speed is back within ``SPEED_SLOW_MARGIN`` of the requested: a lag
+#: that no longer grows (``behind_s`` still says how far behind the run is; the slow check
+#: counts from there). Between two changes at least ``SPEED_WINDOW_S`` of wall time
+#: passes, so a run at the edge cannot flap: at most one event each way per window.
 SPEED_WINDOW_S = 2.0
-SPEED_WINDOW_FRAMES = 3
+SPEED_WINDOW_FRAMES = 5
 SPEED_BEHIND_MIN_S = 0.010
 SPEED_LOST_MARGIN = 0.10
 SPEED_SLOW_MARGIN = 0.01
@@ -355,9 +357,12 @@ class RealTimeClock:
             if change is not None:
                 st.keeping = False
                 st.not_kept_episodes += 1
-        elif not st.keeping and not behind and settled:
-            st.keeping = True
-            change = (st.recent_speed or 0.0, dw)
+        elif not st.keeping and settled:
+            full = len(win) >= SPEED_WINDOW_FRAMES and dw > 0
+            if not behind or (full and (t_ns - t0) / dw >= self.scale * (1 - SPEED_SLOW_MARGIN)):
+                st.keeping = True
+                change = (st.recent_speed or 0.0, dw)
+                self._on_schedule = (t_ns, wall_ns)  # a lag that no longer grows is the new baseline
         if change is not None:
             self._last_change_ns = wall_ns
             self._change = SpeedChange(t_ns, st.keeping, self.scale, change[0], late_ns / 1e9, change[1] / 1e9)
