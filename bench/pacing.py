@@ -12,8 +12,8 @@ pacing drift, the achieved speed and whether the speed was kept (the run's own
 ``summary.json`` ``lateness``, docs/running.md).
 
 The highest speed that holds: from ``--search-from`` (default 120) the speed
-doubles, one run of ``--probe-wall`` seconds each, until a run says
-``speed_kept: false``; the last speed kept is reported with its figures. If
+doubles, one run of ``--probe-wall`` seconds each (stopped as soon as it says
+the speed is not kept), until a run says ``speed_kept: false``; the last speed kept is reported with its figures. If
 the first probe is not kept, the speed halves instead until one is (or until
 it reaches a fixed point already kept).
 
@@ -31,6 +31,7 @@ Runs from any install (the project as installed; nothing from the source tree).
 from __future__ import annotations
 
 import argparse
+import itertools
 import pathlib
 import sys
 import tempfile
@@ -43,20 +44,29 @@ from hil_rig.run import DEFAULT_RT_PRIORITY, Run, RunOptions, loop_priority  # n
 from hil_rig.scenario import find_scenario, load_scenario  # noqa: E402
 
 NS = 1_000_000_000
+_RUNS = itertools.count()
 FIGURES = ("frames", "p50_ms", "p99_ms", "max_ms", "late_frames", "overruns", "pacing_drift_s",
            "achieved_speed", "speed_kept")
 
 
-def paced_run(speed: float, sim_s: float, base: pathlib.Path) -> dict:
-    """The nominal scenario at real time x ``speed`` for ``sim_s`` simulated seconds:
-    its summary.json ``lateness``, and its wall time."""
+def paced_run(speed: float, sim_s: float, base: pathlib.Path, stop_when_lost: bool = False) -> dict:
+    """The nominal scenario at real time x ``speed`` for ``sim_s`` simulated seconds
+    (``stop_when_lost``: stopped as soon as the run says the speed is not kept, a
+    probe's answer): its summary.json ``lateness``, and its wall time."""
     from hil_rig.scenario import Duration
 
     sc = load_scenario(find_scenario("nominal"))
     sc = sc.replace(speed=float(speed), duration=Duration(float(sim_s), "s"))
-    out = base / f"x{speed:g}"
+    out = base / f"x{speed:g}-{next(_RUNS)}"
     t0 = time.monotonic()
     with Run(sc, out=out, options=RunOptions(report=False)) as run:
+        if stop_when_lost:
+            chunk = max(NS, int(speed * 0.25 * NS))  # a quarter of a second of wall time
+            while run.t_ns < run.duration_ns:
+                run.step(min(chunk, run.duration_ns - run.t_ns))
+                if not run.status()["speed_kept"]:
+                    run.stop("speed not kept")
+                    break
         res = run.finish()
     lat = dict(res.summary["lateness"] or {})
     lat["wall_s"] = round(time.monotonic() - t0, 1)
@@ -127,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         probes, runs = [], {}
 
         def probe(sp: float) -> bool:
-            lat = paced_run(sp, max(sp * args.probe_wall, 20.0), base)
+            lat = paced_run(sp, max(sp * args.probe_wall, 20.0), base, stop_when_lost=True)
             probes.append([sp, lat["speed_kept"], lat["achieved_speed"]])
             runs[sp] = lat
             return bool(lat["speed_kept"])

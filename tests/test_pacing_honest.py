@@ -252,3 +252,32 @@ def test_virtual_time_has_no_pace(tmp_path):
     assert "speed_kept" not in st and "lateness" not in st
     assert res.summary["lateness"] is None and res.summary["speed_kept"] is None
     assert not (tmp_path / "run" / "lateness.json").exists()
+
+
+def test_pacing_bench_prints_its_figures_and_baseline():
+    """bench/pacing.py at a tiny size: one JSON line with each point's figures and the
+    bare clock's baseline (no figure is bounded: benchmark output, not a test)."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "bench" / "pacing.py"), "--json", "--speeds", "20", "--wall", "1",
+                        "--probe-wall", "0.5", "--search-from", "40", "--search-max", "40"],
+                       capture_output=True, text=True, timeout=600, cwd=root)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1
+    data = json.loads(lines[0])
+    base = data["baseline_bare_clock_x60"]
+    assert base["frames"] == 301 and base["pacing_drift_s"] == 0.0 and base["relative_sleep_drift_s"] >= 0
+    point = data["x20"]
+    assert {"p50_ms", "p99_ms", "max_ms", "overruns", "pacing_drift_s", "achieved_speed", "speed_kept",
+            "ratio_p99_vs_bare"} <= set(point)
+    assert point["frames"] == 21 and point["pacing_drift_s"] == 0.0
+    assert [p[0] for p in data["search_probes"]] == [40.0]
+    assert data["highest_speed_kept"] in (None, 20.0, 40.0)
+
+
+def test_pacing_bench_rejects_bad_arguments():
+    root = pathlib.Path(__file__).resolve().parent.parent
+    for args, name in ((("--speeds", "1,x"), "--speeds"), (("--wall", "0"), "--wall"), (("--speeds", "-3"), "--speeds")):
+        r = subprocess.run([sys.executable, str(root / "bench" / "pacing.py"), *args],
+                           capture_output=True, text=True, timeout=60, cwd=root)
+        assert r.returncode == 2 and name in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
