@@ -211,6 +211,10 @@ def test_a_speed_this_machine_cannot_keep_is_said_as_it_happens_and_in_the_summa
     props = {p.get("name"): p.get("value") for p in ET.parse(out / "junit.xml").getroot().iter("property")}
     assert props["speed_kept"] == "false" and float(props["achieved_speed"]) < 100000.0
     assert json.loads((out / "lateness.json").read_text())["speed_kept"] is False
+    from hil_rig.report import write_report
+
+    write_report([out])  # the report's frame timing says it too
+    assert "Real time × 100000: <b class=\"fail\">not kept</b>" in (out / "report.html").read_text()
 
 
 def test_a_speed_this_machine_keeps_says_so(tmp_path):
