@@ -53,7 +53,12 @@ from hil_rig.run.adapters import PlantControlPort
 from hil_rig.run.bench_info import boards_text
 from hil_rig.run.builder import RunOptions, RunParts, build, close_all
 from hil_rig.run.errors import RunError, RunResult
-from hil_rig.run.priority import DEFAULT_RT_PRIORITY, boards_priority, check_rt_priority, loop_priority
+from hil_rig.run.priority import (
+    DEFAULT_RT_PRIORITY,
+    boards_priority,
+    check_rt_priority,
+    loop_priority,
+)
 from hil_rig.run.progress import Progress
 from hil_rig.scenario import Scenario, ScenarioError, parse_trigger
 from hil_rig.yield_bound.analysis import summary_yield
