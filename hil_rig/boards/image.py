@@ -72,7 +72,27 @@ BOARD_MASKED = (
     "systemd-tmpfiles-clean.timer", "systemd-ask-password-console.path", "systemd-ask-password-wall.path",
     "systemd-fsckd.socket", "systemd-initctl.socket", "systemd-journald-audit.socket",
     "systemd-user-sessions.service", "dpkg-db-backup.timer",
+    # measured in a boot's console (docs/boards.md "Boot time"): seconds of the one vCPU each,
+    # and nothing the agent uses: no modules to load (the board's initrd loaded them), no
+    # sysctl, the root is mounted read-write by the initrd, no tmpfiles to create; udev whole
+    # (its coldplug held sysinit.target; the agent's unit sets its UART's group itself)
+    "systemd-modules-load.service", "systemd-sysctl.service", "systemd-remount-fs.service",
+    "systemd-tmpfiles-setup.service", "systemd-tmpfiles-setup-dev.service",
+    "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service", "systemd-udev-settle.service",
+    # the journal: its start took 7 s of the one vCPU beside the agent's in a loaded boot;
+    # the agent writes to the console itself (StandardOutput=console in the drop-in), the
+    # kernel does too, and the console is the board's log the rig reads
+    "systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket",
 )
+#: systemd's generators a payload board needs: the fstab one (its root); the others (sysv
+#: scripts, getty, cryptsetup, gpt-auto, ...) each cost a fork and exec under TCG at every boot
+BOARD_GENERATORS = ("systemd-fstab-generator",)
+#: the board's own initrd (``_board_initrd``): these modules in this order (dependencies
+#: first), from the base's kernel; klibc's sh, insmod, mount and run-init; no udev
+INITRD_LOAD = ("crc16", "mbcache", "jbd2", "crc32c_generic", "ext4", "virtio_mmio", "virtio_console",
+               "virtio_blk")
+INITRD_TOOLS = ("sh", "insmod", "mount", "umount", "run-init", "sleep")
 ENV_CACHE = "ORBIT_HIL_IMAGE_CACHE"
 #: share of a paced job step a QEMU board's agent keeps its vCPU busy (``--hold-pace``): at
 #: throttle 1 half a host core per board, so that two boards and the rig fit a 2-core host
@@ -86,21 +106,41 @@ _DROPIN = f"""\
 # the kernel command line (systemd.setenv=): the bench file's choices, no rebuild.
 # --hold-pace: the board's draw is read from its CPU use, so a paced job keeps it busy for
 # HOLD_SHARE of each step (hil_rig/boards/image.py; docs/boards.md "Draw").
+# Started early: no default dependencies (sysinit.target, basic.target), only the shipped
+# unit's local-fs.target; the UART is given to the agent's user here, not by udev (masked:
+# one exec, a fork of systemd costs tenths of a second under TCG); its output goes to the
+# console's tty (the board has no journal; /dev/console is unusable, the virtio console
+# appears after the kernel opened it), where the rig reads its start line.
+[Unit]
+DefaultDependencies=no
 [Service]
+ExecStartPre=+/bin/chown orbit-hil {UART}
+StandardOutput=tty
+TTYPath=/dev/hvc0
 ExecStart=
 ExecStart=/usr/bin/python3 -m firmware_bridge.agent --port {UART} --baud {UART_BAUD} --state-dir /var/lib/orbit-hil-agent --hold-pace {HOLD_SHARE} $ORBIT_HIL_AGENT_TEST_MODE $ORBIT_HIL_AGENT_PACE
 """
 
-
-#: udev's coldplug (``systemd-udev-trigger``) replays every device of the virt machine and
-#: holds ``sysinit.target``, which the agent's unit waits for: 15 s of a loaded boot under
-#: TCG. The agent needs udev's rules for one device, its UART (group dialout), and the
-#: initrd has loaded every module the board needs: so the board replays the ttys only.
-_UDEV_TRIGGER_DROPIN = """\
-# orbit-hil QEMU arm64 board: coldplug the ttys only (the UART's group and mode for the agent)
-[Service]
-ExecStart=
-ExecStart=-udevadm trigger --type=devices --action=add --subsystem-match=tty
+#: the board's initrd's /init (klibc's sh): load the modules, wait for the root disk, mount
+#: it read-write and hand over to systemd. A failure says so on the console and stops there
+#: (the rig's boot budget then names the board with the console's tail).
+_INIT = """\
+#!/bin/sh
+# orbit-hil QEMU arm64 board initrd (hil_rig/boards/image.py): no udev, no scripts
+fail() {{ echo "orbit-hil initrd: $*" > /dev/console; while :; do sleep 3600; done; }}
+mount -t devtmpfs devtmpfs /dev || fail "mount /dev"
+for m in {modules}; do
+    insmod /lib/modules/$m.ko || fail "insmod $m"
+done
+n=0
+while [ ! -b /dev/vda ]; do
+    n=$((n + 1))
+    [ $n -le 600 ] || fail "no root disk /dev/vda after 30 s"
+    sleep 0.05
+done
+mount -t ext4 -o rw /dev/vda /root || fail "mount /dev/vda"
+umount /dev
+exec run-init /root /sbin/init
 """
 
 
@@ -292,13 +332,58 @@ def _install_agent(rootfs: pathlib.Path, agent: dict[str, bytes], log: pathlib.P
     for unit in BOARD_MASKED:
         (system / unit).unlink(missing_ok=True)
         os.symlink("/dev/null", system / unit)
-    (system / "systemd-udev-trigger.service.d").mkdir(exist_ok=True)
-    (system / "systemd-udev-trigger.service.d" / "orbit-hil-board.conf").write_text(_UDEV_TRIGGER_DROPIN)
+    generators = rootfs / "etc/systemd/system-generators"
+    generators.mkdir(parents=True, exist_ok=True)
+    for g in sorted((rootfs / "usr/lib/systemd/system-generators").iterdir()):
+        if g.name not in BOARD_GENERATORS:
+            os.symlink("/dev/null", generators / g.name)
     (system / "orbit-hil-agent.service.d").mkdir(exist_ok=True)
     (system / "orbit-hil-agent.service.d" / "qemu-board.conf").write_text(_DROPIN)
     (system / "multi-user.target.wants").mkdir(exist_ok=True)
     os.symlink("/etc/systemd/system/orbit-hil-agent.service",
                system / "multi-user.target.wants" / "orbit-hil-agent.service")
+
+
+def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
+    """An uncompressed ``newc`` cpio archive (the kernel's initramfs format) of (path, mode,
+    content) entries: a directory's content is empty, a symlink's is its target."""
+    out = bytearray()
+
+    def add(ino: int, name: str, mode: int, data: bytes) -> None:
+        nb = name.encode() + b"\0"
+        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0)
+        out.extend(b"070701" + "".join(f"{v:08x}" for v in fields).encode() + nb)
+        out.extend(b"\0" * (-len(out) % 4))
+        out.extend(data)
+        out.extend(b"\0" * (-len(out) % 4))
+
+    for ino, (name, mode, data) in enumerate(entries, 1):
+        add(ino, name, mode, data)
+    add(0, "TRAILER!!!", 0, b"")
+    return bytes(out)
+
+
+def _board_initrd(rootfs: pathlib.Path, kernel: str) -> bytes:
+    """The board's initrd, from the base's klibc and kernel modules: ``INITRD_LOAD`` loaded
+    by klibc's ``insmod``, the root disk mounted, systemd started with ``run-init``. About
+    2 MB uncompressed, against the base's initramfs-tools initrd (5.4 MB of zstd, udev
+    and its coldplug inside): the kernel neither decompresses it nor waits for udev."""
+    entries: list[tuple[str, int, bytes]] = [(d, 0o40755, b"") for d in ("bin", "dev", "lib", "lib/modules", "root")]
+    klibc = sorted((rootfs / "usr/lib").glob("klibc-*.so"))
+    if len(klibc) != 1:
+        raise ImageError(f"expected one klibc-*.so in {rootfs / 'usr/lib'} (klibc-utils), found {klibc}")
+    entries.append((f"lib/{klibc[0].name}", 0o100755, klibc[0].read_bytes()))
+    for tool in INITRD_TOOLS:
+        entries.append((f"bin/{tool}", 0o100755, (rootfs / "usr/lib/klibc/bin" / tool).read_bytes()))
+    mods = rootfs / "lib/modules" / kernel
+    paths = {pathlib.Path(line.split(":", 1)[0]).stem: line.split(":", 1)[0]
+             for line in (mods / "modules.dep").read_text().splitlines()}
+    for m in INITRD_LOAD:
+        if m not in paths:
+            raise ImageError(f"kernel {kernel} has no module {m} (modules.dep)")
+        entries.append((f"lib/modules/{m}.ko", 0o100644, (mods / paths[m]).read_bytes()))
+    entries.append(("init", 0o100755, _INIT.format(modules=" ".join(INITRD_LOAD)).encode()))
+    return _cpio_newc(entries)
 
 
 def _run(cmd: list[str], log: pathlib.Path, what: str) -> None:
@@ -390,7 +475,7 @@ def build_image(cache: pathlib.Path | None = None, *, force: bool = False,
         if len(kernels) != 1 or len(initrds) != 1:
             raise ImageError(f"expected one kernel and one initrd in {boot}, found {kernels + initrds}")
         shutil.copyfile(kernels[0], work / "vmlinuz")
-        shutil.copyfile(initrds[0], work / "initrd.img")
+        (work / "initrd.img").write_bytes(_board_initrd(rootfs, kernels[0].name.removeprefix("vmlinuz-")))
         _run(["mke2fs", "-q", "-t", "ext4", "-L", "orbit-hil-root", "-d", str(rootfs),
               str(work / "disk.img"), DISK_SIZE], log, "mke2fs")
         shutil.rmtree(rootfs)
