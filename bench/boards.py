@@ -14,7 +14,9 @@ the cached image, its UART on a pty held as the virtual bench holds it) and meas
   first line), ``boot_agent_unit_s`` (the agent's unit started), ``boot_agent_ready_s``
   (the agent's start line, after its imports); ``guest_kernel_s`` / ``guest_userspace_s``:
   systemd's "Startup finished" split on the guest's clock (kernel and initrd; systemd to
-  multi-user.target, which the agent does not wait for);
+  multi-user.target, which the agent does not wait for). The trimmed image (no journal,
+  a quiet kernel) puts only the agent's start line on the console: then only
+  ``boot_console_s`` and ``boot_agent_ready_s`` are reported;
 - ``idle_draw_w`` / ``idle_host_cpu``: after ``--settle`` s, the QEMU process's host CPU
   use (CPU s per s) over 4 s and the draw mapped from it;
 - ``ping_p50_ms`` / ``ping_p99_ms`` over the emulated PL011 (``--pings`` pings);

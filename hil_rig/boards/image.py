@@ -12,13 +12,15 @@ No getty, no network: at run time the board needs nothing from outside.
 
 Two layers, each cached:
 
-- the **base** root file system (Debian's packages, the kernel and initrd, users,
-  masked units, journald forwarding to the console): ``<cache>/base-<key>/``,
+- the **base** root file system (Debian's packages, the kernel, users, masked
+  units): ``<cache>/base-<key>/``,
   keyed by a hash of the base recipe (``_base_recipe()``); the slow part (about
   4 minutes and 200 MB of downloads, the only time the build uses the network);
-- the **board image**: the base plus the agent, its unit and drop-in, as an ext4
-  disk: keyed by a hash of the agent (every file of ``firmware_bridge``), of this
-  module's source and of the base key; about 20 s from a cached base.
+- the **board image**: the base plus the agent, its unit and drop-in, the boot
+  trimmed (``BOARD_MASKED``, ``BOARD_GENERATORS``), as an ext4 disk, and the board's
+  own initrd (``_board_initrd``: klibc and eight modules, no udev): keyed by a hash of
+  the agent (every file of ``firmware_bridge``), of this module's source and of the
+  base key; about 20-40 s from a cached base.
 
 So the image is rebuilt only when the agent or the recipe changes.
 An image is a directory ``<cache>/qemu-arm64-<key>/`` holding
