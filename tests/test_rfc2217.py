@@ -74,7 +74,7 @@ def test_an_emulated_board_behind_ser2net_answers_through_its_rfc2217_url(tmp_pa
     try:
         with Ser2net(pty, tmp_path) as server:
             cfg = (tmp_path / "ser2net-board.yaml").read_text()
-            assert f"tcp,127.0.0.1,{server.port}" in cfg and f"serialdev,{pty}," in cfg  # loopback only
+            assert f"tcp(nodelay),127.0.0.1,{server.port}" in cfg and f"serialdev,{pty}," in cfg  # loopback only
             bench_file = tmp_path / "bench.toml"
             bench_file.write_text(BENCH.format(url=server.url))
             board = load_bench(bench_file).board("rpi0")  # the rig's way to a board's port
