@@ -225,7 +225,7 @@ def test_a_qemu_process_that_dies_is_a_power_loss_and_a_busy_board_draws_more(qe
 
     with Link(b.serial, b.baud, timeout_s=5.0, retries=5) as link:
         link.ping()
-        time.sleep(10.0)  # the boot's tail (journal, udev) settles
+        time.sleep(10.0)  # the boot's tail settles
         idle = mean_draw(6.0)
         jid = link.start_job("matmul", {"n": 32, "steps": 100000, "seed": 1})  # paced: 0.11 s a step
         time.sleep(2.0)
