@@ -208,7 +208,7 @@ def test_the_emulated_boards_agents_share_the_loops_priority_and_their_job_worke
     with run:
         before = {os.sched_getscheduler(pid) for pid in run.parts.vb.board_pids()}
         recorder_second = run.parts.recorder.second
-        run.parts.recorder.second = lambda parts, t: (recorder_second(parts, t), sample())
+        run.parts.recorder.second = lambda parts, t, *rest: (recorder_second(parts, t, *rest), sample())
         run.run_until(run.duration_ns)
         after = {os.sched_getscheduler(pid) for pid in run.parts.vb.board_pids()}
         assert run.rt_applied == 1
