@@ -5,6 +5,7 @@ See docs/flight_sw/README.md for the contract the runner depends on.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 from collections.abc import Mapping
@@ -80,6 +81,9 @@ class FswConfig:
     min_run_fraction: float = 0.1  # payload is worth running only above this throttle
     default_eclipse_s: float = 2160.0  # assumed when no TLE is loaded
     ground_port: int | None = None  # None: no TCP port; 0: an ephemeral loopback port
+    #: how many 1 Hz housekeeping records ``hk_records`` keeps, the newest last; None: every
+    #: one (a flight software on its own). The rig keeps the last minute: its archive has them all.
+    hk_history: int | None = None
     time_sync: bool = True
     checkpoint_period_s: float = 30.0
     watchdog_timeout_s: float = 3.0
@@ -174,7 +178,7 @@ class FlightSoftware:
         self.sensor: SensorFrame = SensorFrame(0)
         self.throttle_cap = 1.0
         self.hk: dict[str, float] = {}
-        self.hk_records: list[dict[str, float]] = []
+        self.hk_records: collections.deque[dict[str, float]] = collections.deque(maxlen=cfg.hk_history)
         self.tm_packets = 0
         self._heater_mask = 0
         self._last_adcs: dict[str, float] = {"pointing_error_rad": -1.0}

@@ -55,6 +55,7 @@ LINK_RETRIES = 3
 ECLIPSE_EVENTS_MAX = 1000
 #: wall-clock seconds, beyond its boot time, that a board has to answer its first board_info
 BOARD_ANSWER_S = 10.0
+HK_HISTORY = 60  # FswConfig.hk_history: the flight software keeps a minute of HK records (the archive has all)
 
 
 
@@ -454,4 +455,5 @@ def fsw_config(sc: Scenario, params: Any, boards: dict[str, str], specs: dict[st
     return fsw_app.FswConfig(
         epoch_utc=sc.epoch_iso, boards=cfgs, adcs=adcs, eps=eps,
         thermal_zones=["battery", "payload", "radiator", "structure"], ground_port=ground_port,
+        hk_history=HK_HISTORY,
     )

@@ -142,6 +142,9 @@ def fmt_s(t: int | None) -> str:
     return "before start" if t is None else f"{t / NS:.3f} s"
 
 
+_INFINITIES = (math.inf, -math.inf)
+
+
 def _num(v: Any) -> float | None:
     if v is None:
         return None
@@ -178,9 +181,11 @@ class Recorder:
         self._jobs_by_board: dict[str, int] = {}
         self._board_states = BOARD_STATES
         # (hk key, int or float) per flight-software column; (board, its hk keys)
-        self._hk_cols = [(c.name[4:], int if c.kind == "INTEGER" else float)
-                         for c in self.channels[len(TRUTH_CHANNELS) + len(boards):]]
+        hk_cols = self.channels[len(TRUTH_CHANNELS) + len(boards):]
+        self._hk_keys = [c.name[4:] for c in hk_cols]
+        self._hk_nums = [int if c.kind == "INTEGER" else float for c in hk_cols]
         self._board_keys = []
+        self._board_names = list(boards)
         for n in boards:
             temp_key, power_key, state_key, throttle_key = board_channel_names(n)
             self._board_keys.append((n, state_key, temp_key, power_key, throttle_key))
@@ -202,6 +207,7 @@ class Recorder:
         self._fsw_event_idx = len(fsw.events.events)
         work_before = self.work.total
         self.work.observe(t, fsw.payload)
+        work = self.work.total
         illum, sun_err = 0.0, float("nan")
         sb = p.sun_in_body()
         if sb is not None:
@@ -219,16 +225,16 @@ class Recorder:
                           parts.payload_power_w, temps[0], temps[1], temps[2], temps[3],
                           math.sqrt(wx * wx + wy * wy + wz * wz), ws[0], ws[1], ws[2],
                           jw * math.sqrt(ws[0] * ws[0] + ws[1] * ws[1] + ws[2] * ws[2]),
-                          math.sqrt(hx * hx + hy * hy + hz * hz), *p.q, self.work.total]
-        row.extend(self.work.by_board.get(n, 0.0) for n, *_keys in self._board_keys)
+                          math.sqrt(hx * hx + hy * hy + hz * hz), *p.q, work]
+        by_board = self.work.by_board
+        row += [by_board.get(n, 0.0) for n in self._board_names]
         while len(self.work_by_orbit) < orbit:
             self.work_by_orbit.append(0.0)
-        self.work_by_orbit[orbit - 1] += self.work.total - work_before
+        self.work_by_orbit[orbit - 1] += work - work_before
         hk = fsw.hk
-        isfinite = math.isfinite
-        for key, num in self._hk_cols:
-            v = hk.get(key)
-            row.append(None if v is None or (isinstance(v, float) and not isfinite(v)) else num(v))
+        # None for a missing or non-finite value (v != v: NaN), else as the column's type
+        row += [None if v is None or v != v or v in _INFINITIES else num(v)
+                for v, num in zip(map(hk.get, self._hk_keys), self._hk_nums, strict=True)]
         self.archive.telemetry(t, row)
         done = fsw.payload.completed  # jobs completed so far, in order: count the new ones
         for job in done[self._jobs_seen:]:
