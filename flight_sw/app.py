@@ -619,6 +619,8 @@ class FlightSoftware:
             "wheel_z_rad_s": s.wheel_speed_rad_s[2],
             "wheel_momentum_nms": self._wheel_inertia * _norm3(s.wheel_speed_rad_s),
             "heater_mask": self._heater_mask,
+            "temp_radiator_k": s.temps_k.get("radiator", _NAN),
+            "temp_structure_k": s.temps_k.get("structure", _NAN),
         }
         for name, b in p.boards.items():
             st = ("ISOLATED" if b.isolated else "OFF" if not b.powered else "FAULT" if b.last_ok_ns != t_ns

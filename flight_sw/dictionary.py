@@ -120,6 +120,11 @@ _SPACECRAFT_CHANNELS: tuple[Channel, ...] = (
             "(the ADCS's wheel inertia)"),
     Channel("heater_mask", "I", "1", desc="heaters on: bit i is the heater of thermal zone i "
             "(the flight software's configured thermal_zones)"),
+    # the spacecraft's other thermal nodes as the sensors read them (NaN where a sensor
+    # set has none); no limits: the thermal design gives none for them, only the battery
+    # and the payload have operating limits
+    Channel("temp_radiator_k", "d", "K", desc="radiator temperature"),
+    Channel("temp_structure_k", "d", "K", desc="structure temperature"),
 )
 
 

@@ -54,6 +54,14 @@ def test_beta_wheels_momentum_and_heaters_on_screen(live):
         thermal = str(app.query_one("#thermal").render())
         on = [z for i, z in enumerate(app.status["thermal_zones"]) if mask >> i & 1]
         assert ("heaters  " + (" ".join(on) if on else "all off")) in thermal
+        # every thermal zone's temperature, as the flight software's sensors read them, against
+        # the plant's truth (the sensors add noise)
+        for zone in ("battery", "radiator", "structure"):
+            assert hk[f"temp_{zone}_k"] == pytest.approx(tm[f"temp_{zone}_k_true"][row], abs=2.0)
+        bat, pay, rad, struct = (hk[f"temp_{z}_k"] - 273.15 for z in ("battery", "payload_max", "radiator",
+                                                                      "structure"))
+        assert f"bat/pay  {bat:.1f}/{pay:.1f} °C" in thermal
+        assert f"rad/str  {rad:.1f}/{struct:.1f} °C" in thermal
 
     drive(hosted, key, script, size=(80, 24))
 

@@ -221,10 +221,12 @@ class ConsoleApp(App):
               else ""),
         ])
         self.query_one("#thermal", Panel).show([
-            r("battery", f("temp_battery_k", hk.get("temp_battery_k"), "{:.1f}", offset=-ZERO_CELSIUS_K,
-                           unit=" °C")),
-            r("payload", f("temp_payload_max_k", hk.get("temp_payload_max_k"), "{:.1f}",
-                           offset=-ZERO_CELSIUS_K, unit=" °C")),
+            # the four thermal zones, each coloured against its own limits (26 columns: 80x24)
+            r("bat/pay", f("temp_battery_k", hk.get("temp_battery_k"), "{:.1f}", offset=-ZERO_CELSIUS_K), "/",
+              f("temp_payload_max_k", hk.get("temp_payload_max_k"), "{:.1f}", offset=-ZERO_CELSIUS_K,
+                unit=" °C")),
+            r("rad/str", f("temp_radiator_k", hk.get("temp_radiator_k"), "{:.1f}", offset=-ZERO_CELSIUS_K), "/",
+              f("temp_structure_k", hk.get("temp_structure_k"), "{:.1f}", offset=-ZERO_CELSIUS_K, unit=" °C")),
             r("derate", f("thermal_derate", hk.get("thermal_derate"))),
             r("heaters", self._heaters(hk.get("heater_mask"), st.get("thermal_zones"))),
             r("fdir", f("fdir_actions", hk.get("fdir_actions"), "{:.0f}"), "  tc ",
