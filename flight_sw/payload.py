@@ -406,6 +406,8 @@ class PayloadManager(Component):
                 run.state = "failed"
                 self._free(run)
                 self._run_failed(t_ns, job, f"{b.cfg.name}: {state} {_get(st, 'error') or ''}".strip())
+            elif state == "suspended" and not self.suspended:  # a resume that did not take: again
+                self._call(t_ns, b, "resume", run.remote_id)
             elif t_ns - run.last_ckpt_ns >= self.checkpoint_period_ns:
                 self._checkpointed(b.cfg.name, t_ns)  # the previous one first (a short period)
                 begin = getattr(b.link, "checkpoint_begin", None)
@@ -525,9 +527,13 @@ class PayloadManager(Component):
             n = 0
             for b in self.boards.values():
                 if b.run is not None and b.run[1].state == "suspended":
+                    # Resumed or not, the run is polled again from here on: a resume the
+                    # board refused (the job ended there meanwhile) or that was lost on the
+                    # link is settled by the board's own report of the job (_poll_runs)
+                    # rather than left "suspended", holding the board for good.
                     if self._call(t_ns, b, "resume", b.run[1].remote_id) is not _FAILED:
-                        b.run[1].state = "running"
                         n += 1
+                    b.run[1].state = "running"
             self.suspended = False
             self.stats["resumes"] += 1
             self.events.emit(t_ns, "payload_resumed", runs=n)

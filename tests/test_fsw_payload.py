@@ -189,6 +189,29 @@ def test_hung_board_power_cycled_through_switch_and_job_continues(fsw_bench) -> 
     fsw.close()
 
 
+def test_a_job_that_ended_on_its_board_while_the_payload_was_suspended_does_not_hold_the_board(
+        fsw_bench) -> None:
+    """The payload is suspended for energy; meanwhile the job ends on its board (here cancelled
+    there, on the board's own link). The resume is refused: the flight software must take the
+    board's word for the job (a failed run, dispatched again), not keep a "suspended" run that
+    holds the board for good."""
+    emus, links, _switches, _key = fsw_bench
+    fsw, clock, plant = make_fsw(fsw_bench, tle=_tle(), epoch="2026-03-20T12:30:00Z", soc=0.557)
+    jid = queue(fsw, steps=10_000_000)
+    job = fsw.payload.jobs[jid]
+    assert run_until(fsw, clock, lambda: job.runs and job.runs[0].state == "running")
+    assert run_until(fsw, clock, lambda: fsw.payload.suspended, max_s=600)
+    first = job.runs[0]
+    assert first.state == "suspended"
+    links[first.board].cancel(first.remote_id)  # the job ends on the board
+    assert run_until(fsw, clock, lambda: not fsw.payload.suspended, max_s=3000)
+    # the board's report settles it: the run failed, and the job runs again
+    assert run_until(fsw, clock, lambda: len(job.runs) > 1 and job.runs[-1].state == "running", max_s=60)
+    assert first.state == "failed" and job.attempts == 1
+    assert all(b.run is None or b.run[1] is not first for b in fsw.payload.boards.values())
+    fsw.close()
+
+
 def test_suspend_before_predicted_eclipse_when_energy_requires_and_resume_after(fsw_bench) -> None:
     # epoch placed so that the onboard predictor's first eclipse starts ~430 s in; the battery
     # holds ~15 kJ above the EPS floor: enough for the payload in sunlight, not through the eclipse
