@@ -202,11 +202,9 @@ class SpeedChange:
     window_s: float
 
     def describe(self) -> str:
-        if self.kept:
-            return (f"real time x {self.requested:g} kept again: achieved x {self.achieved:.4g} over the last "
-                    f"{self.window_s:.3g} s of wall time, {self.behind_s:.3f} s behind schedule")
-        return (f"real time x {self.requested:g} not kept: achieved x {self.achieved:.4g} over the last "
-                f"{self.window_s:.3g} s of wall time, {self.behind_s:.3f} s behind schedule")
+        return (f"real time x {self.requested:g} {'kept again' if self.kept else 'not kept'}: achieved x "
+                f"{self.achieved:.4g} over the last {self.window_s:.3g} s of wall time, "
+                f"{self.behind_s:.3f} s behind schedule")
 
 
 class RealTimeClock:
