@@ -54,7 +54,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("enable_periodic_hk", _sig("period_s"), "TC[3,5]: a housekeeping record every period_s."),
     Command("disable_periodic_hk", _sig(), "TC[3,6]: no more periodic housekeeping."),
     Command("set_throttle", _sig("throttle"), "The duty cycle 0..1; gives throttle and "
-            "effective_throttle.", call=True, flight=True),
+            "effective_throttle.", call=True, flight=True, begin=True),
     Command("start_job", _sig("workload", params=None, deadline_s=None),
             "Start a job; gives its id.", flight=True),
     Command("job_status", _sig("job_id"), "A job's state, step, checkpoint and digest.",

@@ -120,6 +120,8 @@ Optional: ``time_sync_begin(t_ns)`` sends the sync and returns an object whose
 ``wait()`` gives what ``time_sync`` would; with it the payload manager syncs
 every board from its own thread. Optional too: ``checkpoint_begin(job_id)``,
 the same for ``checkpoint`` (a periodic checkpoint in flight while the loop
-runs on); and ``idle(until_ns)``: the payload manager has nothing more for the
-board until its next frame at ``until_ns`` (a link may use the time).
+runs on); ``set_throttle_begin(throttle)``, the same for ``set_throttle`` (the
+boards whose throttle changes get it at once); and ``idle(until_ns)``: the
+payload manager has nothing more for the board until its next frame at
+``until_ns`` (a link may use the time).
 """)

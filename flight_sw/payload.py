@@ -20,8 +20,9 @@ Once per 1 Hz frame (:meth:`PayloadManager.run`), in this order:
 5. the throttle, per board: ``min(its own thermal derating, the plate's
    derating, ground cap)``, then the EPS budget shared out over the boards by
    water-filling (each board's throttle capped at one common level so that the
-   boards' draw meets the budget); sent to a board when its throttle changes.
-   A board's own derating follows its own temperature (the thermal core's law:
+   boards' draw meets the budget); sent to a board when its throttle changes
+   (to every such board at once, with a link's ``set_throttle_begin``, as the
+   time syncs). A board's own derating follows its own temperature (the thermal core's law:
    1 at ``derate_start_k``, 0 at ``derate_end_k``, rate-limited down and up): a
    hot board no longer throttles a cool one;
 6. dispatch of queued runs to idle, healthy boards.
@@ -67,7 +68,7 @@ except ImportError:  # pragma: no cover - before firmware_bridge.link exists
     LINK_ERRORS = (OSError, TimeoutError, RuntimeError)
 
 THROTTLE_BINS = 10
-CHECKPOINT_AWAIT_S = 5  # a periodic checkpoint in flight is awaited this long after it went out
+CHECKPOINT_AWAIT_S = 20  # a periodic checkpoint in flight is awaited this long after it went out
 MAX_RUNS_PER_JOB = 4
 MAX_ATTEMPTS = 3
 
@@ -270,26 +271,35 @@ class PayloadManager(Component):
         return _FAILED
 
     def _time_sync_all(self, t_ns: int, boards: list[Board]) -> dict[str, Any]:
-        """``time_sync`` on every board at once; results (or _FAILED) by board name.
+        """``time_sync`` on every board at once; results (or _FAILED) by board name."""
+        return dict(zip((b.cfg.name for b in boards),
+                        self._all_at_once(t_ns, [(b, "time_sync", (t_ns,)) for b in boards]), strict=True))
 
-        Every sync is sent, then every reply awaited (``time_sync_begin``, as
-        firmware_bridge's Link offers)."""
+    def _all_at_once(self, t_ns: int, calls: list[tuple[Board, str, tuple]],
+                     after_checkpoint: bool = False) -> list[Any]:
+        """One command to each of several boards: every one sent, then every reply
+        awaited (``<command>_begin``, as firmware_bridge's Link offers; a link without it
+        is called the plain way), so the boards work at once. Results (or _FAILED) in
+        the order of ``calls``. ``after_checkpoint``: a board's checkpoint in flight is
+        awaited before its command, as :meth:`_call` does."""
         begun: list[Any] = []
-        for b in boards:
-            begin = getattr(b.link, "time_sync_begin", None)
+        for b, method, args in calls:
+            if after_checkpoint and self._ckpt:
+                self._checkpointed(b.cfg.name, t_ns)
+            begin = getattr(b.link, f"{method}_begin", None)
             try:
-                begun.append(begin(t_ns) if begin is not None else _Ready(b.link.time_sync(t_ns)))
+                begun.append(begin(*args) if begin is not None else _Ready(getattr(b.link, method)(*args)))
             except LINK_ERRORS as e:
                 begun.append(e)
-        out: dict[str, Any] = {}
-        for b, p in zip(boards, begun, strict=True):
+        out: list[Any] = []
+        for (b, method, _args), p in zip(calls, begun, strict=True):
             if isinstance(p, BaseException):
-                out[b.cfg.name] = self._link_error(t_ns, b, "time_sync", p)
+                out.append(self._link_error(t_ns, b, method, p))
                 continue
             try:
-                out[b.cfg.name] = p.wait()
+                out.append(p.wait())
             except LINK_ERRORS as e:
-                out[b.cfg.name] = self._link_error(t_ns, b, "time_sync", e)
+                out.append(self._link_error(t_ns, b, method, e))
         return out
 
     def _checkpointed(self, name: str, t_ns: int) -> None:
@@ -564,11 +574,13 @@ class PayloadManager(Component):
             b.throttle = y
             top = max(top, y)
         self.throttle = top
-        for b in act:
-            x = b.throttle
-            if b.last_ok_ns == t_ns and abs(b.throttle_sent - x) > 0.005:
-                if self._call(t_ns, b, "set_throttle", round(x, 4)) is not _FAILED:
-                    b.throttle_sent = x
+        sends = [b for b in act if b.last_ok_ns == t_ns and abs(b.throttle_sent - b.throttle) > 0.005]
+        if sends:  # to every board at once (two boards' throttles often change together)
+            res = self._all_at_once(t_ns, [(b, "set_throttle", (round(b.throttle, 4),)) for b in sends],
+                                    after_checkpoint=True)
+            for b, r in zip(sends, res, strict=True):
+                if r is not _FAILED:
+                    b.throttle_sent = b.throttle
 
     def _derate(self, b: Board) -> None:
         """One frame (1 s) of a board's own thermal derating from its temperature."""
