@@ -219,6 +219,24 @@ def test_the_emulated_boards_agents_share_the_loops_priority_and_their_job_worke
     assert set(seen["workers"]) == {os.SCHED_OTHER}
 
 
+def test_a_run_keeps_what_it_built_out_of_the_collectors_sight_until_it_closes(tmp_path: pathlib.Path) -> None:
+    """What start() built lives as long as the run: frozen (gc.freeze) for the loop,
+    so that a full collection walks only what the loop made; released at close, so a
+    process that runs many runs (a campaign's worker) keeps nothing of a closed one."""
+    import gc
+
+    from hil_rig.run import Run
+    from hil_rig.scenario import load_scenario
+
+    gc.unfreeze()
+    run = Run(load_scenario(_scenario(tmp_path, duration="2 min", workload="idle")), out=tmp_path / "out")
+    with run:  # (started on entry)
+        frozen = gc.get_freeze_count()
+        run.finish()
+    assert frozen > 10_000  # the run's parts, the modules it imported, ...
+    assert gc.get_freeze_count() == 0
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 def test_loop_priority_without_permission_runs_normally() -> None:
     code = (
