@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from . import protocol as P
 from .framing import Deframer, frame
-from .jobs import LIVE_STATES, JobError, RealTimeJobs, VirtualTimeJobs, by_job_id
+from .jobs import ACTIVE, LIVE_STATES, JobError, RealTimeJobs, VirtualTimeJobs, by_job_id
 from .ratings import RATINGS
 from .sensors import SysfsSensors
 
@@ -97,6 +97,10 @@ class _Request:
             except P.PacketError as exc:  # a result that does not fit in a packet
                 return self.fail(P.ERR_INTERNAL, f"{kind} report not sent: {exc}")
         self._end()
+
+    def result(self, res) -> None:
+        """A function's success: its result (a dict, or its JSON already encoded) in TM[8,130]."""
+        self.complete(P.TM_FUNCTION_REPORT, res if isinstance(res, bytes) else P.json_bytes(res))
 
     def reject(self, code: int, message: str) -> None:
         """An acceptance check failed: TM[1,2], nothing executed. (Once acceptance is
@@ -188,7 +192,21 @@ class FdTransport:
             raise
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
+        try:
+            n = os.write(self.fd, data)  # a whole frame, as a rule
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                self.dropped_bytes += len(data)
+                return
+            raise
+        if n < len(data):
+            self._write_rest(memoryview(data)[n:])
+
+    def _write_rest(self, view: memoryview) -> None:
+        """What the pty did not take at once: written as it drains, dropped if it
+        would block for longer than 0.2 s."""
         deadline = None  # 0.2 s from the first time the pty would block
         while view:
             try:
@@ -343,6 +361,7 @@ class Agent:
                       "rejected": 0, "idle": 0, "ignored_tm": 0, "foreign_apid": 0,
                       "internal_errors": 0}
         self._executing: _Request | None = None  # the TC being dispatched (see _unsolicited)
+        self._hk_encode = P.hk_encoder(tuple(board.temp_names), tuple(board.rail_names))
         self._boot()
 
     # -- state that a reboot resets
@@ -413,29 +432,26 @@ class Agent:
         sub = P.EVENT_SEVERITY_SUBTYPES[severity]
         self._unsolicited(P.APID_EVENTS, (P.ST_EVENT, sub), P.encode_event(name, details))
 
-    def housekeeping(self) -> dict:
-        now = self.clock.now_ns()
-        r = self.board.read(now)
-        running = self.jobs.running()
+    def _hk_bytes(self) -> bytes:
+        """The housekeeping record (``P.encode_hk``): the board's reading and the agent's
+        state, encoded by the board layout's encoder without a housekeeping dict."""
+        r = self.board.read(self.clock.now_ns())
         jobs = self.jobs.jobs  # job id -> job
-        last = jobs[max(jobs)] if jobs else None
+        running = 0
+        for j in jobs.values():
+            if j.state in ACTIVE:
+                running += 1
         flags = (P.HK_FLAG_THERMAL_THROTTLE if self.thermal_throttle else 0) | (
             P.HK_FLAG_TEST_MODE if self.test_mode else 0)
-        flags |= P.pack_pi_throttled(r.get("pi_throttled", 0)) << P.HK_FLAG_PI_SHIFT
-        return {
-            **r,
-            "uptime_s": self.uptime_s(),
-            "throttle": self.effective_throttle,
-            "throttle_cmd": self.throttle,
-            "jobs_running": len(running),
-            "last_job_id": last.job_id if last else 0,
-            "last_job_state": last.state if last else "none",
-            "last_job_progress": (last.step / last.params["steps"]) if last else 0.0,
-            "flags": flags,
-        }
-
-    def _hk_bytes(self) -> bytes:
-        return P.encode_hk(self.housekeeping(), self.board.temp_names, self.board.rail_names)
+        pi = r.get("pi_throttled", 0)
+        if pi:
+            flags |= P.pack_pi_throttled(pi) << P.HK_FLAG_PI_SHIFT
+        if jobs:
+            last = jobs[max(jobs)]
+            return self._hk_encode(r, self.uptime_s(), self.effective_throttle, self.throttle, running,
+                                   last.job_id, last.state, last.step / last.params["steps"], flags)
+        return self._hk_encode(r, self.uptime_s(), self.effective_throttle, self.throttle, running,
+                               0, "none", 0.0, flags)
 
     # -- receiving
     @staticmethod
@@ -510,7 +526,12 @@ class Agent:
         kind = pkt.kind
         ok = req.complete
         if kind == P.TC_FUNCTION:  # the common case (a time sync every frame) first
-            return self._function(pkt.data, req)
+            data = pkt.data
+            if data[:_SYNC_HEAD_LEN] == _SYNC_HEAD:  # a time sync: its exact arguments, read directly
+                sync = _sync_args(data)
+                if sync is not None:
+                    return self._time_sync(sync[0], sync[1], req.result)
+            return self._function(data, req)
         if kind == P.TC_PING:
             return ok(P.TM_PING)
         if kind == P.TC_HK_ONE_SHOT:
@@ -541,8 +562,7 @@ class Agent:
         if test_only and not self.test_mode:
             raise _Reject(P.ERR_NOT_TEST_MODE, f"{name} is accepted only in test mode")
         args = _json(data[2:], name)
-        getattr(self, method)(args, lambda res: req.complete(P.TM_FUNCTION_REPORT, _result_json(res)),
-                              req.fail)
+        getattr(self, method)(args, req.result, req.fail)
 
     # -- functions: each gets (args, done(result), failed(code, msg))
     def _fn_board_info(self, args, done, failed) -> None:
@@ -592,6 +612,10 @@ class Agent:
         report = args.get("report", False)
         if not isinstance(report, bool):
             raise _Reject(P.ERR_BAD_ARGUMENTS, f"report must be true or false, got {report!r}")
+        self._time_sync(t, report, done)
+
+    def _time_sync(self, t: int, report: bool, done) -> None:
+        """The checked time sync to ``t``: the clock moves, then the reply (``done``)."""
         prev = self.clock.now_ns()
         if not self.clock.virtual:
             self.clock.sync(t)
@@ -818,9 +842,32 @@ def _json(data: bytes, what: str) -> dict:
         raise _Reject(P.ERR_BAD_ARGUMENTS, str(exc)) from None
 
 
-def _result_json(res) -> bytes:
-    """A function's result as TM[8,130] data: a dict, or its JSON already encoded."""
-    return res if isinstance(res, bytes) else P.json_bytes(res)
+#: A time sync's data as the link sends it (``link._time_sync_data``): the function id,
+#: then ``{"report":true,"t_ns":N}`` or ``{"t_ns":N}``
+_SYNC_FID = P.FUNCTIONS["time_sync"][0].to_bytes(2, "big")
+_SYNC_HEAD = _SYNC_FID + b'{"'
+_SYNC_HEAD_LEN = len(_SYNC_HEAD)
+_SYNC_REPORT = _SYNC_FID + b'{"report":true,"t_ns":'
+_SYNC_PLAIN = _SYNC_FID + b'{"t_ns":'
+
+
+def _sync_args(data: bytes) -> tuple[int, bool] | None:
+    """``(t_ns, report)`` of a time sync's data in exactly one of the link's two forms
+    with a valid ``t_ns`` (an integer in 0..2**63-1 written as JSON writes it: digits,
+    no leading zero), which ``json.loads`` would read as the same arguments; None for
+    any other data (the general path then reads it, and refuses it if it is bad)."""
+    if data[-1:] != b"}":
+        return None
+    if data.startswith(_SYNC_REPORT):
+        digits, report = data[len(_SYNC_REPORT):-1], True
+    elif data.startswith(_SYNC_PLAIN):
+        digits, report = data[len(_SYNC_PLAIN):-1], False
+    else:
+        return None
+    if not digits.isdigit() or (digits[0] == 48 and len(digits) > 1):  # 48: "0"
+        return None
+    t = int(digits)
+    return (t, report) if t < 1 << 63 else None
 
 
 def _cb(done, failed):

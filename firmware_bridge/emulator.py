@@ -127,11 +127,10 @@ class SimBoard:
         temps = {n: round(node + off * lt, 3) for n, off in self._zones}
         if self._rails_at is None or self._rails_at[0] != p:  # the rails follow the power only
             self._rails_at = (p, {n: (v, round(p * share / v, 3)) for n, (v, share) in self._rails})
-        rails = dict(self._rails_at[1])
         total = self.cfg["mem_total_kib"]
         return {
             "temps_k": temps,
-            "rails": rails,
+            "rails": self._rails_at[1],  # (shared by readings at one power: nobody changes a reading)
             "cpu_load": 0.02 + 0.9 * lt,
             "mem_total_kib": total,
             "mem_available_kib": int(total * (0.8 - 0.2 * self.load)),

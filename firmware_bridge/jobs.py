@@ -555,7 +555,7 @@ class VirtualTimeJobs(JobManager):
         (held since the previous call); ``callback()`` once every worker has computed,
         jobs that finished are ``done`` and deadlines up to ``t_ns`` are applied."""
         thr_ppm = int(round(max(0.0, min(1.0, throttle)) * 1_000_000))
-        waiting = {"n": 1}
+        waiting = None  # {"n": count}, with ``acked``, once a job finishes in this interval
         later: list = []  # (conn, message): advances not waited for
 
         def acked(ok: bool = True, result=None) -> None:
@@ -565,7 +565,9 @@ class VirtualTimeJobs(JobManager):
                 callback()
 
         live = [j for j in self.jobs.values() if j.state in ACTIVE and j.conn is not None]
-        for job in sorted(live, key=by_job_id) if len(live) > 1 else live:
+        if len(live) > 1:
+            live.sort(key=by_job_id)
+        for job in live:
             end = t_ns if job.deadline_ns is None else min(t_ns, job.deadline_ns)
             steps = job.params["steps"]
             whole = 0  # steps earned in this interval
@@ -596,13 +598,19 @@ class VirtualTimeJobs(JobManager):
                         later.append((job.conn, msg))
                     continue
                 job.sent = job.target
+                if waiting is None:
+                    waiting = {"n": 1}
                 waiting["n"] += 1  # finishes: the reply needs its digest, so wait for "done"
                 job.waiters[self._tag] = acked
                 try:
                     send(job.conn, msg)
                 except OSError:
                     job.waiters.pop(self._tag)(False, "worker gone")
-        acked()  # with no job finishing, the callback (the reply) runs here
+        if waiting is None:  # no job finishing: the callback (the reply) runs here
+            self._deadlines(t_ns)
+            callback()
+        else:
+            acked()  # (the callback runs here if every finishing job's worker is gone)
         for conn, msg in later:
             try:
                 send(conn, msg)

@@ -420,27 +420,42 @@ def layout_id(temps: list[str], rails: list[str]) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _hk_struct(temps: tuple[str, ...], rails: tuple[str, ...]) -> tuple[int, struct.Struct]:
-    """(layout_id, the whole record's Struct: HK_HEAD then the temperatures and rails)
-    of one layout, computed once."""
-    return layout_id(temps, rails), struct.Struct(f"{HK_HEAD.format}{len(temps) + 2 * len(rails)}f")
+def hk_encoder(temps: tuple[str, ...], rails: tuple[str, ...]):
+    """The housekeeping record's encoder for one layout (``temps``, ``rails``: tuples),
+    the layout's part (its id, the record's Struct) computed once: a function of
+    ``(reading, uptime_s, throttle, throttle_cmd, jobs_running, last_job_id,
+    last_job_state, last_job_progress, flags)``, ``reading`` holding ``temps_k``,
+    ``rails``, ``cpu_load``, ``mem_total_kib``, ``mem_available_kib`` and ``power_w``
+    (a board's reading). :func:`encode_hk` is it for a whole housekeeping dict; a board
+    agent calls it without building that dict (a report every simulated second)."""
+    lid = layout_id(list(temps), list(rails))
+    pack = struct.Struct(f"{HK_HEAD.format}{len(temps) + 2 * len(rails)}f").pack
+    nt, nr = len(temps), len(rails)
+    nan = float("nan")
+    no_rail = (nan, nan)
+    codes = JOB_STATE_CODES
+
+    def encode(r: dict, uptime_s: float, throttle: float, throttle_cmd: float, jobs_running: int,
+               last_job_id: int, last_job_state: str, last_job_progress: float, flags: int) -> bytes:
+        tk, rk = r["temps_k"], r["rails"]
+        vals = [float(tk.get(n, nan)) for n in temps]
+        for name in rails:
+            v, i = rk.get(name, no_rail)
+            vals += (float(v), float(i))
+        return pack(
+            lid, int(uptime_s) & 0xFFFFFFFF, throttle, throttle_cmd, r["cpu_load"],
+            int(r["mem_total_kib"]) & 0xFFFFFFFF, int(r["mem_available_kib"]) & 0xFFFFFFFF,
+            r["power_w"], jobs_running, last_job_id, codes.get(last_job_state, 0),
+            last_job_progress, flags, nt, nr, *vals,
+        )
+
+    return encode
 
 
 def encode_hk(hk: dict, temps: list[str], rails: list[str]) -> bytes:
-    lid, record = _hk_struct(tuple(temps), tuple(rails))
-    nan = float("nan")
-    tk, rk = hk["temps_k"], hk["rails"]
-    vals = [float(tk.get(n, nan)) for n in temps]
-    for name in rails:
-        v, i = rk.get(name, (nan, nan))
-        vals += (float(v), float(i))
-    return record.pack(
-        lid, int(hk["uptime_s"]) & 0xFFFFFFFF, hk["throttle"], hk["throttle_cmd"],
-        hk["cpu_load"], int(hk["mem_total_kib"]) & 0xFFFFFFFF,
-        int(hk["mem_available_kib"]) & 0xFFFFFFFF, hk["power_w"], hk["jobs_running"],
-        hk["last_job_id"], JOB_STATE_CODES.get(hk["last_job_state"], 0),
-        hk["last_job_progress"], hk["flags"], len(temps), len(rails), *vals,
-    )
+    return hk_encoder(tuple(temps), tuple(rails))(
+        hk, hk["uptime_s"], hk["throttle"], hk["throttle_cmd"], hk["jobs_running"], hk["last_job_id"],
+        hk["last_job_state"], hk["last_job_progress"], hk["flags"])
 
 
 def decode_hk(data: bytes, layouts: dict[int, tuple[list[str], list[str]]] | None = None) -> dict:
