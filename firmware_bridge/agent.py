@@ -747,7 +747,8 @@ class Agent:
             wait = min(wait, max(0.0, self.next_hk - mono))
         rlist = self.jobs.fds()  # a new list
         fd = None
-        holding = self._holding()  # a command waits on a job worker: read no more until answered
+        holding = self.ordered_replies and self._holding()  # a command waits on a job worker:
+        # read no more until it is answered
         if self._inbox and not holding:
             wait = 0.0  # commands read earlier wait: poll, then execute them
         if not holding and mono >= self._peer_absent_until:
@@ -802,7 +803,7 @@ class Agent:
     def _serve_inbox(self) -> None:
         """Execute the commands read so far, in order, until one waits on a worker."""
         inbox = self._inbox
-        while inbox and not self._holding():
+        while inbox and not (self.ordered_replies and self._holding()):
             pkt, raw = inbox.popleft()
             self._pending_reboot = False
             if self.hung_until is None:  # (a command before it may have hung the board)
