@@ -397,7 +397,10 @@ class Agent:
 
     @property
     def load(self) -> float:
-        return 1.0 if self.jobs.running() else 0.0
+        for j in self.jobs.jobs.values():  # (jobs.running() without its list: every tick)
+            if j.state in ACTIVE:
+                return 1.0
+        return 0.0
 
     def uptime_s(self) -> float:
         if self.clock.virtual:  # simulation time since the first time sync after boot

@@ -93,22 +93,23 @@ class SimBoard:
         self.throttle = 1.0
         self.t_ns: int | None = None
         self.seed = seed
+        # the kind's figures the physics uses at every tick, looked up once
+        self._idle_w, self._span_w = self.cfg["idle_w"], self.cfg["max_w"] - self.cfg["idle_w"]
+        self._r_k_w, self._tau_s = self.cfg["r_k_w"], self.cfg["r_k_w"] * self.cfg["c_j_k"]
         self._read: tuple[tuple, dict] | None = None  # (state it was read in, reading)
         self._rails_at: tuple[float, dict] | None = None  # (power, the rails at that power)
 
     def power_w(self, load: float | None = None, throttle: float | None = None) -> float:
         load = self.load if load is None else load
         throttle = self.throttle if throttle is None else throttle
-        c = self.cfg
-        return c["idle_w"] + (c["max_w"] - c["idle_w"]) * load * throttle
+        return self._idle_w + self._span_w * load * throttle
 
     def advance(self, now_ns: int, load: float, throttle: float) -> None:
         """Integrate the thermal node to ``now_ns`` with the power held since the last call."""
         if self.t_ns is not None and now_ns > self.t_ns:
             dt = (now_ns - self.t_ns) * 1e-9
-            c = self.cfg
-            t_ss = self.ambient_k + self.power_w() * c["r_k_w"]
-            self.temp_k = t_ss + (self.temp_k - t_ss) * math.exp(-dt / (c["r_k_w"] * c["c_j_k"]))
+            t_ss = self.ambient_k + self.power_w() * self._r_k_w
+            self.temp_k = t_ss + (self.temp_k - t_ss) * math.exp(-dt / self._tau_s)
         self.t_ns = now_ns if self.t_ns is None else max(self.t_ns, now_ns)
         self.load, self.throttle = load, throttle
 
