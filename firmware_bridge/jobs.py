@@ -573,9 +573,10 @@ class VirtualTimeJobs(JobManager):
             whole = 0  # steps earned in this interval
             if end > job.last_ns and job.target < steps:
                 gain = job.rate_usteps * thr_ppm  # per ns, in 1e-21 steps
-                need = (steps - job.target) * _ACC_UNIT - job.acc
-                whole, job.acc = divmod(job.acc + gain * (end - job.last_ns), _ACC_UNIT)
+                acc = job.acc
+                whole, job.acc = divmod(acc + gain * (end - job.last_ns), _ACC_UNIT)
                 if job.target + whole >= steps:  # finishes inside this interval: exactly when
+                    need = (steps - job.target) * _ACC_UNIT - acc
                     job.done_ns = job.last_ns + -(-need // gain)
                     whole, job.acc = steps - job.target, 0
                 job.target += whole
