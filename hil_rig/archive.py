@@ -14,9 +14,11 @@ The file is in WAL mode. The run commits after a simulated second once
 ``COMMIT_EVERY_S`` (50 ms) of wall time have passed since its last commit, and
 whenever its loop hands control back (a step's end, a pause, the end), so a crash
 (or SIGKILL) loses at most the last 50 ms of work: the last simulated second at
-speed 1, the last few dozen in virtual time. Checkpoints
-(copying the WAL back into the file, with its fsyncs) run on a thread of their
-own every ``CHECKPOINT_EVERY`` commits, so the writer never waits for the disk.
+speed 1, the last few dozen in virtual time. Rows are buffered by the caller; the
+inserts and COMMITs run on a writer thread of the archive's own (at the normal
+scheduling policy), so the run loop only hands a batch over. Checkpoints
+(copying the WAL back into the file, with its fsyncs) run on another thread
+every ``CHECKPOINT_EVERY`` commits, so the writer never waits for the disk.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -31,7 +33,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 import pathlib
+import queue
 import re
 import sqlite3
 import threading
@@ -104,10 +108,34 @@ class ArchiveError(RuntimeError):
     pass
 
 
+_PAYLOAD_SQL = "INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?, ?)"
+_LINK_SQL = "INSERT INTO link_stats VALUES (?, ?, ?, ?)"
+_EVENT_SQL = "INSERT INTO events (t_ns, source, kind, detail) VALUES (?, ?, ?, ?)"
+_META_SQL = "INSERT OR REPLACE INTO meta VALUES (?, ?)"
+
+
+def _normal_policy() -> None:
+    """The calling thread at the normal scheduling policy. A new thread gets its
+    creator's policy, unless the creator set ``SCHED_RESET_ON_FORK`` (the run loop's
+    real-time block does; ``chrt`` without ``-R`` does not): a real-time writer
+    would compete with the boards' agents for the cores."""
+    try:
+        if os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK in (os.SCHED_FIFO, os.SCHED_RR):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):  # no sched_* (not Linux)
+        pass
+
+
 class Archive:
-    """Writer. Telemetry and payload rows are buffered and go in as one batch at the
-    next commit; :meth:`commit` ends the transaction, :meth:`commit_soon` does so when
-    ``COMMIT_EVERY_S`` of wall time have passed since the last commit."""
+    """Writer. Rows are buffered in the caller's thread and handed over, as one batch,
+    to the archive's writer thread, which inserts them and commits (sqlite3 releases
+    the GIL while it steps and commits). :meth:`commit` hands over and waits;
+    :meth:`commit_soon` hands over without waiting once ``COMMIT_EVERY_S`` of wall
+    time have passed since the last hand-over. A write the thread could not do (a
+    full disk) makes the next call raise ArchiveError, and every one after it.
+
+    Calls come from one thread at a time (a run is started in one thread and may be
+    stepped in another, a console's; the run serializes its calls)."""
 
     def __init__(self, path: str | pathlib.Path, channels: Sequence[Column],
                  meta: Mapping[str, object] | None = None) -> None:
@@ -120,17 +148,20 @@ class Archive:
             if c.kind not in ("REAL", "INTEGER"):
                 raise ArchiveError(f"channel {c.name}: kind must be REAL or INTEGER")
         self.channels = list(channels)
-        # one writer at a time, not always the same thread: a run is started in one thread and
-        # may be stepped in another (a console's), and the run serializes its calls
+        # used here, then by the writer thread alone, then by close() once the writer ended
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
-        self._commits = 0
-        self._last_commit = 0.0  # time.monotonic() of the last commit
-        self._tm_rows: list[tuple] = []  # rows not yet inserted (see _flush)
+        self._commits = 0  # by the writer thread
+        self._last_commit = 0.0  # time.monotonic() of the last hand-over
+        # rows not yet handed over: telemetry, payload, and the other inserts in call order
+        self._tm_rows: list[tuple] = []
         self._pl_rows: list[tuple] = []
-        self._dirty = False  # something written since the last commit
+        self._ops: list[tuple[str, tuple]] = []
+        self._dirty = False  # something written since the last hand-over
+        self._handed = 0  # batches handed over; of them, _written are done (committed or refused)
+        self._written = 0
         self._checkpointer: _Checkpointer | None = None
         #: why writing stopped (a full disk): every later write raises ArchiveError
         self.failed: str | None = None
@@ -167,10 +198,14 @@ class Archive:
         )
         self.db.executemany("INSERT INTO enums VALUES (?, ?, ?)",
                             [(c.name, v, n) for c in self.channels for v, n in enumerate(c.names)])
+        self.db.execute("COMMIT")
         self._tm_sql = (
             f"INSERT INTO telemetry VALUES (?{', ?' * len(self.channels)})"
         )
-        self.commit()
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name=f"archive writer {self.path.name}",
+                                        daemon=True)
+        self._writer.start()
 
     def telemetry(self, t_ns: int, values: Sequence[float | int | None]) -> None:
         """One telemetry row at ``t_ns`` (values in channel order)."""
@@ -192,83 +227,128 @@ class Archive:
         """A board link's counts since the start, at ``t_ns`` (written when they change).
         They follow the wall clock (a reply late under load is retried): the one table
         outside the determinism guarantee (``REPRODUCIBLE_TABLES``)."""
-        self._execute("INSERT INTO link_stats VALUES (?, ?, ?, ?)", (int(t_ns), board, retries, errors))
+        self._insert(_LINK_SQL, (int(t_ns), board, retries, errors))
 
     def event(self, t_ns: int, source: str, kind: str, detail: str = "") -> None:
-        self._execute("INSERT INTO events (t_ns, source, kind, detail) VALUES (?, ?, ?, ?)",
-                      (int(t_ns), source, kind, detail))
+        self._insert(_EVENT_SQL, (int(t_ns), source, kind, detail))
 
     def set_meta(self, key: str, value: object) -> None:
-        self._execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+        self._insert(_META_SQL, (key, str(value)))
 
-    def _flush(self) -> None:
-        """Insert the buffered telemetry and payload rows (in the open transaction)."""
-        for sql, rows in ((self._tm_sql, self._tm_rows), ("INSERT INTO payload VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                                          self._pl_rows)):
-            if rows:
-                try:
-                    self._execute(sql, rows, many=True)
-                finally:
-                    rows.clear()
-
-    def _execute(self, sql: str, params: Any = (), many: bool = False) -> None:
+    def _insert(self, sql: str, params: tuple) -> None:
         if self.failed is not None:
             raise ArchiveError(self.failed)
-        try:
-            (self.db.executemany if many else self.db.execute)(sql, params)
-        except sqlite3.OperationalError as exc:
-            self._fail(exc)
+        self._ops.append((sql, params))
         self._dirty = True
 
-    def _fail(self, exc: sqlite3.Error) -> None:
+    def _hand_over(self, done: threading.Event | None) -> None:
+        """Give the rows buffered so far to the writer thread, which commits them in
+        the order handed over and then sets ``done``."""
+        if self.failed is not None:
+            raise ArchiveError(self.failed)
+        if self.db is None:
+            raise ArchiveError(f"{self.path}: the archive is closed")
+        self._last_commit = time.monotonic()
+        if not self._dirty and done is None:
+            return
+        batch = (self._tm_rows, self._pl_rows, self._ops, done)
+        self._tm_rows, self._pl_rows, self._ops = [], [], []
+        self._dirty = False
+        self._handed += 1
+        self._queue.put(batch)
+
+    def _write_loop(self) -> None:
+        """The writer thread: each batch handed over (and whatever queued meanwhile)
+        goes in as one transaction. After a failure the rest is refused, not written."""
+        _normal_policy()
+        end = False
+        while not end:
+            batches = [self._queue.get()]
+            while batches[-1] is not None:
+                try:
+                    batches.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            end = batches[-1] is None
+            if end:
+                batches.pop()
+            try:
+                if self.failed is None and any(b[0] or b[1] or b[2] for b in batches):
+                    self._write(batches)
+            except Exception as exc:  # noqa: BLE001 - a full disk, an I/O error, a value SQLite refused
+                self._fail(exc)
+            finally:
+                self._written += len(batches)
+                for b in batches:
+                    if b[3] is not None:
+                        b[3].set()
+
+    def _write(self, batches: list[tuple]) -> None:
+        db = self.db
+        db.execute("BEGIN")
+        for tm_rows, pl_rows, ops, _done in batches:
+            if tm_rows:
+                db.executemany(self._tm_sql, tm_rows)
+            if pl_rows:
+                db.executemany(_PAYLOAD_SQL, pl_rows)
+            for sql, params in ops:
+                db.execute(sql, params)
+        db.execute("COMMIT")
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            if self._checkpointer is None:  # started here: at the writer's normal policy
+                self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.request()
+
+    def _fail(self, exc: Exception) -> None:
         """A write failed (a full disk, an I/O error): the open transaction is rolled back,
         so the archive ends at the last commit, and every later write is refused."""
         full = getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
         why = f"the disk is full ({exc})" if full else str(exc)
-        self.failed = (f"{self.path}: cannot write the archive: {why}; it holds every "
-                       "second committed before")
         try:
             self.db.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # SQLite rolled back already
-        raise ArchiveError(self.failed) from None
+        self.failed = (f"{self.path}: cannot write the archive: {why}; it holds every "
+                       "second committed before")
 
     def commit(self) -> None:
-        """End the transaction: every row written so far is in the file."""
-        self._flush()
-        self._last_commit = time.monotonic()
-        self._execute("COMMIT")
-        self._execute("BEGIN")
-        self._dirty = False
-        self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0:
-            if self._checkpointer is None:
-                self._checkpointer = _Checkpointer(self.path)
-            self._checkpointer.request()
+        """End the transaction: when this returns, every row written so far is in the
+        file (ArchiveError if it could not be written)."""
+        done = threading.Event()
+        self._hand_over(done)
+        done.wait()
+        if self.failed is not None:
+            raise ArchiveError(self.failed)
 
     @property
     def dirty(self) -> bool:
-        """Something was written since the last commit."""
-        return self._dirty
+        """Something was written that is not committed yet."""
+        return self._dirty or self._written < self._handed
 
     def commit_soon(self) -> None:
-        """:meth:`commit` if ``COMMIT_EVERY_S`` of wall time have passed since the last one
-        (the run calls it every simulated second, and commits at once whenever its loop
-        hands control back: a step's end, a pause, the end of the run)."""
+        """Hand the rows written so far to the writer thread, which commits them, if
+        ``COMMIT_EVERY_S`` of wall time have passed since the last hand-over (the run
+        calls it every simulated second, and commits at once whenever its loop hands
+        control back: a step's end, a pause, the end of the run)."""
         if time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
-            self.commit()
+            self._hand_over(None)
 
     def close(self) -> None:
+        """Commit what is left, wait for the writer thread to end, fold the WAL back
+        into the file. ArchiveError if a write failed that no call has reported yet."""
         if self.db is None:
             return
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
+        unreported = self.failed is None
         try:
-            if self.failed is None:
-                self._flush()
-                self._execute("COMMIT")
+            if self.failed is None and self._dirty:
+                self._hand_over(None)
         finally:
+            self._queue.put(None)
+            self._writer.join()
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             try:
                 # Fold the WAL back into the main file so the archive is one file at rest;
                 # on a full disk the committed rows stay in the WAL, where SQLite reads them.
@@ -279,6 +359,8 @@ class Archive:
             finally:
                 self.db.close()
                 self.db = None  # type: ignore[assignment]
+        if unreported and self.failed is not None:
+            raise ArchiveError(self.failed)
 
     def __enter__(self) -> Archive:
         return self
