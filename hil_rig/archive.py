@@ -76,11 +76,12 @@ class _Checkpointer:
             while True:
                 self._go.wait()
                 self._go.clear()
+                stop = self._stop  # read before: a close() during this checkpoint gets one more
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error:
                     pass  # a full disk: the rows stay in the WAL; the writer reports the failure
-                if self._stop:
+                if stop:
                     return
         finally:
             db.close()
@@ -258,41 +259,31 @@ class Archive:
         self._queue.put(batch)
 
     def _write_loop(self) -> None:
-        """The writer thread: each batch handed over (and whatever queued meanwhile)
-        goes in as one transaction. After a failure the rest is refused, not written."""
+        """The writer thread: each batch handed over goes in as one transaction, in the
+        order handed over (so a failure rolls back that batch only). After a failure
+        the rest is refused, not written."""
         _normal_policy()
-        end = False
-        while not end:
-            batches = [self._queue.get()]
-            while batches[-1] is not None:
-                try:
-                    batches.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            end = batches[-1] is None
-            if end:
-                batches.pop()
+        while (batch := self._queue.get()) is not None:
+            tm_rows, pl_rows, ops, done = batch
             try:
-                if self.failed is None and any(b[0] or b[1] or b[2] for b in batches):
-                    self._write(batches)
+                if self.failed is None and (tm_rows or pl_rows or ops):
+                    self._write(tm_rows, pl_rows, ops)
             except Exception as exc:  # noqa: BLE001 - a full disk, an I/O error, a value SQLite refused
                 self._fail(exc)
             finally:
-                self._written += len(batches)
-                for b in batches:
-                    if b[3] is not None:
-                        b[3].set()
+                self._written += 1
+                if done is not None:
+                    done.set()
 
-    def _write(self, batches: list[tuple]) -> None:
+    def _write(self, tm_rows: list[tuple], pl_rows: list[tuple], ops: list[tuple[str, tuple]]) -> None:
         db = self.db
         db.execute("BEGIN")
-        for tm_rows, pl_rows, ops, _done in batches:
-            if tm_rows:
-                db.executemany(self._tm_sql, tm_rows)
-            if pl_rows:
-                db.executemany(_PAYLOAD_SQL, pl_rows)
-            for sql, params in ops:
-                db.execute(sql, params)
+        if tm_rows:
+            db.executemany(self._tm_sql, tm_rows)
+        if pl_rows:
+            db.executemany(_PAYLOAD_SQL, pl_rows)
+        for sql, params in ops:
+            db.execute(sql, params)
         db.execute("COMMIT")
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:

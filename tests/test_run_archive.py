@@ -10,12 +10,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hil_rig.archive
 from hil_rig.archive import Archive, ArchiveError, Column, export_csv, load_run, table_rows
 from hil_rig.cli import main as hil_main
 
@@ -135,3 +137,76 @@ def test_export_names_unknown_table(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ArchiveError, match="unknown table"):
         table_rows(tmp_path, "nope")
     assert len(export_csv(tmp_path, tmp_path / "c", tables=["events"])) == 1
+
+
+def _writer_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("archive writer")]
+
+
+def test_rows_handed_to_the_writer_thread_are_in_the_file_after_commit(tmp_path: pathlib.Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """commit_soon() hands each batch to the archive's writer thread (here at every call);
+    commit() waits for them: another connection then sees every row, in order; close()
+    ends the thread and leaves one file."""
+    monkeypatch.setattr(hil_rig.archive, "COMMIT_EVERY_S", 0.0)
+    path = tmp_path / "telemetry.sqlite"
+    before = _writer_threads()
+    a = Archive(path, CH)
+    assert _writer_threads() == [*before, "archive writer telemetry.sqlite"]
+    for t in range(300):
+        a.telemetry(t, [t / 300, t % 7])
+        a.payload(t, "p0", "running", 5.0, 300.0, t)
+        a.event(t, "rig", "tick", f"t={t}")
+        a.commit_soon()
+    a.set_meta("end", "yes")
+    a.telemetry(300, [1.0, 0])  # after the last hand-over: goes with commit()
+    a.commit()
+    assert not a.dirty
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert db.execute("SELECT t_ns, soc FROM telemetry ORDER BY t_ns").fetchall() == \
+            [(t, t / 300) for t in range(300)] + [(300, 1.0)]
+        assert db.execute("SELECT t_ns, detail FROM events ORDER BY seq").fetchall() == \
+            [(t, f"t={t}") for t in range(300)]
+        assert db.execute("SELECT COUNT(*) FROM payload").fetchone() == (300,)
+        assert db.execute("SELECT value FROM meta WHERE key = 'end'").fetchone() == ("yes",)
+    finally:
+        db.close()
+    a.close()
+    assert _writer_threads() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["telemetry.sqlite"]
+    with pytest.raises(ArchiveError, match="the archive is closed"):
+        a.commit()
+
+
+@pytest.mark.parametrize("reset_on_fork", [False, True], ids=["chrt", "loop_priority"])
+def test_the_writer_thread_runs_at_the_normal_policy(tmp_path: pathlib.Path, reset_on_fork: bool) -> None:
+    """An archive opened by a SCHED_FIFO thread: its writer thread does not compete with
+    the boards' agents at real-time priority, whether or not the creator set
+    SCHED_RESET_ON_FORK (``chrt`` does not; the run loop's real-time block does)."""
+    policies: list[int] = []
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            flags = os.SCHED_RESET_ON_FORK if reset_on_fork else 0
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO | flags, os.sched_param(1))
+            except PermissionError:
+                return
+            with Archive(tmp_path / "telemetry.sqlite", CH) as a:
+                a.telemetry(0, [0.5, 1])
+                a.commit()  # the writer has run (and set its policy) when this returns
+                policies.append(os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK)
+                policies.append(os.sched_getscheduler(a._writer.native_id) & ~os.SCHED_RESET_ON_FORK)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=opener)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+    if not policies:
+        pytest.skip("SCHED_FIFO not permitted here")
+    assert policies == [os.SCHED_FIFO, os.SCHED_OTHER]

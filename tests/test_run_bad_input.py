@@ -11,11 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from hil_rig.archive import Archive, Column, load_run
+import hil_rig.archive
+from hil_rig.archive import Archive, ArchiveError, Column, load_run
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ISS = (REPO / "tests" / "data" / "iss.tle").read_text()
@@ -139,6 +141,51 @@ def test_a_full_disk_ends_the_run_with_an_error_naming_the_run_directory(small_d
     no_traceback(p)
     t = load_run(run_dir)["telemetry"]["t_ns"]  # readable: every second committed before
     assert len(t) > 10 and list(t) == [i * 10**9 for i in range(len(t))]
+
+
+def test_a_write_the_archive_thread_failed_is_refused_at_the_next_call(small_disk: pathlib.Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inserts and COMMITs run on the archive's writer thread: a full disk there makes
+    the next call raise the same ArchiveError, and every call after; the rows committed
+    before stay readable, none lost or reordered."""
+    monkeypatch.setattr(hil_rig.archive, "COMMIT_EVERY_S", 0.0)  # every commit_soon() hands over
+    path = small_disk / "telemetry.sqlite"
+    a = Archive(path, [Column("soc", "1", "state of charge")])
+    try:
+        refused = None
+        for t in range(100_000):  # 1 MB fills long before
+            try:
+                a.telemetry(t * 10**9, [0.5])
+                a.event(t * 10**9, "rig", "tick", "x" * 300)
+                a.commit_soon()
+            except ArchiveError as exc:
+                refused = str(exc)
+                break
+        assert refused is not None, "the archive took 100,000 rows on a 1 MB disk"
+        assert refused.startswith(f"{path}: cannot write the archive: the disk is full"), refused
+        for call in (lambda: a.telemetry(0, [0.5]), lambda: a.event(0, "rig", "x"), a.commit_soon, a.commit):
+            with pytest.raises(ArchiveError) as err:
+                call()
+            assert str(err.value) == refused
+    finally:
+        a.close()  # reported already: close() ends quietly
+    assert not [th for th in threading.enumerate() if th.name.startswith("archive writer")]
+    run = load_run(small_disk)
+    tm, ev = run["telemetry"]["t_ns"], run["events"]
+    assert len(tm) > 10 and list(tm) == [i * 10**9 for i in range(len(tm))]  # ~3 WAL pages a commit
+    assert list(ev["t_ns"]) == list(tm) and list(ev["seq"]) == list(range(1, len(tm) + 1))
+
+
+def test_a_failed_last_write_is_raised_by_close(small_disk: pathlib.Path) -> None:
+    """Rows that never reached the writer thread before close(): their failure is
+    raised there, never lost silently."""
+    a = Archive(small_disk / "telemetry.sqlite", [Column("soc", "1", "state of charge")])
+    for t in range(10_000):  # ~3 MB of events, never handed over before close()
+        a.telemetry(t * 10**9, [0.5])
+        a.event(t * 10**9, "rig", "tick", "x" * 300)
+    with pytest.raises(ArchiveError, match="cannot write the archive: the disk is full"):
+        a.close()
+    assert a.db is None and len(load_run(small_disk)["telemetry"]) == 0
 
 
 def _archive(d: pathlib.Path) -> pathlib.Path:

@@ -661,6 +661,9 @@ class Run:
         try:
             self._need()
             self.run_until(self.parts.duration_ns)
+            failed = self.parts.recorder.archive.failed
+            if failed is not None:  # the archive's writer thread failed on the last rows: run_until's
+                raise ArchiveError(failed)  # final commit saw it, and left it to the run's end
             aborted = self.stop_reason
         except KeyboardInterrupt:
             aborted = "interrupted"
