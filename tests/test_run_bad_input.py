@@ -158,6 +158,8 @@ def test_a_write_the_archive_thread_failed_is_refused_at_the_next_call(small_dis
                 a.telemetry(t * 10**9, [0.5])
                 a.event(t * 10**9, "rig", "tick", "x" * 300)
                 a.commit_soon()
+                while a.dirty:  # the writer thread has this batch until it is committed or refused
+                    time.sleep(0.001)
             except ArchiveError as exc:
                 refused = str(exc)
                 break
