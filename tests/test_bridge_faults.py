@@ -55,6 +55,11 @@ def test_proxy_faults_are_seeded_and_at_the_requested_rate() -> None:
             got = _read_exact(far, 1000)
             assert len(got) == 1000  # corruption keeps the length
         st = proxy.stats.to_link
+        # The proxy's thread counts a write after it returns; the reader may have the
+        # bytes first. Wait for the count (a generous limit, not a timing requirement).
+        until = time.monotonic() + 5.0
+        while st.bytes_out < 20000 and time.monotonic() < until:
+            time.sleep(0.005)
         assert st.bytes_in == st.bytes_out == 20000
         assert 120 <= st.corrupted <= 290  # 1% of 20000, binomial 99.999% bounds
         proxy.set_faults(drop=0.1, duplicate=0.1, direction="to_link")
