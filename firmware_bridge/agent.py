@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from . import protocol as P
 from .framing import Deframer, frame
-from .jobs import ACTIVE, LIVE_STATES, JobError, RealTimeJobs, VirtualTimeJobs, by_job_id
+from .jobs import LIVE_STATES, JobError, RealTimeJobs, VirtualTimeJobs, by_job_id
 from .ratings import RATINGS
 from .sensors import SysfsSensors
 
@@ -397,10 +397,7 @@ class Agent:
 
     @property
     def load(self) -> float:
-        for j in self.jobs.jobs.values():  # (jobs.running() without its list: every tick)
-            if j.state in ACTIVE:
-                return 1.0
-        return 0.0
+        return 1.0 if self.jobs.running_count() else 0.0
 
     def uptime_s(self) -> float:
         if self.clock.virtual:  # simulation time since the first time sync after boot
@@ -440,10 +437,6 @@ class Agent:
         state, encoded by the board layout's encoder without a housekeeping dict."""
         r = self.board.read(self.clock.now_ns())
         jobs = self.jobs.jobs  # job id -> job
-        running = 0
-        for j in jobs.values():
-            if j.state in ACTIVE:
-                running += 1
         flags = (P.HK_FLAG_THERMAL_THROTTLE if self.thermal_throttle else 0) | (
             P.HK_FLAG_TEST_MODE if self.test_mode else 0)
         pi = r.get("pi_throttled", 0)
@@ -451,10 +444,11 @@ class Agent:
             flags |= P.pack_pi_throttled(pi) << P.HK_FLAG_PI_SHIFT
         if jobs:
             last = jobs[max(jobs)]
-            return self._hk_encode(r, self.uptime_s(), self.effective_throttle, self.throttle, running,
-                                   last.job_id, last.state, last.step / last.params["steps"], flags)
-        return self._hk_encode(r, self.uptime_s(), self.effective_throttle, self.throttle, running,
-                               0, "none", 0.0, flags)
+            job_id, state, progress = last.job_id, last.state, last.step / last.params["steps"]
+        else:
+            job_id, state, progress = 0, "none", 0.0
+        return self._hk_encode(r, self.uptime_s(), self.effective_throttle, self.throttle,
+                               self.jobs.running_count(), job_id, state, progress, flags)
 
     # -- receiving
     @staticmethod

@@ -192,8 +192,13 @@ class JobManager:
         """Whether any request to a worker is still unanswered."""
         return any(j.waiters for j in self.jobs.values())
 
-    def running(self) -> list[BoardJob]:
-        return [j for j in self.jobs.values() if j.state in ACTIVE]
+    def running_count(self) -> int:
+        """How many jobs are running or starting (the agent asks at every tick)."""
+        n = 0
+        for j in self.jobs.values():
+            if j.state in ACTIVE:
+                n += 1
+        return n
 
     def fds(self) -> list[int]:
         """The workers' pipe fds, for the agent's select (ints: select would call
@@ -219,7 +224,7 @@ class JobManager:
             p = {k: min(v, self.max_dim) if k in SIZE_PARAMS else v for k, v in p.items()}
         if deadline_s is not None and (not isinstance(deadline_s, int | float) or deadline_s <= 0):
             raise JobError(3, f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
-        if len(self.running()) >= self.max_jobs:
+        if self.running_count() >= self.max_jobs:
             raise JobError(8, f"{self.max_jobs} jobs already running")
         job = BoardJob(self._next_id, workload, p,
                   None if deadline_s is None else now_ns + int(deadline_s * 1e9), now_ns)
