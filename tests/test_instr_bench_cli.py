@@ -60,12 +60,14 @@ def _bench_up(path, *args: str):
             proc.wait()
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
-    return port
+@contextlib.contextmanager
+def _closed_port():
+    """A loopback port where nothing listens, for the block: bound and not listening
+    (a connection is refused), so no server started meanwhile (the bench's own
+    simulated instruments take ephemeral ports) can be given it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def _bench(tmp_path, text: str):
@@ -125,11 +127,12 @@ def test_bench_check_accepts_the_default_bench() -> None:
 
 @pytest.mark.parametrize("kind", ["supply", "relay board"])
 def test_bench_up_with_nothing_listening_names_the_instrument_and_url_exit_2(tmp_path, kind: str) -> None:
-    url = f"modbus-tcp://127.0.0.1:{_closed_port()}?unit=1"
-    dead = PSU.format(name="dead0", url=url, extra="") if kind == "supply" else RELAYS.format(name="dead0", url=url)
-    path = _bench(tmp_path, PSU.format(name="psu0", url="sim://tcp", extra="") + dead
-                  + BOARD.format(name="rpi0", kind="rpi", wiring='supply = "psu0"'))
-    p = _hil("bench", "up", "--bench", str(path))
+    with _closed_port() as port:
+        url = f"modbus-tcp://127.0.0.1:{port}?unit=1"
+        dead = PSU.format(name="dead0", url=url, extra="") if kind == "supply" else RELAYS.format(name="dead0", url=url)
+        path = _bench(tmp_path, PSU.format(name="psu0", url="sim://tcp", extra="") + dead
+                      + BOARD.format(name="rpi0", kind="rpi", wiring='supply = "psu0"'))
+        p = _hil("bench", "up", "--bench", str(path))
     assert p.returncode == 2, p.stdout + p.stderr
     assert (f"hil: error: {path}: {kind} 'dead0': nothing answers at {url}: could not connect in 3 attempt(s) "
             "(nothing listening on that port)\n") in p.stderr
@@ -138,10 +141,12 @@ def test_bench_up_with_nothing_listening_names_the_instrument_and_url_exit_2(tmp
 
 
 def test_open_instruments_raises_instrument_unreachable(tmp_path) -> None:
-    url = f"modbus-tcp://127.0.0.1:{_closed_port()}?unit=1"
-    bench = load_bench(_bench(tmp_path, RELAYS.format(name="relays9", url=url)))
-    with pytest.raises(InstrumentUnreachable, match=rf"relay board 'relays9': nothing answers at {url.replace('?', '[?]')}"):
-        open_instruments(bench)
+    with _closed_port() as port:
+        url = f"modbus-tcp://127.0.0.1:{port}?unit=1"
+        bench = load_bench(_bench(tmp_path, RELAYS.format(name="relays9", url=url)))
+        with pytest.raises(InstrumentUnreachable,
+                           match=rf"relay board 'relays9': nothing answers at {url.replace('?', '[?]')}"):
+            open_instruments(bench)
 
 
 def test_power_on_takes_the_current_limit_from_the_bench_file_and_reports_a_brownout(tmp_path) -> None:
